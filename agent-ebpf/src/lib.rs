@@ -1,0 +1,87 @@
+//! The `#[repr(C)]` records that Warden's eBPF programs and its userspace share through maps.
+#![no_std]
+
+/// Map names, spelled once so userspace and the programs cannot drift apart.
+pub mod maps {
+    pub const REDIRECT_CONFIG: &str = "REDIRECT_CONFIG";
+    pub const SELECTED_CGROUPS: &str = "SELECTED_CGROUPS";
+    pub const INTERCEPT_PORTS: &str = "INTERCEPT_PORTS";
+    pub const PENDING_ORIGINS: &str = "PENDING_ORIGINS";
+    pub const ORIGINS: &str = "ORIGINS";
+    pub const COUNTERS: &str = "COUNTERS";
+}
+
+/// Program names (the Rust function names in `main.rs`).
+pub mod programs {
+    pub const CONNECT4: &str = "warden_connect4";
+    pub const CONNECT6: &str = "warden_connect6";
+    pub const SENDMSG4: &str = "warden_sendmsg4";
+    pub const SENDMSG6: &str = "warden_sendmsg6";
+    pub const SOCK_OPS: &str = "warden_sock_ops";
+    pub const ALL: [&str; 5] = [CONNECT4, CONNECT6, SENDMSG4, SENDMSG6, SOCK_OPS];
+}
+
+/// Bounds of the maps. Origins live in LRU maps: an origin that is never claimed (the client gave
+/// up before Warden accepted) is evicted instead of leaking.
+pub const MAX_SELECTED_CGROUPS: u32 = 4096;
+pub const MAX_INTERCEPT_PORTS: u32 = 64;
+pub const MAX_PENDING_ORIGINS: u32 = 16384;
+pub const MAX_ORIGINS: u32 = 16384;
+/// How many cgroup levels above the current one are checked for selection.
+pub const MAX_CGROUP_DEPTH: i32 = 32;
+
+/// Indexes into the `COUNTERS` per-CPU array.
+pub mod counter {
+    pub const REDIRECTED: u32 = 0;
+    pub const UDP_REFUSED: u32 = 1;
+    pub const ORIGIN_INDEXED: u32 = 2;
+    pub const COUNT: u32 = 3;
+}
+
+/// Where selected connections are sent. Written once by userspace at index 0 of `REDIRECT_CONFIG`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RedirectConfig {
+    /// Warden's listener port, host byte order. It listens on 127.0.0.1 and ::1.
+    pub listen_port: u16,
+    pub _pad: u16,
+    /// Warden's own process: its connections are never redirected.
+    pub warden_tgid: u32,
+}
+
+/// What the kernel knew when a selected process called `connect()`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Origin {
+    /// Original destination address. IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`), network order.
+    pub dst_addr: [u8; 16],
+    /// Original destination port, host byte order.
+    pub dst_port: u16,
+    /// 4 when the program saw an IPv4 connect (connect4), 6 for connect6.
+    pub ip_version: u16,
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    /// `task->comm`, NUL-padded.
+    pub comm: [u8; 16],
+}
+
+/// The client end of a redirected connection, as Warden sees it on accept: the peer address
+/// (IPv4 stored IPv4-mapped, network order) and port (host order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub _pad: u16,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: all three are #[repr(C)] plain-old-data with explicit padding fields, so every byte
+    // pattern is valid and no byte is uninitialised.
+    unsafe impl aya::Pod for super::RedirectConfig {}
+    unsafe impl aya::Pod for super::Origin {}
+    unsafe impl aya::Pod for super::ClientKey {}
+}

@@ -1,0 +1,57 @@
+//! Root-only unix-socket API between the daemon and the CLI: status and `warden exec` registration.
+//!
+//! One JSON request per line, one JSON response per line. The socket lives in `state_dir` (0700)
+//! and is itself 0600; the server also checks the peer's uid with SO_PEERCRED.
+pub mod client;
+pub mod server;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ebpf::{selection::SelectedCgroup, AttachedProgram, KernelCounters},
+    proxy::counters::CountersSnapshot,
+};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AdminRequest {
+    Status,
+    /// Select a cgroup `warden exec` created (path relative to the cgroup2 mount).
+    SelectExec {
+        path: String,
+    },
+    UnselectExec {
+        path: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AdminResponse {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
+}
+
+/// What `warden status` shows.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub pid: u32,
+    pub listen_port: u16,
+    pub listen: Vec<String>,
+    pub intercept_ports: Vec<u16>,
+    pub intercept_hosts: Vec<String>,
+    pub cgroup2_mount: String,
+    pub programs: Vec<AttachedProgram>,
+    pub selected: Vec<SelectedCgroup>,
+    pub counters: StatusCounters,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusCounters {
+    #[serde(flatten)]
+    pub proxy: CountersSnapshot,
+    #[serde(flatten)]
+    pub kernel: KernelCounters,
+}

@@ -1,0 +1,158 @@
+//! The daemon side of the admin socket.
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::watch,
+};
+
+use super::{AdminRequest, AdminResponse, Status, StatusCounters};
+use crate::{ebpf::selection::Selection, proxy::ProxyContext};
+
+/// A request line longer than this is refused (requests are a few dozen bytes).
+const MAX_REQUEST: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminServerError {
+    #[error("another Warden daemon is already serving {0}")]
+    AlreadyRunning(PathBuf),
+    #[error("admin socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub struct AdminServer {
+    pub context: Arc<ProxyContext>,
+    pub selection: Arc<Selection>,
+    pub listen: Vec<String>,
+    pub cgroup2_mount: String,
+}
+
+/// Binds the socket (removing a stale one left by a crashed daemon) with mode 0600.
+pub fn bind(path: &Path) -> Result<UnixListener, AdminServerError> {
+    let socket_error = |source| AdminServerError::Socket {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(AdminServerError::AlreadyRunning(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(socket_error)?;
+    }
+    let listener = UnixListener::bind(path).map_err(socket_error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(socket_error)?;
+    Ok(listener)
+}
+
+impl AdminServer {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: UnixListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.changed() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let server = self.clone();
+            tokio::spawn(async move { server.handle(stream).await });
+        }
+    }
+
+    async fn handle(&self, stream: UnixStream) {
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == 0 => {}
+            Ok(cred) => {
+                tracing::warn!(
+                    uid = cred.uid(),
+                    pid = cred.pid(),
+                    "admin request from a non-root peer refused"
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "admin socket: cannot read peer credentials");
+                return;
+            }
+        }
+        let (read, mut write) = stream.into_split();
+        let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
+        let mut line = String::new();
+        let response = match reader.read_line(&mut line).await {
+            Ok(_) => match serde_json::from_str::<AdminRequest>(&line) {
+                Ok(request) => self.answer(request),
+                Err(error) => refusal(format!("invalid request: {error}")),
+            },
+            Err(error) => refusal(format!("reading request: {error}")),
+        };
+        let mut bytes = serde_json::to_vec(&response).unwrap_or_default();
+        bytes.push(b'\n');
+        let _ = write.write_all(&bytes).await;
+    }
+
+    fn answer(&self, request: AdminRequest) -> AdminResponse {
+        match request {
+            AdminRequest::Status => AdminResponse {
+                ok: true,
+                error: None,
+                status: serde_json::to_value(self.status()).ok(),
+            },
+            AdminRequest::SelectExec { path } => match self.selection.add_exec(&path) {
+                Ok(cgroup) => {
+                    tracing::info!(path = %cgroup.path, id = cgroup.id, "warden exec cgroup registered");
+                    ok()
+                }
+                Err(error) => refusal(error.to_string()),
+            },
+            AdminRequest::UnselectExec { path } => match self.selection.remove_exec(&path) {
+                Ok(()) => ok(),
+                Err(error) => refusal(error.to_string()),
+            },
+        }
+    }
+
+    fn status(&self) -> Status {
+        let config = &self.context.config;
+        Status {
+            pid: std::process::id(),
+            listen_port: config.proxy.listen_port,
+            listen: self.listen.clone(),
+            intercept_ports: config.proxy.intercept_ports.clone(),
+            intercept_hosts: config.proxy.intercept_hosts.clone(),
+            cgroup2_mount: self.cgroup2_mount.clone(),
+            programs: self.context.redirector.programs().to_vec(),
+            selected: self.selection.selected(),
+            counters: StatusCounters {
+                proxy: self.context.counters.snapshot(),
+                kernel: self.context.redirector.counters(),
+            },
+        }
+    }
+}
+
+fn ok() -> AdminResponse {
+    AdminResponse {
+        ok: true,
+        error: None,
+        status: None,
+    }
+}
+
+fn refusal(error: String) -> AdminResponse {
+    AdminResponse {
+        ok: false,
+        error: Some(error),
+        status: None,
+    }
+}

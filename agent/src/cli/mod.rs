@@ -1,0 +1,47 @@
+//! Command-line interface: the argument model and one module per subcommand.
+pub mod ca;
+pub mod exec;
+pub mod run;
+pub mod status;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// Warden makes every call your AI agents make to the OpenAI API visible and accountable.
+///
+/// An eBPF program redirects the TCP connections of selected cgroups to Warden's local proxy, which
+/// attributes each connection to its process, user, systemd unit or container, decrypts the LLM hosts
+/// with its own CA, and tunnels everything else untouched.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version)]
+pub struct Cli {
+    /// Configuration file. When the default is absent, built-in defaults apply; a file named here
+    /// must exist. The daemon's state and admin socket are found from it.
+    #[arg(long, global = true, value_name = "PATH", env = "WARDEN_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (root). SIGINT/SIGTERM detach the eBPF programs and drain
+    /// open connections before exiting.
+    Run(run::RunArgs),
+    /// Run a command in a fresh cgroup that the running daemon intercepts; exits with its exit code.
+    Exec(exec::ExecArgs),
+    /// Show the daemon's selected cgroups, attached programs and counters.
+    Status(status::StatusArgs),
+    /// Warden's certificate authority (what clients must trust for intercepted hosts).
+    Ca(ca::CaArgs),
+}
+
+impl Cli {
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(self.config.as_deref())?)
+    }
+}

@@ -1,0 +1,162 @@
+//! `warden run`: the daemon. Bind, load and attach eBPF, select, serve, and shut down cleanly.
+use std::{os::unix::fs::DirBuilderExt, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use clap::Args;
+use tokio::sync::watch;
+
+use super::Cli;
+use crate::{
+    admin::server::{self as admin_server, AdminServer},
+    cgroupfs::CgroupFs,
+    config::Config,
+    ebpf::{selection::Selection, Redirector},
+    identity::IdentityResolver,
+    proxy::{self, upstream::Upstream, Listeners, ProxyContext},
+    tls::{self, CertificateAuthority, LeafCache},
+};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {}
+
+pub fn run(cli: &Cli, _args: &RunArgs) -> anyhow::Result<()> {
+    init_logging();
+    let config = cli.load_config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(daemon(config))
+}
+
+/// JSON lines on stderr, one object per event, fields flattened; `WARDEN_LOG` sets the filter.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn daemon(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    create_private_dir(&config.state_dir)?;
+    let ca = CertificateAuthority::load_or_create(&config.ca_dir()).context("Warden CA")?;
+    let tls_server = tls::server_config(Arc::new(LeafCache::new(Arc::new(ca))));
+    let upstream = Upstream::new(&config)?;
+    let cgroupfs = CgroupFs::discover()?;
+
+    // Bind before attaching: a redirect with nothing listening would break the selected workloads.
+    let listeners = Listeners::bind(config.proxy.listen_port).await?;
+    let listen: Vec<String> = listeners
+        .addresses()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let admin_socket = config.admin_socket_path();
+    let admin_listener = admin_server::bind(&admin_socket)?;
+
+    let redirector = Arc::new(
+        Redirector::load_and_attach(
+            &cgroupfs,
+            config.proxy.listen_port,
+            &config.proxy.intercept_ports,
+        )
+        .context("attaching the eBPF programs")?,
+    );
+    let selection = Arc::new(Selection::new(
+        cgroupfs.clone(),
+        redirector.clone(),
+        config.select.cgroups.clone(),
+        config.select.units.clone(),
+    ));
+    selection.resync().context("selecting cgroups")?;
+
+    let context = Arc::new(ProxyContext {
+        config: config.clone(),
+        redirector: redirector.clone(),
+        identities: IdentityResolver::new(config.accounts.clone(), Some(cgroupfs.clone())),
+        tls_server,
+        upstream,
+        counters: Default::default(),
+    });
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let admin = Arc::new(AdminServer {
+        context: context.clone(),
+        selection: selection.clone(),
+        listen: listen.clone(),
+        cgroup2_mount: cgroupfs.mount().display().to_string(),
+    });
+    tokio::spawn(admin.serve(admin_listener, shutdown.clone()));
+    tokio::spawn(selection.clone().watch(shutdown.clone()));
+    let drain = Duration::from_secs(config.proxy.drain_timeout_secs);
+    let proxy = tokio::spawn(proxy::serve(context, listeners, shutdown, drain));
+
+    let programs: Vec<String> = redirector
+        .programs()
+        .iter()
+        .map(|p| format!("{}#{}", p.name, p.id))
+        .collect();
+    let selected: Vec<String> = selection
+        .selected()
+        .iter()
+        .map(|c| c.path.clone())
+        .collect();
+    tracing::info!(
+        listen = ?listen,
+        intercept_ports = ?config.proxy.intercept_ports,
+        intercept_hosts = ?config.proxy.intercept_hosts,
+        programs = ?programs,
+        selected = ?selected,
+        cgroup2_mount = %cgroupfs.mount().display(),
+        ca = %tls::cert_path(&config.ca_dir()).display(),
+        "warden ready"
+    );
+
+    let signal = wait_for_signal().await?;
+    tracing::info!(
+        signal,
+        "shutting down: detaching eBPF programs, draining connections"
+    );
+    // Detach first so no new connection is redirected to a listener that is about to close.
+    redirector.detach();
+    let _ = shutdown_tx.send(true);
+    let _ = proxy.await;
+    if let Err(error) = std::fs::remove_file(&admin_socket) {
+        tracing::warn!(%error, path = %admin_socket.display(), "removing the admin socket");
+    }
+    tracing::info!("warden stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
+}
+
+/// state_dir holds the CA key and the admin socket: root-only.
+fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating state_dir {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode != 0o700 {
+        tracing::warn!(path = %dir.display(), mode = format!("{mode:o}"), "state_dir was not 0700; fixing");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}

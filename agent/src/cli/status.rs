@@ -1,0 +1,74 @@
+//! `warden status`: what the running daemon selects, has attached, and has counted.
+use clap::Args;
+
+use crate::{
+    admin::{client, AdminRequest},
+    config::Config,
+};
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<()> {
+    let response = client::call(&config.admin_socket_path(), &AdminRequest::Status)?;
+    let status = response.status.unwrap_or_default();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    let field = |name: &str| status.get(name).cloned().unwrap_or_default();
+    println!("daemon pid      {}", field("pid"));
+    println!("listening on    {}", join(&field("listen")));
+    println!(
+        "intercepts      ports {} hosts {}",
+        join(&field("intercept_ports")),
+        join(&field("intercept_hosts"))
+    );
+    println!(
+        "cgroup2 mount   {}",
+        field("cgroup2_mount").as_str().unwrap_or("?")
+    );
+    println!("programs");
+    for program in field("programs").as_array().into_iter().flatten() {
+        println!(
+            "  {:<20} id {}",
+            program["name"].as_str().unwrap_or("?"),
+            program["id"]
+        );
+    }
+    println!("selected cgroups");
+    let selected = field("selected");
+    let selected = selected.as_array().cloned().unwrap_or_default();
+    if selected.is_empty() {
+        println!("  (none: configure [select] or use `warden exec`)");
+    }
+    for cgroup in selected {
+        println!(
+            "  {:<48} id {:<10} {}",
+            cgroup["path"].as_str().unwrap_or("?"),
+            cgroup["id"],
+            cgroup["source"].as_str().unwrap_or("?")
+        );
+    }
+    println!("counters");
+    if let Some(counters) = field("counters").as_object() {
+        for (name, value) in counters {
+            println!("  {name:<20} {value}");
+        }
+    }
+    Ok(())
+}
+
+fn join(value: &serde_json::Value) -> String {
+    let items: Vec<String> = value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+        .collect();
+    items.join(", ")
+}

@@ -1,0 +1,288 @@
+//! Keep the kernel's selected-cgroup set equal to what the config and `warden exec` ask for.
+//!
+//! A selector names a cgroup by path or by systemd unit, but the kernel matches ids, and a unit
+//! that restarts gets a new cgroup with a new id. So the selection is recomputed from the
+//! selectors whenever cgroupfs changes (inotify) and at least once a second.
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use inotify::{Inotify, WatchMask};
+use serde::Serialize;
+use tokio::io::unix::AsyncFd;
+
+use super::Redirector;
+use crate::cgroupfs::{validate_path, CgroupError, CgroupFs};
+
+/// The slowest a restarted unit's new cgroup is noticed when inotify misses it.
+const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// A unit that is not found is searched for by walking the whole tree at most this often.
+const UNIT_WALK_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SelectionError {
+    #[error(transparent)]
+    Path(#[from] CgroupError),
+    #[error("cgroup {path} does not exist: {source}")]
+    Missing {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("updating the kernel's selection: {0}")]
+    Kernel(#[from] super::EbpfLoadError),
+}
+
+/// A cgroup the kernel currently redirects, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SelectedCgroup {
+    pub path: String,
+    pub id: u64,
+    /// "config" (select.cgroups), "unit" (select.units) or "exec" (`warden exec`).
+    pub source: &'static str,
+}
+
+pub struct Selection {
+    cgroupfs: CgroupFs,
+    redirector: Arc<Redirector>,
+    config_paths: Vec<String>,
+    units: Vec<String>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    exec_paths: BTreeSet<String>,
+    current: Vec<SelectedCgroup>,
+    /// Where each unit was last found, tried first on the next resync.
+    unit_paths: HashMap<String, String>,
+    last_unit_walk: Option<Instant>,
+}
+
+impl Selection {
+    pub fn new(
+        cgroupfs: CgroupFs,
+        redirector: Arc<Redirector>,
+        config_paths: Vec<String>,
+        units: Vec<String>,
+    ) -> Selection {
+        Selection {
+            cgroupfs,
+            redirector,
+            config_paths,
+            units,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn selected(&self) -> Vec<SelectedCgroup> {
+        self.lock().current.clone()
+    }
+
+    /// The path of a selected cgroup by id (identity falls back to this for exited processes).
+    pub fn path_of(&self, id: u64) -> Option<String> {
+        let state = self.lock();
+        state
+            .current
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.path.clone())
+    }
+
+    /// Selects a cgroup that `warden exec` created. Returns once the kernel redirects it.
+    pub fn add_exec(&self, path: &str) -> Result<SelectedCgroup, SelectionError> {
+        validate_path(path)?;
+        let id = self
+            .cgroupfs
+            .id_of(path)
+            .map_err(|source| SelectionError::Missing {
+                path: path.to_string(),
+                source,
+            })?;
+        self.lock().exec_paths.insert(path.to_string());
+        self.resync()?;
+        Ok(SelectedCgroup {
+            path: path.to_string(),
+            id,
+            source: "exec",
+        })
+    }
+
+    pub fn remove_exec(&self, path: &str) -> Result<(), SelectionError> {
+        self.lock().exec_paths.remove(path);
+        self.resync()
+    }
+
+    /// Recomputes the selection from the selectors and applies the difference to the kernel map.
+    pub fn resync(&self) -> Result<(), SelectionError> {
+        let mut state = self.lock();
+        let mut desired: BTreeMap<u64, SelectedCgroup> = BTreeMap::new();
+        let mut add = |path: &str, source: &'static str| -> bool {
+            match self.cgroupfs.id_of(path) {
+                Ok(id) => {
+                    desired.entry(id).or_insert(SelectedCgroup {
+                        path: path.to_string(),
+                        id,
+                        source,
+                    });
+                    true
+                }
+                Err(_) => false,
+            }
+        };
+        for path in &self.config_paths {
+            add(path, "config");
+        }
+        let exec_paths = std::mem::take(&mut state.exec_paths);
+        for path in exec_paths {
+            // An exec cgroup that is gone (its command ended and it was removed) is forgotten.
+            if add(&path, "exec") {
+                state.exec_paths.insert(path);
+            }
+        }
+        for unit in &self.units {
+            if let Some(path) = self.locate_unit(&mut state, unit) {
+                add(&path, "unit");
+            }
+        }
+
+        let current_ids: BTreeSet<u64> = state.current.iter().map(|c| c.id).collect();
+        let to_add: Vec<u64> = desired
+            .keys()
+            .filter(|id| !current_ids.contains(id))
+            .copied()
+            .collect();
+        let to_remove: Vec<u64> = current_ids
+            .iter()
+            .filter(|id| !desired.contains_key(id))
+            .copied()
+            .collect();
+        if to_add.is_empty() && to_remove.is_empty() {
+            return Ok(());
+        }
+        self.redirector.update_selection(&to_add, &to_remove)?;
+        for cgroup in state.current.iter().filter(|c| to_remove.contains(&c.id)) {
+            tracing::info!(path = %cgroup.path, id = cgroup.id, source = cgroup.source, "cgroup no longer selected");
+        }
+        for id in &to_add {
+            let cgroup = &desired[id];
+            tracing::info!(path = %cgroup.path, id = cgroup.id, source = cgroup.source, "cgroup selected");
+        }
+        state.current = desired.into_values().collect();
+        Ok(())
+    }
+
+    /// Finds a unit's cgroup: where it was last seen, the usual slices, then (rate-limited) anywhere.
+    fn locate_unit(&self, state: &mut State, unit: &str) -> Option<String> {
+        let mut candidates: Vec<String> = state.unit_paths.get(unit).cloned().into_iter().collect();
+        candidates.push(format!("/system.slice/{unit}"));
+        if let Some(found) = candidates
+            .into_iter()
+            .find(|p| self.cgroupfs.id_of(p).is_ok())
+        {
+            state.unit_paths.insert(unit.to_string(), found.clone());
+            return Some(found);
+        }
+        let walked_recently = state
+            .last_unit_walk
+            .is_some_and(|at| at.elapsed() < UNIT_WALK_INTERVAL);
+        if walked_recently {
+            return None;
+        }
+        state.last_unit_walk = Some(Instant::now());
+        let found = self.cgroupfs.find_unit(unit)?;
+        state.unit_paths.insert(unit.to_string(), found.clone());
+        Some(found)
+    }
+
+    /// Directories whose children appearing or disappearing can change the selection.
+    fn watched_dirs(&self) -> BTreeSet<PathBuf> {
+        let state = self.lock();
+        let parent_of = |path: &str| -> Option<PathBuf> {
+            let parent = std::path::Path::new(path).parent()?.to_str()?.to_string();
+            self.cgroupfs.dir(&parent).ok()
+        };
+        let mut dirs: BTreeSet<PathBuf> = [self.cgroupfs.mount().to_path_buf()].into();
+        let unit_parents = state
+            .unit_paths
+            .values()
+            .map(String::as_str)
+            .chain(["/system.slice/x"]);
+        for path in self
+            .config_paths
+            .iter()
+            .map(String::as_str)
+            .chain(unit_parents)
+        {
+            dirs.extend(parent_of(path));
+        }
+        dirs.retain(|d| d.is_dir());
+        dirs
+    }
+
+    /// Resyncs on cgroupfs changes and on a timer until `shutdown` fires.
+    pub async fn watch(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut inotify = self.start_inotify();
+        let mut ticker = tokio::time::interval(RESYNC_INTERVAL);
+        let mut buffer = [0u8; 4096];
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = ticker.tick() => {}
+                ready = readable(&mut inotify) => {
+                    if let Some(mut guard) = ready {
+                        // Drain the events; their content does not matter, only that something changed.
+                        let _ = guard.try_io(|fd| fd.get_mut().read_events(&mut buffer).map(|_| ()));
+                    }
+                }
+            }
+            if let Err(error) = self.resync() {
+                tracing::error!(%error, "selection resync failed");
+            }
+            if let Some(fd) = inotify.as_mut() {
+                self.add_watches(fd.get_mut());
+            }
+        }
+    }
+
+    fn start_inotify(&self) -> Option<AsyncFd<Inotify>> {
+        let mut inotify = match Inotify::init() {
+            Ok(inotify) => inotify,
+            Err(error) => {
+                tracing::warn!(%error, "inotify unavailable; cgroup changes are noticed by polling only");
+                return None;
+            }
+        };
+        self.add_watches(&mut inotify);
+        // SAFETY: `inotify` owns its fd, and the AsyncFd owns `inotify` for as long as it is registered.
+        unsafe { AsyncFd::register(inotify) }.ok()
+    }
+
+    fn add_watches(&self, inotify: &mut Inotify) {
+        for dir in self.watched_dirs() {
+            // Adding an existing watch just updates it, so this is idempotent.
+            let _ = inotify.watches().add(
+                &dir,
+                WatchMask::CREATE | WatchMask::DELETE | WatchMask::ONLYDIR,
+            );
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+async fn readable(
+    inotify: &mut Option<AsyncFd<Inotify>>,
+) -> Option<tokio::io::unix::AsyncFdReadyMutGuard<'_, Inotify>> {
+    match inotify {
+        Some(fd) => fd.readable_mut().await.ok(),
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,10 @@
+//! Warden: a host agent that makes AI agents' calls to LLM APIs visible, governed and accountable.
+pub mod admin;
+pub mod cgroupfs;
+pub mod cli;
+pub mod config;
+pub mod ebpf;
+pub mod identity;
+pub mod openai;
+pub mod proxy;
+pub mod tls;

@@ -1,0 +1,25 @@
+//! The `warden` binary: parse the command line and dispatch to a subcommand.
+use std::process::ExitCode;
+
+use clap::Parser;
+use warden::cli::{self, Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Run(args) => cli::run::run(&cli, args).map(|()| ExitCode::SUCCESS),
+        Command::Exec(args) => cli::exec::run(&cli, args).map(ExitCode::from),
+        Command::Status(args) => cli
+            .load_config()
+            .and_then(|config| cli::status::run(&config, args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Ca(args) => cli
+            .load_config()
+            .and_then(|config| cli::ca::run(&config, args))
+            .map(|()| ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("warden: {error:#}");
+        ExitCode::FAILURE
+    })
+}

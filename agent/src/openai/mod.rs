@@ -1,0 +1,2 @@
+//! OpenAI API knowledge: error bodies.
+pub mod error;

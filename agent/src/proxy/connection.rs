@@ -1,0 +1,256 @@
+//! One redirected connection: claim its origin, attribute it, classify it, then intercept or tunnel.
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::BytesMut;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+};
+use tokio::{io::AsyncReadExt, net::TcpStream, sync::watch};
+use tracing::Level;
+
+use super::{
+    client_hello::{classify, Classified},
+    counters::Counters,
+    http::{self, ConnectionInfo},
+    prefixed::PrefixedStream,
+    ProxyContext,
+};
+use crate::{ebpf::origin::ConnectionOrigin, identity::Identity, identity_event};
+
+/// How long a client may take to send its first bytes, and to finish the TLS handshake.
+const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+const TUNNEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn handle(
+    context: Arc<ProxyContext>,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    Counters::bump(&context.counters.accepted);
+    let Some(origin) = context.redirector.take_origin(peer) else {
+        // Someone connected to the listener directly: there is no destination to serve.
+        Counters::bump(&context.counters.rejected);
+        tracing::warn!(%peer, reason = "no origin recorded for this connection", "connection closed");
+        return;
+    };
+    let identity = context.identities.resolve(&origin);
+    let _ = client.set_nodelay(true);
+
+    let (first_bytes, classified) = match read_first_bytes(&mut client).await {
+        Ok(read) => read,
+        Err(reason) => return reject(&context, &identity, &origin, &reason),
+    };
+    match classified {
+        Classified::NotTls => {
+            tunnel(
+                &context,
+                &identity,
+                &origin,
+                client,
+                first_bytes,
+                None,
+                "not TLS",
+            )
+            .await
+        }
+        Classified::ClientHello {
+            server_name: None, ..
+        } => reject(
+            &context,
+            &identity,
+            &origin,
+            "TLS ClientHello has no server name",
+        ),
+        Classified::ClientHello {
+            server_name: Some(name),
+            ..
+        } if context.config.is_intercepted_host(&name) => {
+            intercept(
+                &context,
+                identity,
+                &origin,
+                client,
+                first_bytes,
+                name,
+                shutdown,
+            )
+            .await
+        }
+        Classified::ClientHello {
+            server_name: Some(name),
+            ..
+        } => {
+            let name = Some(name);
+            tunnel(
+                &context,
+                &identity,
+                &origin,
+                client,
+                first_bytes,
+                name,
+                "server name not intercepted",
+            )
+            .await
+        }
+        Classified::Malformed(what) => reject(
+            &context,
+            &identity,
+            &origin,
+            &format!("malformed TLS ClientHello: {what}"),
+        ),
+        // read_first_bytes loops while more bytes could complete the hello.
+        Classified::NeedMore => reject(&context, &identity, &origin, "incomplete ClientHello"),
+    }
+}
+
+/// Reads until the first bytes say what the connection is: a complete ClientHello, or not TLS.
+async fn read_first_bytes(client: &mut TcpStream) -> Result<(BytesMut, Classified), String> {
+    let mut buffer = BytesMut::with_capacity(2048);
+    let deadline = tokio::time::Instant::now() + CLIENT_HELLO_TIMEOUT;
+    loop {
+        let read = tokio::time::timeout_at(deadline, client.read_buf(&mut buffer)).await;
+        match read {
+            Err(_) => {
+                return Err(format!(
+                    "client sent no complete ClientHello within {}s",
+                    CLIENT_HELLO_TIMEOUT.as_secs()
+                ))
+            }
+            Ok(Err(error)) => return Err(format!("reading from client failed: {error}")),
+            Ok(Ok(0)) => {
+                return Err(if buffer.is_empty() {
+                    "client closed without sending anything".to_string()
+                } else {
+                    "client closed during TLS handshake (incomplete ClientHello)".to_string()
+                })
+            }
+            Ok(Ok(_)) => {}
+        }
+        match classify(&buffer) {
+            Classified::NeedMore => continue,
+            classified => return Ok((buffer, classified)),
+        }
+    }
+}
+
+fn reject(context: &ProxyContext, identity: &Identity, origin: &ConnectionOrigin, reason: &str) {
+    Counters::bump(&context.counters.rejected);
+    identity_event!(Level::WARN, identity, destination = %origin.original_dst, reason, "connection closed");
+}
+
+async fn tunnel(
+    context: &ProxyContext,
+    identity: &Identity,
+    origin: &ConnectionOrigin,
+    mut client: TcpStream,
+    first_bytes: BytesMut,
+    server_name: Option<String>,
+    reason: &str,
+) {
+    let started = Instant::now();
+    let destination = origin.original_dst;
+    let mut server =
+        match tokio::time::timeout(TUNNEL_CONNECT_TIMEOUT, TcpStream::connect(destination)).await {
+            Ok(Ok(server)) => server,
+            Ok(Err(error)) => {
+                return reject(
+                    context,
+                    identity,
+                    origin,
+                    &format!("tunnel to {destination} failed: {error}"),
+                )
+            }
+            Err(_) => {
+                return reject(
+                    context,
+                    identity,
+                    origin,
+                    &format!("tunnel to {destination} timed out"),
+                )
+            }
+        };
+    Counters::bump(&context.counters.tunneled);
+    let _ = server.set_nodelay(true);
+    let prefix_len = first_bytes.len() as u64;
+    let mut client = PrefixedStream::new(first_bytes, &mut client);
+    let result = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    let (from_client, to_client, error) = match result {
+        Ok((up, down)) => (up, down, None),
+        Err(error) => (prefix_len, 0, Some(error.to_string())),
+    };
+    identity_event!(
+        Level::INFO,
+        identity,
+        destination = %destination,
+        server_name = server_name.as_deref(),
+        reason,
+        bytes_from_client = from_client,
+        bytes_to_client = to_client,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        error = error.as_deref(),
+        "tunnel"
+    );
+}
+
+async fn intercept(
+    context: &Arc<ProxyContext>,
+    identity: Arc<Identity>,
+    origin: &ConnectionOrigin,
+    client: TcpStream,
+    first_bytes: BytesMut,
+    server_name: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(context.tls_server.clone());
+    let handshake = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        acceptor.accept(PrefixedStream::new(first_bytes, client)),
+    )
+    .await;
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            return reject(
+                context,
+                &identity,
+                origin,
+                &format!("TLS handshake with client failed: {error}"),
+            )
+        }
+        Err(_) => {
+            return reject(
+                context,
+                &identity,
+                origin,
+                "TLS handshake with client timed out",
+            )
+        }
+    };
+    Counters::bump(&context.counters.intercepted);
+    let info = Arc::new(ConnectionInfo {
+        context: context.clone(),
+        identity: identity.clone(),
+        server_name,
+    });
+    let service = hyper::service::service_fn(move |request| http::handle(info.clone(), request));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        identity_event!(Level::DEBUG, &identity, %error, "intercepted connection ended with an error");
+    }
+}

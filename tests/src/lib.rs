@@ -1,0 +1,31 @@
+//! Support for Warden's end-to-end tests: fake upstreams, guards for cgroups and daemons, real clients.
+//!
+//! Every guard here cleans up on `Drop`, also when the test panics. Every address a test uses is in
+//! 127.0.0.0/8 or `::1`; `api.openai.com` only ever resolves to loopback, through a private hosts file.
+
+pub mod attribution;
+pub mod bpf;
+pub mod cgroup;
+pub mod client;
+pub mod curl;
+pub mod daemon;
+pub mod env;
+pub mod fake_upstream;
+pub mod hex;
+pub mod hosts;
+pub mod logs;
+pub mod net;
+pub mod probe;
+pub mod sdk_scripts;
+pub mod tcp_echo;
+pub mod tls_hello;
+pub mod wait;
+
+pub use cgroup::CgroupGuard;
+pub use client::{Client, ClientOutput};
+pub use daemon::{Daemon, DaemonBuilder, Status};
+pub use env::{require_kernel, require_python, require_root, E2e};
+pub use fake_upstream::{Behavior, FakeUpstream, RecordedRequest};
+pub use hosts::HostsFile;
+pub use logs::{LogLine, Logs};
+pub use tcp_echo::EchoOrigin;

@@ -1,0 +1,91 @@
+//! Connections Warden does not decrypt are tunneled byte for byte to their original destination:
+//! TLS for a server name that is not intercepted, and anything that is not TLS at all.
+
+use std::path::Path;
+use std::time::Duration;
+
+use warden_tests::attribution::{assert_attributed, assert_number};
+use warden_tests::probe::{self, TcpReport, Then};
+use warden_tests::tls_hello::client_hello;
+use warden_tests::{require_kernel, CgroupGuard, Client, Daemon, EchoOrigin, HostsFile, LogLine};
+
+/// Runs the probe in `agent`: send `payload` to `target`, read the echo back.
+fn echo_through(agent: &CgroupGuard, hosts: &HostsFile, target: &str, payload: &[u8]) -> TcpReport {
+    let out = Client::new(probe::tcp(target, payload, Then::ReadEcho, 15_000))
+        .in_cgroup(agent)
+        .hosts(hosts)
+        .run();
+    out.assert_success();
+    serde_json::from_value(out.json()).unwrap_or_else(|e| panic!("probe report ({e})\n{out}"))
+}
+
+fn wait_for_tunnel(daemon: &Daemon, pid: u32) -> LogLine {
+    daemon.wait_for_log(
+        &format!("a tunnel line for pid {pid}"),
+        Duration::from_secs(10),
+        |l| l.is("tunnel") && l.pid() == Some(pid),
+    )
+}
+
+fn probe_exe() -> std::path::PathBuf {
+    probe::probe_bin().canonicalize().expect("the probe binary exists")
+}
+
+/// A stand-in for what follows a ClientHello: every byte value, many times.
+fn arbitrary_bytes(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 256) as u8).collect()
+}
+
+#[test]
+fn tls_for_a_server_name_that_is_not_intercepted_is_tunneled_byte_for_byte() {
+    let Some(e2e) = require_kernel() else { return };
+    let origin = EchoOrigin::start_fresh(443);
+    let hosts = HostsFile::new().with("tunnel.test", origin.ip());
+    let agent = CgroupGuard::new("tunnel");
+    let daemon = Daemon::builder(&e2e).select(&agent).start();
+
+    let mut payload = client_hello("tunnel.test");
+    payload.extend(arbitrary_bytes(16 * 1024));
+    let report = echo_through(&agent, &hosts, "tunnel.test:443", &payload);
+
+    // Both directions are byte-identical.
+    assert_eq!(report.end, "echo-complete", "{report:?}");
+    assert!(report.received() == payload, "the client got back different bytes");
+    let received = origin.wait_for_finished(1, Duration::from_secs(10));
+    assert!(received[0].bytes == payload, "the origin got different bytes");
+    // ...and they went through Warden: the origin's peer is not the client's socket.
+    assert_ne!(Some(received[0].peer.to_string()), report.local);
+
+    let line = wait_for_tunnel(&daemon, report.pid);
+    assert_attributed(&line, report.pid, &probe_exe(), agent.path());
+    assert_eq!(line.str("destination"), Some(origin.addr().to_string().as_str()), "{line}");
+    assert_eq!(line.str("server_name"), Some("tunnel.test"), "{line}");
+    assert_eq!(line.str("reason"), Some("server name not intercepted"), "{line}");
+    assert_eq!(line.u64("bytes_from_client"), Some(payload.len() as u64), "{line}");
+    assert_eq!(line.u64("bytes_to_client"), Some(payload.len() as u64), "{line}");
+    assert_number(&line, "duration_ms");
+    assert!(daemon.logs().exchanges().is_empty(), "nothing was decrypted");
+}
+
+#[test]
+fn bytes_that_are_not_tls_are_tunneled_byte_for_byte() {
+    let Some(e2e) = require_kernel() else { return };
+    let origin = EchoOrigin::start_fresh(443);
+    let agent = CgroupGuard::new("not-tls");
+    let daemon = Daemon::builder(&e2e).select(&agent).start();
+
+    let payload = b"hello\nthis is not TLS\n\x00\xff".to_vec();
+    let report = echo_through(&agent, &HostsFile::new(), &origin.addr().to_string(), &payload);
+
+    assert_eq!(report.end, "echo-complete", "{report:?}");
+    assert_eq!(report.received(), payload);
+    assert_eq!(origin.wait_for_finished(1, Duration::from_secs(10))[0].bytes, payload);
+
+    let line = wait_for_tunnel(&daemon, report.pid);
+    assert_attributed(&line, report.pid, Path::new(&probe_exe()), agent.path());
+    assert_eq!(line.str("destination"), Some(origin.addr().to_string().as_str()), "{line}");
+    assert_eq!(line.str("reason"), Some("not TLS"), "{line}");
+    assert!(!line.has("server_name"), "{line}");
+    assert_eq!(line.u64("bytes_from_client"), Some(payload.len() as u64), "{line}");
+    assert_eq!(line.u64("bytes_to_client"), Some(payload.len() as u64), "{line}");
+}

@@ -1,0 +1,95 @@
+//! Installs missing Debian packages the tests rely on (curl, python3-venv) with apt-get.
+
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::process::{find_on_path, is_root, run_checked, succeeds};
+
+/// A host tool the tests need, how to probe it and which Debian packages provide it.
+struct Requirement {
+    what: &'static str,
+    probe: &'static [&'static str],
+    packages: &'static [&'static str],
+}
+
+const REQUIREMENTS: &[Requirement] = &[
+    Requirement {
+        what: "curl",
+        probe: &["curl", "--version"],
+        packages: &["curl", "ca-certificates"],
+    },
+    Requirement {
+        what: "python3",
+        probe: &["python3", "--version"],
+        packages: &["python3"],
+    },
+    // Debian splits ensurepip out of python3, so `python3 -m venv` fails until python3-venv is in.
+    Requirement {
+        what: "python3 -m venv",
+        probe: &["python3", "-c", "import ensurepip, venv"],
+        packages: &["python3-venv"],
+    },
+];
+
+/// Probes every requirement; installs the packages of the missing ones (one apt-get update first).
+pub fn ensure() -> Result<()> {
+    let missing = missing_requirements();
+    if missing.is_empty() {
+        println!("curl, python3, python3 -m venv: ok");
+        return Ok(());
+    }
+    let names = missing.iter().map(|req| req.what).collect::<Vec<_>>();
+    let packages = missing
+        .iter()
+        .flat_map(|req| req.packages.iter().copied())
+        .collect::<Vec<_>>();
+    println!(
+        "missing: {}; installing {}",
+        names.join(", "),
+        packages.join(" ")
+    );
+    apt_install(&packages)?;
+    let still_missing = missing_requirements();
+    if !still_missing.is_empty() {
+        let names = still_missing.iter().map(|req| req.what).collect::<Vec<_>>();
+        bail!(
+            "still not working after apt-get install: {} (is `python3` on PATH the system one?)",
+            names.join(", ")
+        );
+    }
+    println!("{}: installed, ok", names.join(", "));
+    Ok(())
+}
+
+fn missing_requirements() -> Vec<&'static Requirement> {
+    REQUIREMENTS
+        .iter()
+        .filter(|req| match req.probe.split_first() {
+            Some((program, args)) => !succeeds(Command::new(program).args(args)),
+            None => false,
+        })
+        .collect()
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    if find_on_path("apt-get").is_none() {
+        bail!(
+            "apt-get not found; install these packages by hand: {}",
+            packages.join(" ")
+        );
+    }
+    if !is_root() {
+        bail!(
+            "installing {} needs root; re-run with sudo -E",
+            packages.join(" ")
+        );
+    }
+    run_checked(Command::new("apt-get").arg("update"))?;
+    run_checked(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
