@@ -1,0 +1,246 @@
+//! Typed configuration (TOML): defaults, validation with errors that name file, line and key.
+//!
+//! ```toml
+//! state_dir = "/var/lib/warden"               # CA and the audit store
+//! [proxy]
+//! listen_port = 15443                         # on 127.0.0.1 and ::1
+//! intercept_ports = [443]                     # destination ports redirected from selected cgroups
+//! intercept_hosts = ["api.openai.com"]        # TLS server names that are decrypted; "*.x.com" allowed
+//! drain_timeout_secs = 10                     # how long shutdown waits for open connections
+//! [select]
+//! cgroups = ["/system.slice/agent.service"]   # cgroup2 paths; descendants included
+//! units = ["billing-agent.service"]           # systemd unit names, resolved to their cgroups
+//! [[upstream.override]]                       # send one host's traffic elsewhere
+//! host = "api.openai.com"
+//! address = "127.0.0.2:8443"
+//! ca_file = "/path/to/extra-ca.pem"           # extra roots trusted for this upstream (optional)
+//! [[account]]                                 # service-account names for workloads
+//! name = "billing-agent"
+//! unit = "billing-agent.service"              # or exactly one of: cgroup, uid, exe
+//! ```
+//!
+//! This module holds the typed model and loading; `locate` maps key paths to source lines for
+//! error messages and `validate` holds the rules a parsed config must satisfy.
+mod locate;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    fmt, fs, io,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use locate::{line_of, Locator};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/warden/warden.toml";
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub proxy: ProxyConfig,
+    pub select: SelectConfig,
+    pub upstream: UpstreamConfig,
+    #[serde(rename = "account")]
+    pub accounts: Vec<AccountConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    pub listen_port: u16,
+    pub intercept_ports: Vec<u16>,
+    pub intercept_hosts: Vec<String>,
+    /// How long shutdown waits for open connections before closing them.
+    pub drain_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SelectConfig {
+    pub cgroups: Vec<String>,
+    pub units: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    #[serde(rename = "override")]
+    pub overrides: Vec<UpstreamOverride>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamOverride {
+    pub host: String,
+    pub address: SocketAddr,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Names a workload: exactly one selector (unit, cgroup, uid, exe) is set.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub name: String,
+    pub unit: Option<String>,
+    pub cgroup: Option<String>,
+    pub uid: Option<u32>,
+    pub exe: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: PathBuf::from("/var/lib/warden"),
+            proxy: ProxyConfig::default(),
+            select: SelectConfig::default(),
+            upstream: UpstreamConfig::default(),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen_port: 15443,
+            intercept_ports: vec![443],
+            intercept_hosts: vec!["api.openai.com".to_string()],
+            drain_timeout_secs: 10,
+        }
+    }
+}
+
+/// Where in which file a problem is; the line is absent when the key came from the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}", self.file.display()),
+            None => write!(f, "{}", self.file.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read config: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{location}: {message}")]
+    Syntax { location: Location, message: String },
+    #[error("{location}: unknown key `{key}` in {table} (expected {expected})")]
+    UnknownKey {
+        location: Location,
+        key: String,
+        table: String,
+        expected: String,
+    },
+    #[error("{location}: {key}: {reason}")]
+    Invalid {
+        location: Location,
+        key: String,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// None → DEFAULT_CONFIG_PATH, and if that file is absent the built-in defaults apply.
+    /// Some(path) → the file must exist (a typo must not silently run with defaults).
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(path) => load_file(path, true),
+            None => load_file(Path::new(DEFAULT_CONFIG_PATH), false),
+        }
+    }
+
+    /// Parses and validates `text`; `file` only names the source in errors.
+    pub fn from_toml(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let doc = toml_edit::ImDocument::parse(text).map_err(|e| ConfigError::Syntax {
+            location: Location {
+                file: file.to_path_buf(),
+                line: e.span().map(|span| line_of(text, span.start)),
+            },
+            message: e.message().trim_end().replace('\n', "; "),
+        })?;
+        // toml_edit keeps source spans, so it points errors at lines; serde (via `toml`) builds the
+        // typed model. Both parse the same text, so a span from one names a place in the other.
+        let locate = Locator::new(text, &doc, file);
+        let mut config: Config = toml::from_str(text).map_err(|e| locate.serde_error(&e))?;
+        config.normalize();
+        config
+            .validate()
+            .map_err(|(path, reason)| ConfigError::Invalid {
+                location: locate.location(locate.span_of(&path)),
+                key: path.to_string(),
+                reason,
+            })?;
+        Ok(config)
+    }
+
+    pub fn ca_dir(&self) -> PathBuf {
+        self.state_dir.join("ca")
+    }
+
+    pub fn admin_socket_path(&self) -> PathBuf {
+        self.state_dir.join("admin.sock")
+    }
+
+    /// Case-insensitive exact match, or a `*.example.com` entry matching one or more labels below it.
+    pub fn is_intercepted_host(&self, server_name: &str) -> bool {
+        // Called per connection: compare in place rather than lowercasing copies.
+        let name = server_name.trim_end_matches('.');
+        self.proxy
+            .intercept_hosts
+            .iter()
+            .any(|entry| match entry.strip_prefix('*') {
+                Some(suffix) if suffix.starts_with('.') && name.len() > suffix.len() => name
+                    .get(name.len() - suffix.len()..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix)),
+                _ => name.eq_ignore_ascii_case(entry),
+            })
+    }
+
+    pub fn upstream_override(&self, host: &str) -> Option<&UpstreamOverride> {
+        let host = host.trim_end_matches('.');
+        self.upstream
+            .overrides
+            .iter()
+            .find(|o| o.host.eq_ignore_ascii_case(host))
+    }
+
+    /// Host names compare case-insensitively everywhere; store them lowercase once.
+    fn normalize(&mut self) {
+        for host in &mut self.proxy.intercept_hosts {
+            *host = host.to_ascii_lowercase();
+        }
+        for o in &mut self.upstream.overrides {
+            o.host = o.host.to_ascii_lowercase();
+        }
+    }
+}
+
+fn load_file(path: &Path, required: bool) -> Result<Config, ConfigError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Config::from_toml(&text, path),
+        Err(e) if !required && e.kind() == io::ErrorKind::NotFound => {
+            tracing::debug!(path = %path.display(), "no config file; using built-in defaults");
+            Ok(Config::default())
+        }
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}

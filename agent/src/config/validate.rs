@@ -1,0 +1,155 @@
+//! The rules a parsed config must satisfy, each failure reported as (key path, reason).
+use std::{collections::HashSet, net::IpAddr};
+
+use super::{locate::KeyPath, AccountConfig, Config};
+
+/// Unit types that own a cgroup and so can be selected or named.
+const UNIT_SUFFIXES: &[&str] = &[".service", ".scope", ".slice", ".socket", ".mount", ".swap"];
+
+impl Config {
+    /// The first rule broken, as (key path, reason).
+    pub(super) fn validate(&self) -> Result<(), (KeyPath, String)> {
+        let proxy = KeyPath::root().key("proxy");
+        let p = &self.proxy;
+        if p.listen_port == 0 {
+            return Err((
+                proxy.key("listen_port"),
+                "must be between 1 and 65535".into(),
+            ));
+        }
+        let ports = proxy.key("intercept_ports");
+        if p.intercept_ports.is_empty() {
+            return Err((ports, "must name at least one port".into()));
+        }
+        let mut seen = HashSet::new();
+        for (i, &port) in p.intercept_ports.iter().enumerate() {
+            let reason = if port == 0 {
+                "must be between 1 and 65535".to_string()
+            } else if !seen.insert(port) {
+                format!("port {port} is listed twice")
+            } else if port == p.listen_port {
+                format!("port {port} is proxy.listen_port: redirecting it would loop")
+            } else {
+                continue;
+            };
+            return Err((ports.index(i), reason));
+        }
+        let hosts = proxy.key("intercept_hosts");
+        if p.intercept_hosts.is_empty() {
+            return Err((hosts, "must name at least one host".into()));
+        }
+        for (i, host) in p.intercept_hosts.iter().enumerate() {
+            let name = host.strip_prefix("*.").unwrap_or(host);
+            check_dns_name(name).map_err(|r| (hosts.index(i), format!("{host:?} {r}")))?;
+        }
+        if !self.state_dir.is_absolute() {
+            return Err((
+                KeyPath::root().key("state_dir"),
+                "must be an absolute path".into(),
+            ));
+        }
+        let select = KeyPath::root().key("select");
+        for (i, cgroup) in self.select.cgroups.iter().enumerate() {
+            check_cgroup(cgroup).map_err(|r| (select.key("cgroups").index(i), r))?;
+        }
+        for (i, unit) in self.select.units.iter().enumerate() {
+            check_unit(unit).map_err(|r| (select.key("units").index(i), r))?;
+        }
+        let mut hosts_seen = HashSet::new();
+        for (i, o) in self.upstream.overrides.iter().enumerate() {
+            let at = KeyPath::root().key("upstream").key("override").index(i);
+            check_dns_name(&o.host).map_err(|r| (at.key("host"), format!("{:?} {r}", o.host)))?;
+            if !hosts_seen.insert(o.host.as_str()) {
+                return Err((at.key("host"), format!("{} has two overrides", o.host)));
+            }
+            if o.ca_file.as_ref().is_some_and(|f| !f.is_absolute()) {
+                return Err((at.key("ca_file"), "must be an absolute path".into()));
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, account) in self.accounts.iter().enumerate() {
+            validate_account(
+                account,
+                &KeyPath::root().key("account").index(i),
+                &mut names,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_account<'a>(
+    a: &'a AccountConfig,
+    at: &KeyPath,
+    names: &mut HashSet<&'a str>,
+) -> Result<(), (KeyPath, String)> {
+    if a.name.trim().is_empty() {
+        return Err((at.key("name"), "must not be empty".into()));
+    }
+    if !names.insert(a.name.as_str()) {
+        return Err((
+            at.key("name"),
+            format!("account {:?} is defined twice", a.name),
+        ));
+    }
+    let selectors = [
+        a.unit.is_some(),
+        a.cgroup.is_some(),
+        a.uid.is_some(),
+        a.exe.is_some(),
+    ];
+    if selectors.iter().filter(|set| **set).count() != 1 {
+        return Err((
+            at.clone(),
+            "set exactly one of unit, cgroup, uid, exe".into(),
+        ));
+    }
+    if let Some(unit) = &a.unit {
+        check_unit(unit).map_err(|r| (at.key("unit"), r))?;
+    }
+    if let Some(cgroup) = &a.cgroup {
+        check_cgroup(cgroup).map_err(|r| (at.key("cgroup"), r))?;
+    }
+    if a.exe.as_ref().is_some_and(|exe| !exe.is_absolute()) {
+        return Err((at.key("exe"), "must be an absolute path".into()));
+    }
+    Ok(())
+}
+
+/// A (lowercase) DNS name as it appears in SNI: no IP literals, no trailing dot.
+fn check_dns_name(name: &str) -> Result<(), &'static str> {
+    if name.parse::<IpAddr>().is_ok() {
+        return Err("is an IP literal; TLS server names are DNS names");
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    let label_ok = |l: &&str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let numeric_tld = labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    if name.len() > 253 || !labels.iter().all(label_ok) || numeric_tld {
+        return Err("is not a valid DNS name");
+    }
+    Ok(())
+}
+
+fn check_cgroup(path: &str) -> Result<(), String> {
+    crate::cgroupfs::validate_path(path).map_err(|e| e.to_string())
+}
+
+fn check_unit(unit: &str) -> Result<(), String> {
+    let has_suffix = UNIT_SUFFIXES
+        .iter()
+        .any(|s| unit.len() > s.len() && unit.ends_with(s));
+    if unit.contains('/') || !has_suffix {
+        return Err(format!(
+            "{unit:?} is not a systemd unit name (expected a name ending in one of {})",
+            UNIT_SUFFIXES.join(" ")
+        ));
+    }
+    Ok(())
+}
