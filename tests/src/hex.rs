@@ -7,7 +7,7 @@ pub fn encode(bytes: &[u8]) -> String {
 
 /// Bytes from hex; `None` if the text is not an even number of hex digits.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

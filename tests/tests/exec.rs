@@ -24,7 +24,10 @@ fn a_command_run_by_warden_exec_is_intercepted_in_a_fresh_cgroup_that_is_removed
 
     out.assert_success();
     assert_eq!(http_code(&out), 200, "{out}");
-    assert_eq!(out.json()["choices"][0]["message"]["content"], upstream.reply());
+    assert_eq!(
+        out.json()["choices"][0]["message"]["content"],
+        upstream.reply()
+    );
 
     let exec_cgroup = out.cgroup().to_owned();
     assert_ne!(exec_cgroup, "/", "the command ran in a cgroup of its own");

@@ -14,7 +14,10 @@ fn a_process_outside_the_selected_cgroups_is_not_intercepted() {
     let hosts = HostsFile::new().with("api.openai.com", upstream.ip());
     let agent = CgroupGuard::new("selected");
     let bystander = CgroupGuard::new("bystander");
-    let daemon = Daemon::builder(&e2e).select(&agent).upstream(&upstream).start();
+    let daemon = Daemon::builder(&e2e)
+        .select(&agent)
+        .upstream(&upstream)
+        .start();
 
     // Trusting only the upstream's test CA works: the certificate is the upstream's own.
     let direct = Client::new(curl::chat())
@@ -24,7 +27,10 @@ fn a_process_outside_the_selected_cgroups_is_not_intercepted() {
         .run();
     direct.assert_success();
     assert_eq!(http_code(&direct), 200, "{direct}");
-    assert_eq!(direct.json()["choices"][0]["message"]["content"], upstream.reply());
+    assert_eq!(
+        direct.json()["choices"][0]["message"]["content"],
+        upstream.reply()
+    );
 
     // Trusting system CAs plus Warden's CA fails: Warden is not in the path.
     let via_warden_trust = Client::new(curl::chat())
@@ -58,5 +64,8 @@ fn a_process_outside_the_selected_cgroups_is_not_intercepted() {
         );
     }
     assert_eq!(logs.exchanges().len(), 1, "{logs}");
-    assert_eq!(upstream.wait_for_requests(3, Duration::from_secs(5)).len(), 3);
+    assert_eq!(
+        upstream.wait_for_requests(3, Duration::from_secs(5)).len(),
+        3
+    );
 }

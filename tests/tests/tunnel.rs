@@ -1,7 +1,7 @@
 //! Connections Warden does not decrypt are tunneled byte for byte to their original destination:
 //! TLS for a server name that is not intercepted, and anything that is not TLS at all.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use warden_tests::attribution::{assert_attributed, assert_number};
@@ -27,8 +27,10 @@ fn wait_for_tunnel(daemon: &Daemon, pid: u32) -> LogLine {
     )
 }
 
-fn probe_exe() -> std::path::PathBuf {
-    probe::probe_bin().canonicalize().expect("the probe binary exists")
+fn probe_exe() -> PathBuf {
+    probe::probe_bin()
+        .canonicalize()
+        .expect("the probe binary exists")
 }
 
 /// A stand-in for what follows a ClientHello: every byte value, many times.
@@ -50,21 +52,46 @@ fn tls_for_a_server_name_that_is_not_intercepted_is_tunneled_byte_for_byte() {
 
     // Both directions are byte-identical.
     assert_eq!(report.end, "echo-complete", "{report:?}");
-    assert!(report.received() == payload, "the client got back different bytes");
+    assert!(
+        report.received() == payload,
+        "the client got back different bytes"
+    );
     let received = origin.wait_for_finished(1, Duration::from_secs(10));
-    assert!(received[0].bytes == payload, "the origin got different bytes");
+    assert!(
+        received[0].bytes == payload,
+        "the origin got different bytes"
+    );
     // ...and they went through Warden: the origin's peer is not the client's socket.
     assert_ne!(Some(received[0].peer.to_string()), report.local);
 
     let line = wait_for_tunnel(&daemon, report.pid);
     assert_attributed(&line, report.pid, &probe_exe(), agent.path());
-    assert_eq!(line.str("destination"), Some(origin.addr().to_string().as_str()), "{line}");
+    assert_eq!(
+        line.str("destination"),
+        Some(origin.addr().to_string().as_str()),
+        "{line}"
+    );
     assert_eq!(line.str("server_name"), Some("tunnel.test"), "{line}");
-    assert_eq!(line.str("reason"), Some("server name not intercepted"), "{line}");
-    assert_eq!(line.u64("bytes_from_client"), Some(payload.len() as u64), "{line}");
-    assert_eq!(line.u64("bytes_to_client"), Some(payload.len() as u64), "{line}");
+    assert_eq!(
+        line.str("reason"),
+        Some("server name not intercepted"),
+        "{line}"
+    );
+    assert_eq!(
+        line.u64("bytes_from_client"),
+        Some(payload.len() as u64),
+        "{line}"
+    );
+    assert_eq!(
+        line.u64("bytes_to_client"),
+        Some(payload.len() as u64),
+        "{line}"
+    );
     assert_number(&line, "duration_ms");
-    assert!(daemon.logs().exchanges().is_empty(), "nothing was decrypted");
+    assert!(
+        daemon.logs().exchanges().is_empty(),
+        "nothing was decrypted"
+    );
 }
 
 #[test]
@@ -75,17 +102,37 @@ fn bytes_that_are_not_tls_are_tunneled_byte_for_byte() {
     let daemon = Daemon::builder(&e2e).select(&agent).start();
 
     let payload = b"hello\nthis is not TLS\n\x00\xff".to_vec();
-    let report = echo_through(&agent, &HostsFile::new(), &origin.addr().to_string(), &payload);
+    let report = echo_through(
+        &agent,
+        &HostsFile::new(),
+        &origin.addr().to_string(),
+        &payload,
+    );
 
     assert_eq!(report.end, "echo-complete", "{report:?}");
     assert_eq!(report.received(), payload);
-    assert_eq!(origin.wait_for_finished(1, Duration::from_secs(10))[0].bytes, payload);
+    assert_eq!(
+        origin.wait_for_finished(1, Duration::from_secs(10))[0].bytes,
+        payload
+    );
 
     let line = wait_for_tunnel(&daemon, report.pid);
-    assert_attributed(&line, report.pid, Path::new(&probe_exe()), agent.path());
-    assert_eq!(line.str("destination"), Some(origin.addr().to_string().as_str()), "{line}");
+    assert_attributed(&line, report.pid, &probe_exe(), agent.path());
+    assert_eq!(
+        line.str("destination"),
+        Some(origin.addr().to_string().as_str()),
+        "{line}"
+    );
     assert_eq!(line.str("reason"), Some("not TLS"), "{line}");
     assert!(!line.has("server_name"), "{line}");
-    assert_eq!(line.u64("bytes_from_client"), Some(payload.len() as u64), "{line}");
-    assert_eq!(line.u64("bytes_to_client"), Some(payload.len() as u64), "{line}");
+    assert_eq!(
+        line.u64("bytes_from_client"),
+        Some(payload.len() as u64),
+        "{line}"
+    );
+    assert_eq!(
+        line.u64("bytes_to_client"),
+        Some(payload.len() as u64),
+        "{line}"
+    );
 }

@@ -129,21 +129,33 @@ fn forward_signals() {
 struct ExecCgroup {
     path: String,
     dir: PathBuf,
+    /// The shared parent, removed too when this was its last command.
+    parent: PathBuf,
 }
 
 impl ExecCgroup {
     fn create(cgroupfs: &CgroupFs) -> anyhow::Result<ExecCgroup> {
         let parent = cgroupfs.dir(EXEC_PARENT)?;
-        fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
         let path = format!("{EXEC_PARENT}/exec-{}", std::process::id());
         let dir = cgroupfs.dir(&path)?;
-        if let Err(error) = fs::create_dir(&dir) {
-            bail!(
-                "creating cgroup {}: {error} (warden exec needs root)",
-                dir.display()
-            );
+        // Another `warden exec` may remove the shared parent between our two mkdirs when its
+        // command ends: retry on NotFound.
+        for _ in 0..3 {
+            fs::create_dir_all(&parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+            match fs::create_dir(&dir) {
+                Ok(()) => return Ok(ExecCgroup { path, dir, parent }),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => bail!(
+                    "creating cgroup {}: {error} (warden exec needs root)",
+                    dir.display()
+                ),
+            }
         }
-        Ok(ExecCgroup { path, dir })
+        bail!(
+            "creating cgroup {}: its parent keeps disappearing",
+            dir.display()
+        )
     }
 }
 
@@ -161,6 +173,8 @@ impl Drop for ExecCgroup {
             kill_all(&self.dir);
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Fails while other commands still run under it, which is what should happen then.
+        let _ = fs::remove_dir(&self.parent);
     }
 }
 

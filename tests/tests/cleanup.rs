@@ -1,0 +1,126 @@
+//! Shutting down: SIGTERM and SIGINT exit 0 after detaching the eBPF programs (their ids are gone
+//! and selected processes are no longer redirected), in-flight streams are drained, and no process
+//! or cgroup is left behind.
+
+use std::net::{Ipv4Addr, TcpStream};
+use std::time::Duration;
+
+use warden_tests::bpf::prog_exists;
+use warden_tests::cgroup::cgroup2_mount;
+use warden_tests::curl::{self, http_code};
+use warden_tests::fake_upstream::openai::chat_completion_events;
+use warden_tests::{require_kernel, wait, CgroupGuard, Client, Daemon, FakeUpstream, HostsFile};
+
+fn stop_leaves_nothing_behind(signal: libc::c_int) {
+    let Some(e2e) = require_kernel() else { return };
+    let upstream = FakeUpstream::start();
+    let hosts = HostsFile::new().with("api.openai.com", upstream.ip());
+    let agent = CgroupGuard::new("cleanup");
+    let mut daemon = Daemon::builder(&e2e)
+        .select(&agent)
+        .upstream(&upstream)
+        .start();
+
+    // Use it: an intercepted request and a `warden exec`.
+    let intercepted = Client::new(curl::chat())
+        .in_cgroup(&agent)
+        .hosts(&hosts)
+        .trust(&daemon.trust_bundle())
+        .run();
+    intercepted.assert_success();
+    daemon.wait_for_exchange(intercepted.pid());
+    let exec = Client::new(["true"])
+        .launched_by(daemon.exec_launcher())
+        .run();
+    exec.assert_success();
+    let exec_cgroup = exec.cgroup().to_owned();
+
+    let status = daemon.status();
+    assert_eq!(status.pid, daemon.pid());
+    let programs = status.program_ids();
+    assert!(
+        !programs.is_empty(),
+        "status lists the attached programs: {status:?}"
+    );
+    for id in &programs {
+        assert!(prog_exists(*id), "program {id} is loaded while running");
+    }
+
+    let exit = daemon.stop(signal);
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "graceful shutdown exits 0\n{}",
+        daemon.log_text()
+    );
+
+    // The programs are gone (the kernel frees them once the last link and fd are closed).
+    wait::until(
+        "the daemon's BPF programs to be freed",
+        Duration::from_secs(10),
+        || programs.iter().all(|id| !prog_exists(*id)).then_some(()),
+    );
+    // No process is left in the daemon's cgroup, no exec cgroup in cgroupfs, no listener.
+    assert!(
+        daemon.cgroup().pids().is_empty(),
+        "{:?}",
+        daemon.cgroup().pids()
+    );
+    let mount = cgroup2_mount().expect("cgroup2 mount");
+    assert!(
+        !mount.join(exec_cgroup.trim_start_matches('/')).exists(),
+        "{exec_cgroup} left behind"
+    );
+    assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, daemon.listen_port())).is_err());
+
+    // And the selected cgroup is no longer redirected: curl now meets the upstream's own cert.
+    let after = Client::new(curl::chat())
+        .in_cgroup(&agent)
+        .hosts(&hosts)
+        .trust(upstream.ca_pem_path())
+        .run();
+    after.assert_success();
+    assert_eq!(http_code(&after), 200, "{after}");
+}
+
+#[test]
+fn sigterm_detaches_everything_and_leaves_nothing_behind() {
+    stop_leaves_nothing_behind(libc::SIGTERM);
+}
+
+#[test]
+fn sigint_detaches_everything_and_leaves_nothing_behind() {
+    stop_leaves_nothing_behind(libc::SIGINT);
+}
+
+#[test]
+fn shutdown_drains_a_stream_in_flight() {
+    let Some(e2e) = require_kernel() else { return };
+    // About 2.5 s of stream: long enough to stop the daemon in the middle of it.
+    let upstream = FakeUpstream::builder()
+        .chunk_delay(Duration::from_millis(200))
+        .start();
+    let hosts = HostsFile::new().with("api.openai.com", upstream.ip());
+    let agent = CgroupGuard::new("drain");
+    let mut daemon = Daemon::builder(&e2e)
+        .select(&agent)
+        .upstream(&upstream)
+        .start();
+
+    let streaming = Client::new(curl::stream_chat())
+        .in_cgroup(&agent)
+        .hosts(&hosts)
+        .trust(&daemon.trust_bundle())
+        .spawn();
+    upstream.wait_for_requests(1, Duration::from_secs(10));
+
+    let exit = daemon.stop(libc::SIGTERM);
+    let out = streaming.wait();
+
+    assert_eq!(exit.code(), Some(0), "{}", daemon.log_text());
+    out.assert_success();
+    let expected = chat_completion_events("gpt-4o-mini", upstream.reply(), false).concat();
+    assert_eq!(out.stdout, expected, "the stream was cut short");
+    let line = daemon.wait_for_exchange(out.pid());
+    assert_eq!(line.bool("streamed"), Some(true), "{line}");
+}
