@@ -2,6 +2,7 @@
 
 mod build_cmd;
 mod host_packages;
+mod llvm_linkage;
 mod process;
 mod python;
 mod run;
