@@ -19,7 +19,24 @@ fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|error| {
-        eprintln!("warden: {error:#}");
+        eprintln!("warden: {}", describe(&error));
         ExitCode::FAILURE
     })
+}
+
+/// The error and its causes on one line. Library errors often already include their source's
+/// text, so a cause whose text is already there is not repeated.
+fn describe(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }

@@ -82,16 +82,6 @@ impl Selection {
         self.lock().current.clone()
     }
 
-    /// The path of a selected cgroup by id (identity falls back to this for exited processes).
-    pub fn path_of(&self, id: u64) -> Option<String> {
-        let state = self.lock();
-        state
-            .current
-            .iter()
-            .find(|c| c.id == id)
-            .map(|c| c.path.clone())
-    }
-
     /// Selects a cgroup that `warden exec` created. Returns once the kernel redirects it.
     pub fn add_exec(&self, path: &str) -> Result<SelectedCgroup, SelectionError> {
         validate_path(path)?;
@@ -198,26 +188,20 @@ impl Selection {
         Some(found)
     }
 
-    /// Directories whose children appearing or disappearing can change the selection.
+    /// Directories whose children appearing or disappearing can change the selection: the parents
+    /// of the configured paths and of where each unit was last found, `/system.slice` when units
+    /// are configured, and the root.
     fn watched_dirs(&self) -> BTreeSet<PathBuf> {
         let state = self.lock();
         let parent_of = |path: &str| -> Option<PathBuf> {
-            let parent = std::path::Path::new(path).parent()?.to_str()?.to_string();
-            self.cgroupfs.dir(&parent).ok()
+            let parent = std::path::Path::new(path).parent()?.to_str()?;
+            self.cgroupfs.dir(parent).ok()
         };
         let mut dirs: BTreeSet<PathBuf> = [self.cgroupfs.mount().to_path_buf()].into();
-        let unit_parents = state
-            .unit_paths
-            .values()
-            .map(String::as_str)
-            .chain(["/system.slice/x"]);
-        for path in self
-            .config_paths
-            .iter()
-            .map(String::as_str)
-            .chain(unit_parents)
-        {
-            dirs.extend(parent_of(path));
+        let known_paths = self.config_paths.iter().chain(state.unit_paths.values());
+        dirs.extend(known_paths.filter_map(|path| parent_of(path)));
+        if !self.units.is_empty() {
+            dirs.extend(self.cgroupfs.dir("/system.slice").ok());
         }
         dirs.retain(|d| d.is_dir());
         dirs
@@ -225,7 +209,8 @@ impl Selection {
 
     /// Resyncs on cgroupfs changes and on a timer until `shutdown` fires.
     pub async fn watch(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut inotify = self.start_inotify();
+        let mut watched = BTreeSet::new();
+        let mut inotify = self.start_inotify(&mut watched);
         let mut ticker = tokio::time::interval(RESYNC_INTERVAL);
         let mut buffer = [0u8; 4096];
         loop {
@@ -243,12 +228,12 @@ impl Selection {
                 tracing::error!(%error, "selection resync failed");
             }
             if let Some(fd) = inotify.as_mut() {
-                self.add_watches(fd.get_mut());
+                self.add_watches(fd.get_mut(), &mut watched);
             }
         }
     }
 
-    fn start_inotify(&self) -> Option<AsyncFd<Inotify>> {
+    fn start_inotify(&self, watched: &mut BTreeSet<PathBuf>) -> Option<AsyncFd<Inotify>> {
         let mut inotify = match Inotify::init() {
             Ok(inotify) => inotify,
             Err(error) => {
@@ -256,18 +241,28 @@ impl Selection {
                 return None;
             }
         };
-        self.add_watches(&mut inotify);
+        self.add_watches(&mut inotify, watched);
         // SAFETY: `inotify` owns its fd, and the AsyncFd owns `inotify` for as long as it is registered.
         unsafe { AsyncFd::register(inotify) }.ok()
     }
 
-    fn add_watches(&self, inotify: &mut Inotify) {
+    /// Watches directories not watched yet. A watched directory that is removed drops its watch
+    /// in the kernel; it is forgotten here too so that it is watched again when it reappears.
+    fn add_watches(&self, inotify: &mut Inotify, watched: &mut BTreeSet<PathBuf>) {
+        watched.retain(|dir| dir.is_dir());
         for dir in self.watched_dirs() {
-            // Adding an existing watch just updates it, so this is idempotent.
-            let _ = inotify.watches().add(
-                &dir,
-                WatchMask::CREATE | WatchMask::DELETE | WatchMask::ONLYDIR,
-            );
+            if watched.contains(&dir) {
+                continue;
+            }
+            let mask = WatchMask::CREATE | WatchMask::DELETE | WatchMask::ONLYDIR;
+            match inotify.watches().add(&dir, mask) {
+                Ok(_) => {
+                    watched.insert(dir);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, dir = %dir.display(), "cannot watch cgroup directory")
+                }
+            }
         }
     }
 

@@ -11,6 +11,8 @@ pub(crate) struct ConfigFile {
     pub select: Select,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<Upstream>,
+    #[serde(rename = "account", skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<Account>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -23,6 +25,8 @@ pub(crate) struct Proxy {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Select {
     pub cgroups: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -50,6 +54,53 @@ impl UpstreamOverride {
     }
 }
 
+/// `[[account]]`: a service-account name for the workloads one selector matches.
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+}
+
+impl Account {
+    fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            unit: None,
+            cgroup: None,
+            uid: None,
+        }
+    }
+
+    /// Names the processes of a systemd unit (and its descendants).
+    pub fn unit(name: &str, unit: &str) -> Self {
+        Self {
+            unit: Some(unit.to_owned()),
+            ..Self::named(name)
+        }
+    }
+
+    /// Names the processes in a cgroup (and its descendants).
+    pub fn cgroup(name: &str, cgroup: &str) -> Self {
+        Self {
+            cgroup: Some(cgroup.to_owned()),
+            ..Self::named(name)
+        }
+    }
+
+    /// Names the processes running as `uid`.
+    pub fn uid(name: &str, uid: u32) -> Self {
+        Self {
+            uid: Some(uid),
+            ..Self::named(name)
+        }
+    }
+}
+
 impl ConfigFile {
     pub fn render(&self) -> String {
         toml::to_string(self).expect("a test config always serialises")
@@ -71,6 +122,7 @@ mod tests {
             },
             select: Select {
                 cgroups: vec!["/warden-test-a".into()],
+                units: vec!["warden-test-a.service".into()],
             },
             upstream: Some(Upstream {
                 overrides: vec![UpstreamOverride::new(
@@ -79,6 +131,10 @@ mod tests {
                     Some(Path::new("/tmp/ca.pem")),
                 )],
             }),
+            accounts: vec![
+                Account::cgroup("billing-agent", "/warden-test-a"),
+                Account::uid("root-jobs", 0),
+            ],
         };
         let text = config.render();
         let parsed: toml::Value = toml::from_str(&text).unwrap();
@@ -100,6 +156,19 @@ mod tests {
         assert_eq!(over["host"].as_str(), Some("api.openai.com"));
         assert_eq!(over["address"].as_str(), Some("127.0.0.2:443"));
         assert_eq!(over["ca_file"].as_str(), Some("/tmp/ca.pem"));
+        assert_eq!(
+            parsed["select"]["units"][0].as_str(),
+            Some("warden-test-a.service")
+        );
+        assert_eq!(parsed["account"][0]["name"].as_str(), Some("billing-agent"));
+        assert_eq!(
+            parsed["account"][0]["cgroup"].as_str(),
+            Some("/warden-test-a")
+        );
+        assert!(parsed["account"][0].get("uid").is_none(), "{text}");
+        assert_eq!(parsed["account"][1]["name"].as_str(), Some("root-jobs"));
+        assert_eq!(parsed["account"][1]["uid"].as_integer(), Some(0));
         assert!(text.contains("[[upstream.override]]"), "{text}");
+        assert!(text.contains("[[account]]"), "{text}");
     }
 }

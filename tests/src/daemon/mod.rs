@@ -19,7 +19,7 @@ use crate::fake_upstream::FakeUpstream;
 use crate::logs::{LogLine, Logs};
 use crate::{net, wait};
 
-pub use config::UpstreamOverride;
+pub use config::{Account, UpstreamOverride};
 pub use status::{Program, Selected, Status};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -36,7 +36,9 @@ pub struct DaemonBuilder {
     intercept_ports: Vec<u16>,
     intercept_hosts: Vec<String>,
     select_cgroups: Vec<String>,
+    select_units: Vec<String>,
     overrides: Vec<UpstreamOverride>,
+    accounts: Vec<Account>,
     parent_cgroup: Option<String>,
     log_filter: String,
 }
@@ -51,6 +53,18 @@ impl DaemonBuilder {
     /// Selects a cgroup path that may not exist yet.
     pub fn select_path(mut self, path: &str) -> Self {
         self.select_cgroups.push(path.to_owned());
+        self
+    }
+
+    /// Selects a systemd unit by name (`select.units`).
+    pub fn select_unit(mut self, unit: &str) -> Self {
+        self.select_units.push(unit.to_owned());
+        self
+    }
+
+    /// Adds an `[[account]]` entry; entries keep their order, and the first match wins.
+    pub fn account(mut self, account: Account) -> Self {
+        self.accounts.push(account);
         self
     }
 
@@ -101,10 +115,12 @@ impl DaemonBuilder {
             },
             select: config::Select {
                 cgroups: self.select_cgroups.clone(),
+                units: self.select_units.clone(),
             },
             upstream: (!self.overrides.is_empty()).then(|| config::Upstream {
                 overrides: self.overrides.clone(),
             }),
+            accounts: self.accounts.clone(),
         };
         fs::write(&config_path, config.render()).expect("writing the daemon config");
 
@@ -176,7 +192,9 @@ impl Daemon {
             intercept_ports: vec![443],
             intercept_hosts: vec!["api.openai.com".to_owned()],
             select_cgroups: Vec::new(),
+            select_units: Vec::new(),
             overrides: Vec::new(),
+            accounts: Vec::new(),
             parent_cgroup: None,
             log_filter: "info".to_owned(),
         }
