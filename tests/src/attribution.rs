@@ -2,7 +2,16 @@
 
 use std::path::Path;
 
+use crate::client::ClientOutput;
+use crate::daemon::Daemon;
 use crate::logs::LogLine;
+
+/// Warden's exchange line for `client`'s request, which must place the client in `cgroup`.
+pub fn exchange_from(daemon: &Daemon, client: &ClientOutput, cgroup: &str) -> LogLine {
+    let line = daemon.wait_for_exchange(client.pid());
+    assert_eq!(line.str("cgroup"), Some(cgroup), "{line}");
+    line
+}
 
 /// The line names process `pid`, running `exe` as root, in cgroup `cgroup`.
 pub fn assert_attributed(line: &LogLine, pid: u32, exe: &Path, cgroup: &str) {

@@ -1,8 +1,14 @@
-//! curl command lines for the OpenAI API, as an agent's shell script would run them.
+//! curl command lines for the OpenAI API, as an agent's shell script would run them, and what a
+//! successful run through Warden looks like.
 
 use std::path::PathBuf;
 
-use crate::client::ClientOutput;
+use crate::attribution::exchange_from;
+use crate::cgroup::CgroupGuard;
+use crate::client::{Client, ClientOutput};
+use crate::daemon::Daemon;
+use crate::hosts::HostsFile;
+use crate::logs::LogLine;
 
 /// The chat request body every curl test sends.
 pub const CHAT_BODY: &str =
@@ -66,6 +72,34 @@ pub fn http_code(out: &ClientOutput) -> u16 {
         .find_map(|l| l.strip_prefix(STATUS_PREFIX))
         .and_then(|code| code.trim().parse().ok())
         .unwrap_or_else(|| panic!("curl did not report an HTTP status\n{out}"))
+}
+
+/// curl exited 0 and reported HTTP 200.
+pub fn assert_ok(out: &ClientOutput) {
+    out.assert_success();
+    assert_eq!(http_code(out), 200, "{out}");
+}
+
+/// curl got a 200 chat completion whose message is the upstream's `reply`.
+pub fn assert_chat_reply(out: &ClientOutput, reply: &str) {
+    assert_ok(out);
+    assert_eq!(
+        out.json()["choices"][0]["message"]["content"],
+        reply,
+        "{out}"
+    );
+}
+
+/// The chat request from `cgroup` (seeing `hosts`, trusting `daemon`'s bundle) gets a 200 through
+/// Warden; returns Warden's exchange line for it, which places it in `cgroup`.
+pub fn intercepted_chat(daemon: &Daemon, cgroup: &CgroupGuard, hosts: &HostsFile) -> LogLine {
+    let out = Client::new(chat())
+        .in_cgroup(cgroup)
+        .hosts(hosts)
+        .trust(&daemon.trust_bundle())
+        .run();
+    assert_ok(&out);
+    exchange_from(daemon, &out, cgroup.path())
 }
 
 /// The canonical path of an executable on PATH, as /proc/PID/exe shows it.

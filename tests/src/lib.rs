@@ -3,6 +3,7 @@
 //! Every guard here cleans up on `Drop`, also when the test panics. Every address a test uses is in
 //! 127.0.0.0/8 or `::1`; `api.openai.com` only ever resolves to loopback, through a private hosts file.
 
+pub mod agent_fixture;
 pub mod attribution;
 pub mod bpf;
 pub mod cgroup;
@@ -21,6 +22,7 @@ pub mod tcp_echo;
 pub mod tls_hello;
 pub mod wait;
 
+pub use agent_fixture::AgentFixture;
 pub use cgroup::CgroupGuard;
 pub use client::{Client, ClientOutput};
 pub use daemon::{Daemon, DaemonBuilder, Status};

@@ -3,8 +3,10 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::client::ClientOutput;
 use crate::hex;
 
 /// Where cargo put the `warden-test-probe` binary: next to the test executable's `deps/` dir.
@@ -77,6 +79,13 @@ pub fn udp(to: &str) -> Vec<OsString> {
 /// Argv for: a plain TCP connect to `to`, closed at once.
 pub fn connect(to: &str) -> Vec<OsString> {
     tcp(to, &[], Then::Close, 5000)
+}
+
+/// The report a probe run printed ([`TcpReport`] or [`UdpReport`]); panics, showing the output,
+/// unless the probe exited 0 and printed one.
+pub fn report<T: DeserializeOwned>(out: &ClientOutput) -> T {
+    out.assert_success();
+    serde_json::from_value(out.json()).unwrap_or_else(|e| panic!("probe report ({e})\n{out}"))
 }
 
 /// What `warden-test-probe tcp` printed.

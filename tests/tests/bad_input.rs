@@ -7,13 +7,13 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use serde_json::Value;
-use warden_tests::curl::{self, http_code};
+use warden_tests::curl::{self, assert_chat_reply, http_code};
 use warden_tests::daemon::UpstreamOverride;
 use warden_tests::probe::{self, TcpReport, Then};
 use warden_tests::tls_hello::{client_hello, client_hello_without_sni, tls_like_garbage};
 use warden_tests::{
-    net, require_kernel, wait, Behavior, CgroupGuard, Client, Daemon, E2e, FakeUpstream, HostsFile,
-    LogLine,
+    net, require_kernel, wait, Behavior, CgroupGuard, Client, ClientOutput, Daemon, E2e,
+    FakeUpstream, HostsFile,
 };
 
 /// A daemon selecting `agent`, intercepting api.openai.com and healthy.test. healthy.test always
@@ -58,18 +58,17 @@ impl Fixture {
     }
 
     fn probe(&self, target: &str, payload: &[u8], then: Then) -> TcpReport {
-        let out = Client::new(probe::tcp(target, payload, then, 15_000))
-            .in_cgroup(&self.agent)
-            .hosts(&self.hosts)
-            .run();
-        out.assert_success();
-        let report: TcpReport = serde_json::from_value(out.json())
-            .unwrap_or_else(|e| panic!("probe report ({e})\n{out}"));
+        let report: TcpReport = probe::report(
+            &Client::new(probe::tcp(target, payload, then, 15_000))
+                .in_cgroup(&self.agent)
+                .hosts(&self.hosts)
+                .run(),
+        );
         assert!(report.connected, "{report:?}");
         report
     }
 
-    fn curl(&self, host: &str) -> warden_tests::ClientOutput {
+    fn curl(&self, host: &str) -> ClientOutput {
         Client::new(curl::chat_at(host))
             .in_cgroup(&self.agent)
             .hosts(&self.hosts)
@@ -77,15 +76,15 @@ impl Fixture {
             .run()
     }
 
-    /// The "connection closed" line for `pid`.
-    fn closed(&self, pid: u32) -> LogLine {
+    /// Warden logged a "connection closed" warning for `pid`, with a reason that `expected` accepts.
+    fn assert_closed(&self, pid: u32, expected: impl FnOnce(&str) -> bool) {
         let line = self.daemon.wait_for_log(
             &format!("a closed connection from pid {pid}"),
             Duration::from_secs(15),
             |l| l.is("connection closed") && l.pid() == Some(pid),
         );
         assert_eq!(line.level(), "WARN", "{line}");
-        line
+        assert!(line.str("reason").is_some_and(expected), "{line}");
     }
 
     /// Proof that the daemon still serves: a normal intercepted request succeeds.
@@ -96,14 +95,25 @@ impl Fixture {
             self.daemon.log_text()
         );
         let out = self.curl("healthy.test");
-        out.assert_success();
-        assert_eq!(http_code(&out), 200, "{out}");
-        assert_eq!(
-            out.json()["choices"][0]["message"]["content"],
-            self.healthy.reply()
-        );
+        assert_chat_reply(&out, self.healthy.reply());
         let line = self.daemon.wait_for_exchange(out.pid());
         assert_eq!(line.u64("status"), Some(200), "{line}");
+    }
+
+    /// The agent got `{"error":{"message","type","param","code"}}` with status 502, and Warden
+    /// logged the exchange as a 502.
+    fn assert_openai_shaped_502(&self, out: &ClientOutput) -> Value {
+        assert_eq!(http_code(out), 502, "{out}");
+        let body = out.json();
+        let error = &body["error"];
+        for key in ["message", "type", "param", "code"] {
+            assert!(error.get(key).is_some(), "error.{key} missing in {body}");
+        }
+        assert_eq!(error["type"], "upstream_error", "{body}");
+        assert!(error["param"].is_null(), "{body}");
+        let line = self.daemon.wait_for_exchange(out.pid());
+        assert_eq!(line.u64("status"), Some(502), "{line}");
+        body
     }
 }
 
@@ -120,12 +130,9 @@ fn a_client_that_closes_in_the_middle_of_its_client_hello() {
     let hello = client_hello("api.openai.com");
     let report = fx.probe("api.openai.com:443", &hello[..hello.len() / 2], Then::Close);
 
-    let line = fx.closed(report.pid);
-    assert!(
-        line.str("reason")
-            .is_some_and(|r| r.starts_with("client closed during TLS handshake")),
-        "{line}"
-    );
+    fx.assert_closed(report.pid, |reason| {
+        reason.starts_with("client closed during TLS handshake")
+    });
     fx.assert_still_serving();
 }
 
@@ -141,8 +148,7 @@ fn a_client_that_closes_in_the_middle_of_the_tls_handshake() {
         Then::Close,
     );
 
-    let line = fx.closed(report.pid);
-    assert!(line.str("reason").is_some_and(|r| !r.is_empty()), "{line}");
+    fx.assert_closed(report.pid, |reason| !reason.is_empty());
     fx.assert_still_serving();
 }
 
@@ -158,12 +164,9 @@ fn a_client_hello_without_a_server_name() {
     );
 
     assert_closed_by_warden(&report);
-    let line = fx.closed(report.pid);
-    assert_eq!(
-        line.str("reason"),
-        Some("TLS ClientHello has no server name"),
-        "{line}"
-    );
+    fx.assert_closed(report.pid, |reason| {
+        reason == "TLS ClientHello has no server name"
+    });
     fx.assert_still_serving();
 }
 
@@ -175,12 +178,9 @@ fn garbage_that_starts_like_tls() {
     let report = fx.probe("api.openai.com:443", &tls_like_garbage(), Then::ReadToEnd);
 
     assert_closed_by_warden(&report);
-    let line = fx.closed(report.pid);
-    assert!(
-        line.str("reason")
-            .is_some_and(|r| r.starts_with("malformed TLS ClientHello: ")),
-        "{line}"
-    );
+    fx.assert_closed(report.pid, |reason| {
+        reason.starts_with("malformed TLS ClientHello: ")
+    });
     fx.assert_still_serving();
 }
 
@@ -235,19 +235,6 @@ fn a_direct_connection_to_the_listener_has_no_origin() {
     fx.assert_still_serving();
 }
 
-/// The agent got `{"error":{"message","type","param","code"}}` with status 502.
-fn assert_openai_shaped_502(out: &warden_tests::ClientOutput) -> Value {
-    assert_eq!(http_code(out), 502, "{out}");
-    let body = out.json();
-    let error = &body["error"];
-    for key in ["message", "type", "param", "code"] {
-        assert!(error.get(key).is_some(), "error.{key} missing in {body}");
-    }
-    assert_eq!(error["type"], "upstream_error", "{body}");
-    assert!(error["param"].is_null(), "{body}");
-    body
-}
-
 #[test]
 fn an_upstream_that_refuses_gives_an_openai_shaped_502() {
     let Some(e2e) = require_kernel() else { return };
@@ -260,7 +247,7 @@ fn an_upstream_that_refuses_gives_an_openai_shaped_502() {
 
     let out = fx.curl("api.openai.com");
 
-    let body = assert_openai_shaped_502(&out);
+    let body = fx.assert_openai_shaped_502(&out);
     assert_eq!(body["error"]["code"], "upstream_unreachable", "{body}");
     assert!(
         body["error"]["message"]
@@ -268,8 +255,6 @@ fn an_upstream_that_refuses_gives_an_openai_shaped_502() {
             .is_some_and(|m| m.starts_with("Warden could not reach the upstream api.openai.com: ")),
         "{body}"
     );
-    let line = fx.daemon.wait_for_exchange(out.pid());
-    assert_eq!(line.u64("status"), Some(502), "{line}");
     fx.assert_still_serving();
 }
 
@@ -291,12 +276,10 @@ fn an_upstream_that_resets_the_connection_gives_an_openai_shaped_502() {
 
     let out = fx.curl("api.openai.com");
 
-    assert_openai_shaped_502(&out);
+    fx.assert_openai_shaped_502(&out);
     assert!(
         resetting.connections() >= 1,
         "Warden reached the resetting upstream"
     );
-    let line = fx.daemon.wait_for_exchange(out.pid());
-    assert_eq!(line.u64("status"), Some(502), "{line}");
     fx.assert_still_serving();
 }

@@ -7,28 +7,17 @@ use std::time::Duration;
 
 use warden_tests::bpf::prog_exists;
 use warden_tests::cgroup::cgroup2_mount;
-use warden_tests::curl::{self, http_code};
+use warden_tests::curl::{self, assert_ok, intercepted_chat};
 use warden_tests::fake_upstream::openai::chat_completion_events;
-use warden_tests::{require_kernel, wait, CgroupGuard, Client, Daemon, FakeUpstream, HostsFile};
+use warden_tests::{require_kernel, wait, AgentFixture, Client};
 
 fn stop_leaves_nothing_behind(signal: libc::c_int) {
     let Some(e2e) = require_kernel() else { return };
-    let upstream = FakeUpstream::start();
-    let hosts = HostsFile::new().with("api.openai.com", upstream.ip());
-    let agent = CgroupGuard::new("cleanup");
-    let mut daemon = Daemon::builder(&e2e)
-        .select(&agent)
-        .upstream(&upstream)
-        .start();
+    let mut fx = AgentFixture::start(&e2e, "cleanup");
+    let daemon = &mut fx.daemon;
 
     // Use it: an intercepted request and a `warden exec`.
-    let intercepted = Client::new(curl::chat())
-        .in_cgroup(&agent)
-        .hosts(&hosts)
-        .trust(&daemon.trust_bundle())
-        .run();
-    intercepted.assert_success();
-    daemon.wait_for_exchange(intercepted.pid());
+    intercepted_chat(daemon, &fx.agent, &fx.hosts);
     let exec = Client::new(["true"])
         .launched_by(daemon.exec_launcher())
         .run();
@@ -75,12 +64,11 @@ fn stop_leaves_nothing_behind(signal: libc::c_int) {
 
     // And the selected cgroup is no longer redirected: curl now meets the upstream's own cert.
     let after = Client::new(curl::chat())
-        .in_cgroup(&agent)
-        .hosts(&hosts)
-        .trust(upstream.ca_pem_path())
+        .in_cgroup(&fx.agent)
+        .hosts(&fx.hosts)
+        .trust(fx.upstream.ca_pem_path())
         .run();
-    after.assert_success();
-    assert_eq!(http_code(&after), 200, "{after}");
+    assert_ok(&after);
 }
 
 #[test]
@@ -97,30 +85,18 @@ fn sigint_detaches_everything_and_leaves_nothing_behind() {
 fn shutdown_drains_a_stream_in_flight() {
     let Some(e2e) = require_kernel() else { return };
     // About 2.5 s of stream: long enough to stop the daemon in the middle of it.
-    let upstream = FakeUpstream::builder()
-        .chunk_delay(Duration::from_millis(200))
-        .start();
-    let hosts = HostsFile::new().with("api.openai.com", upstream.ip());
-    let agent = CgroupGuard::new("drain");
-    let mut daemon = Daemon::builder(&e2e)
-        .select(&agent)
-        .upstream(&upstream)
-        .start();
+    let mut fx = AgentFixture::with_chunk_delay(&e2e, "drain", Duration::from_millis(200));
 
-    let streaming = Client::new(curl::stream_chat())
-        .in_cgroup(&agent)
-        .hosts(&hosts)
-        .trust(&daemon.trust_bundle())
-        .spawn();
-    upstream.wait_for_requests(1, Duration::from_secs(10));
+    let streaming = fx.client(curl::stream_chat()).spawn();
+    fx.upstream.wait_for_requests(1, Duration::from_secs(10));
 
-    let exit = daemon.stop(libc::SIGTERM);
+    let exit = fx.daemon.stop(libc::SIGTERM);
     let out = streaming.wait();
 
-    assert_eq!(exit.code(), Some(0), "{}", daemon.log_text());
+    assert_eq!(exit.code(), Some(0), "{}", fx.daemon.log_text());
     out.assert_success();
-    let expected = chat_completion_events("gpt-4o-mini", upstream.reply(), false).concat();
+    let expected = chat_completion_events("gpt-4o-mini", fx.upstream.reply(), false).concat();
     assert_eq!(out.stdout, expected, "the stream was cut short");
-    let line = daemon.wait_for_exchange(out.pid());
+    let line = fx.daemon.wait_for_exchange(out.pid());
     assert_eq!(line.bool("streamed"), Some(true), "{line}");
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use warden_tests::attribution::assert_attributed;
 use warden_tests::cgroup::cgroup2_mount;
-use warden_tests::curl::{self, http_code, which};
+use warden_tests::curl::{self, assert_chat_reply, which};
 use warden_tests::{require_kernel, Client, Daemon, FakeUpstream, HostsFile, Status};
 
 #[test]
@@ -22,12 +22,7 @@ fn a_command_run_by_warden_exec_is_intercepted_in_a_fresh_cgroup_that_is_removed
         .trust(&daemon.trust_bundle())
         .run();
 
-    out.assert_success();
-    assert_eq!(http_code(&out), 200, "{out}");
-    assert_eq!(
-        out.json()["choices"][0]["message"]["content"],
-        upstream.reply()
-    );
+    assert_chat_reply(&out, upstream.reply());
 
     let exec_cgroup = out.cgroup().to_owned();
     assert_ne!(exec_cgroup, "/", "the command ran in a cgroup of its own");

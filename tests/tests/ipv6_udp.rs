@@ -2,40 +2,29 @@
 //! a selected cgroup is refused (EPERM) so HTTP/3 clients fall back to TCP; other UDP is untouched.
 
 use std::net::{Ipv6Addr, TcpStream};
-use std::time::Duration;
 
-use warden_tests::curl::{self, http_code};
+use warden_tests::attribution::exchange_from;
+use warden_tests::curl::{self, assert_chat_reply};
 use warden_tests::net::fresh_loopback;
 use warden_tests::probe::{self, TcpReport, Then, UdpReport};
 use warden_tests::{
-    require_kernel, CgroupGuard, Client, Daemon, EchoOrigin, FakeUpstream, HostsFile,
+    require_kernel, AgentFixture, CgroupGuard, Client, Daemon, EchoOrigin, HostsFile,
 };
 
 #[test]
 fn curl_to_an_ipv6_address_is_intercepted() {
     let Some(e2e) = require_kernel() else { return };
-    let upstream = FakeUpstream::start();
-    let hosts = HostsFile::new().with("api.openai.com", Ipv6Addr::LOCALHOST);
-    let agent = CgroupGuard::new("ipv6");
-    let daemon = Daemon::builder(&e2e)
-        .select(&agent)
-        .upstream(&upstream)
-        .start();
+    let fx = AgentFixture::start(&e2e, "ipv6");
+    let over_ipv6 = HostsFile::new().with("api.openai.com", Ipv6Addr::LOCALHOST);
 
     let out = Client::new(curl::chat())
-        .in_cgroup(&agent)
-        .hosts(&hosts)
-        .trust(&daemon.trust_bundle())
+        .in_cgroup(&fx.agent)
+        .hosts(&over_ipv6)
+        .trust(&fx.daemon.trust_bundle())
         .run();
 
-    out.assert_success();
-    assert_eq!(http_code(&out), 200, "{out}");
-    assert_eq!(
-        out.json()["choices"][0]["message"]["content"],
-        upstream.reply()
-    );
-    let line = daemon.wait_for_exchange(out.pid());
-    assert_eq!(line.str("cgroup"), Some(agent.path()), "{line}");
+    assert_chat_reply(&out, fx.upstream.reply());
+    let line = exchange_from(&fx.daemon, &out, fx.agent.path());
     assert_eq!(line.u64("status"), Some(200), "{line}");
 }
 
@@ -48,18 +37,14 @@ fn an_ipv4_mapped_ipv6_connect_is_intercepted() {
 
     let mapped = format!("[::ffff:{}]:443", origin.ip());
     let payload = b"hello over a mapped address\n".to_vec();
-    let out = Client::new(probe::tcp(&mapped, &payload, Then::ReadEcho, 10_000))
-        .in_cgroup(&agent)
-        .run();
-    out.assert_success();
-    let report: TcpReport = serde_json::from_value(out.json()).expect("probe report");
+    let report: TcpReport = probe::report(
+        &Client::new(probe::tcp(&mapped, &payload, Then::ReadEcho, 10_000))
+            .in_cgroup(&agent)
+            .run(),
+    );
     assert_eq!(report.received(), payload, "{report:?}");
 
-    let line = daemon.wait_for_log(
-        "a tunnel line for the mapped connect",
-        Duration::from_secs(10),
-        |l| l.is("tunnel") && l.pid() == Some(report.pid),
-    );
+    let line = daemon.wait_for_tunnel(report.pid);
     assert!(
         line.str("destination")
             .is_some_and(|d| d.contains(&origin.ip().to_string()) && d.ends_with(":443")),
@@ -77,9 +62,7 @@ fn udp_from(cgroup: Option<&CgroupGuard>, to: &str) -> UdpReport {
     if let Some(cgroup) = cgroup {
         client = client.in_cgroup(cgroup);
     }
-    let out = client.run();
-    out.assert_success();
-    serde_json::from_value(out.json()).unwrap_or_else(|e| panic!("udp report ({e})\n{out}"))
+    probe::report(&client.run())
 }
 
 #[test]
@@ -130,10 +113,10 @@ fn udp_to_an_intercepted_port_is_refused_from_a_selected_cgroup_only() {
         TcpStream::connect(&nowhere).is_err(),
         "nothing listens on {nowhere}"
     );
-    let tcp = Client::new(probe::connect(&nowhere))
-        .in_cgroup(&agent)
-        .run();
-    tcp.assert_success();
-    let report: TcpReport = serde_json::from_value(tcp.json()).expect("probe report");
+    let report: TcpReport = probe::report(
+        &Client::new(probe::connect(&nowhere))
+            .in_cgroup(&agent)
+            .run(),
+    );
     assert!(report.connected, "{report:?}");
 }

@@ -8,21 +8,15 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use warden_tests::attribution::assert_attributed;
 use warden_tests::fake_upstream::openai::MODELS;
-use warden_tests::{
-    require_kernel, require_python, sdk_scripts, CgroupGuard, Client, Daemon, FakeUpstream,
-    HostsFile, LogLine,
-};
+use warden_tests::{require_kernel, require_python, sdk_scripts, AgentFixture, LogLine};
 
 /// The stream's events are 100 ms apart at the upstream; a proxy that buffered the stream would
 /// deliver them all at once.
 const CHUNK_DELAY: Duration = Duration::from_millis(100);
 
-/// Fields drop in order: the daemon stops first, the upstream goes last.
+/// The agent is python with the SDK.
 struct Sdk {
-    daemon: Daemon,
-    agent: CgroupGuard,
-    hosts: HostsFile,
-    upstream: FakeUpstream,
+    fx: AgentFixture,
     python: PathBuf,
 }
 
@@ -30,35 +24,22 @@ impl Sdk {
     fn start(name: &str) -> Option<Self> {
         let e2e = require_kernel()?;
         let python = require_python()?;
-        let upstream = FakeUpstream::builder().chunk_delay(CHUNK_DELAY).start();
-        let hosts = HostsFile::new().with("api.openai.com", upstream.ip());
-        let agent = CgroupGuard::new(name);
-        let daemon = Daemon::builder(&e2e)
-            .select(&agent)
-            .upstream(&upstream)
-            .start();
-        Some(Self {
-            daemon,
-            agent,
-            hosts,
-            upstream,
-            python,
-        })
+        let fx = AgentFixture::with_chunk_delay(&e2e, name, CHUNK_DELAY);
+        Some(Self { fx, python })
     }
 
     /// Runs a script; returns what it printed and Warden's exchange line for its process.
     fn run(&self, script: &str) -> (Value, LogLine) {
-        let out = Client::new([self.python.as_os_str(), "-c".as_ref(), script.as_ref()])
-            .in_cgroup(&self.agent)
-            .hosts(&self.hosts)
-            .trust(&self.daemon.trust_bundle())
+        let out = self
+            .fx
+            .client([self.python.as_os_str(), "-c".as_ref(), script.as_ref()])
             .run();
         out.assert_success();
         let printed = out.json();
         let pid = printed["pid"].as_u64().expect("the script prints its pid") as u32;
         let exe = PathBuf::from(printed["exe"].as_str().expect("the script prints its exe"));
-        let line = self.daemon.wait_for_exchange(pid);
-        assert_attributed(&line, pid, &exe, self.agent.path());
+        let line = self.fx.daemon.wait_for_exchange(pid);
+        assert_attributed(&line, pid, &exe, self.fx.agent.path());
         assert_eq!(line.str("host"), Some("api.openai.com"), "{line}");
         assert_eq!(line.u64("status"), Some(200), "{line}");
         (printed, line)
@@ -72,7 +53,7 @@ fn chat_completion() {
     };
     let (printed, line) = sdk.run(sdk_scripts::CHAT);
 
-    assert_eq!(printed["content"], sdk.upstream.reply());
+    assert_eq!(printed["content"], sdk.fx.upstream.reply());
     assert_eq!(printed["model"], "gpt-4o-mini");
     assert!(printed["total_tokens"].as_u64().is_some_and(|t| t > 0));
 
@@ -80,7 +61,7 @@ fn chat_completion() {
     assert_eq!(line.str("path"), Some("/v1/chat/completions"), "{line}");
     assert_eq!(line.str("model"), Some("gpt-4o-mini"), "{line}");
     assert_eq!(line.bool("streamed"), Some(false), "{line}");
-    let seen = sdk.upstream.requests();
+    let seen = sdk.fx.upstream.requests();
     assert_eq!(seen[0].header("authorization"), Some("Bearer sk-test"));
 }
 
@@ -101,7 +82,7 @@ fn streamed_chat_completion_arrives_chunk_by_chunk() {
         pieces.len() >= 3,
         "the reply comes in several chunks: {pieces:?}"
     );
-    assert_eq!(pieces.concat(), sdk.upstream.reply());
+    assert_eq!(pieces.concat(), sdk.fx.upstream.reply());
     assert_eq!(printed["models"], json!(["gpt-4o"]));
     assert!(
         printed["total_tokens"].as_u64().is_some_and(|t| t > 0),
@@ -141,8 +122,8 @@ fn streamed_responses_api() {
         .filter_map(Value::as_str)
         .collect();
     assert!(deltas.len() >= 3, "{deltas:?}");
-    assert_eq!(deltas.concat(), sdk.upstream.reply());
-    assert_eq!(printed["completed"]["output_text"], sdk.upstream.reply());
+    assert_eq!(deltas.concat(), sdk.fx.upstream.reply());
+    assert_eq!(printed["completed"]["output_text"], sdk.fx.upstream.reply());
     assert_eq!(printed["completed"]["model"], "gpt-4o-mini");
     let spread = printed["spread_seconds"].as_f64().unwrap_or_default();
     let sent_over = CHUNK_DELAY.as_secs_f64() * (deltas.len() - 1) as f64;

@@ -11,19 +11,11 @@ use warden_tests::{require_kernel, CgroupGuard, Client, Daemon, EchoOrigin, Host
 
 /// Runs the probe in `agent`: send `payload` to `target`, read the echo back.
 fn echo_through(agent: &CgroupGuard, hosts: &HostsFile, target: &str, payload: &[u8]) -> TcpReport {
-    let out = Client::new(probe::tcp(target, payload, Then::ReadEcho, 15_000))
-        .in_cgroup(agent)
-        .hosts(hosts)
-        .run();
-    out.assert_success();
-    serde_json::from_value(out.json()).unwrap_or_else(|e| panic!("probe report ({e})\n{out}"))
-}
-
-fn wait_for_tunnel(daemon: &Daemon, pid: u32) -> LogLine {
-    daemon.wait_for_log(
-        &format!("a tunnel line for pid {pid}"),
-        Duration::from_secs(10),
-        |l| l.is("tunnel") && l.pid() == Some(pid),
+    probe::report(
+        &Client::new(probe::tcp(target, payload, Then::ReadEcho, 15_000))
+            .in_cgroup(agent)
+            .hosts(hosts)
+            .run(),
     )
 }
 
@@ -31,6 +23,29 @@ fn probe_exe() -> PathBuf {
     probe::probe_bin()
         .canonicalize()
         .expect("the probe binary exists")
+}
+
+/// Warden's tunnel line for the probe's connection from `agent` to `origin`: attributed to the
+/// probe, naming the origin, counting all of `payload` each way, timed.
+fn assert_tunneled(
+    daemon: &Daemon,
+    report: &TcpReport,
+    agent: &CgroupGuard,
+    origin: &EchoOrigin,
+    payload: &[u8],
+) -> LogLine {
+    let line = daemon.wait_for_tunnel(report.pid);
+    assert_attributed(&line, report.pid, &probe_exe(), agent.path());
+    assert_eq!(
+        line.str("destination"),
+        Some(origin.addr().to_string().as_str()),
+        "{line}"
+    );
+    for direction in ["bytes_from_client", "bytes_to_client"] {
+        assert_eq!(line.u64(direction), Some(payload.len() as u64), "{line}");
+    }
+    assert_number(&line, "duration_ms");
+    line
 }
 
 /// A stand-in for what follows a ClientHello: every byte value, many times.
@@ -64,30 +79,13 @@ fn tls_for_a_server_name_that_is_not_intercepted_is_tunneled_byte_for_byte() {
     // ...and they went through Warden: the origin's peer is not the client's socket.
     assert_ne!(Some(received[0].peer.to_string()), report.local);
 
-    let line = wait_for_tunnel(&daemon, report.pid);
-    assert_attributed(&line, report.pid, &probe_exe(), agent.path());
-    assert_eq!(
-        line.str("destination"),
-        Some(origin.addr().to_string().as_str()),
-        "{line}"
-    );
+    let line = assert_tunneled(&daemon, &report, &agent, &origin, &payload);
     assert_eq!(line.str("server_name"), Some("tunnel.test"), "{line}");
     assert_eq!(
         line.str("reason"),
         Some("server name not intercepted"),
         "{line}"
     );
-    assert_eq!(
-        line.u64("bytes_from_client"),
-        Some(payload.len() as u64),
-        "{line}"
-    );
-    assert_eq!(
-        line.u64("bytes_to_client"),
-        Some(payload.len() as u64),
-        "{line}"
-    );
-    assert_number(&line, "duration_ms");
     assert!(
         daemon.logs().exchanges().is_empty(),
         "nothing was decrypted"
@@ -116,23 +114,7 @@ fn bytes_that_are_not_tls_are_tunneled_byte_for_byte() {
         payload
     );
 
-    let line = wait_for_tunnel(&daemon, report.pid);
-    assert_attributed(&line, report.pid, &probe_exe(), agent.path());
-    assert_eq!(
-        line.str("destination"),
-        Some(origin.addr().to_string().as_str()),
-        "{line}"
-    );
+    let line = assert_tunneled(&daemon, &report, &agent, &origin, &payload);
     assert_eq!(line.str("reason"), Some("not TLS"), "{line}");
     assert!(!line.has("server_name"), "{line}");
-    assert_eq!(
-        line.u64("bytes_from_client"),
-        Some(payload.len() as u64),
-        "{line}"
-    );
-    assert_eq!(
-        line.u64("bytes_to_client"),
-        Some(payload.len() as u64),
-        "{line}"
-    );
 }

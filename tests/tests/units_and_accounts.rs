@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
-use warden_tests::curl::{self, http_code, which};
+use warden_tests::attribution::exchange_from;
+use warden_tests::curl::{self, assert_ok, intercepted_chat, which};
 use warden_tests::daemon::Account;
 use warden_tests::{
-    require_kernel, CgroupGuard, Client, ClientOutput, Daemon, FakeUpstream, HostsFile, LogLine,
+    require_kernel, AgentFixture, CgroupGuard, Client, Daemon, FakeUpstream, HostsFile, LogLine,
 };
 
 /// The daemon walks the cgroup tree for a missing unit at most every 5 s; a restarted unit found
@@ -26,36 +27,6 @@ fn unique_unit_name() -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     format!("warden-test-{}-{nanos}.service", std::process::id())
-}
-
-/// Runs curl's chat request (prefixed by `wrapper`, e.g. a uid switch) inside `cgroup`.
-fn run_curl(
-    wrapper: &[&str],
-    cgroup: &CgroupGuard,
-    hosts: &HostsFile,
-    trust_bundle: &Path,
-) -> ClientOutput {
-    let argv: Vec<String> = wrapper
-        .iter()
-        .map(|s| (*s).to_owned())
-        .chain(curl::chat())
-        .collect();
-    let out = Client::new(argv)
-        .in_cgroup(cgroup)
-        .hosts(hosts)
-        .trust(trust_bundle)
-        .run();
-    out.assert_success();
-    assert_eq!(http_code(&out), 200, "{out}");
-    out
-}
-
-/// curl as root from `cgroup`; returns Warden's exchange line for it.
-fn intercepted_curl(daemon: &Daemon, cgroup: &CgroupGuard, hosts: &HostsFile) -> LogLine {
-    let out = run_curl(&[], cgroup, hosts, &daemon.trust_bundle());
-    let line = daemon.wait_for_exchange(out.pid());
-    assert_eq!(line.str("cgroup"), Some(cgroup.path()), "{line}");
-    line
 }
 
 /// Asserts the identity fields a unit gives an exchange.
@@ -88,7 +59,7 @@ fn a_unit_selected_by_name_is_intercepted_and_selected_again_after_a_restart() {
     });
     let entry = status.selected(service.path()).expect("just found");
     assert_eq!(entry.source, "unit", "{status:?}");
-    let line = intercepted_curl(&daemon, &service, &hosts);
+    let line = intercepted_chat(&daemon, &service, &hosts);
     assert_unit_and_account(&line, &unit);
 
     // systemd removes a unit's cgroup when it stops and creates a new one when it starts.
@@ -107,51 +78,43 @@ fn a_unit_selected_by_name_is_intercepted_and_selected_again_after_a_restart() {
         status.selected(service.path()).map(|e| e.source.as_str()),
         Some("unit")
     );
-    let line = intercepted_curl(&daemon, &service, &hosts);
+    let line = intercepted_chat(&daemon, &service, &hosts);
     assert_unit_and_account(&line, &unit);
 }
 
 #[test]
 fn an_account_matched_by_cgroup_names_the_exchange() {
     let Some(e2e) = require_kernel() else { return };
-    let upstream = FakeUpstream::start();
-    let hosts = HostsFile::new().with("api.openai.com", upstream.ip());
-    let billing = CgroupGuard::new("account-billing");
-    let billing_worker = billing.child("worker");
     let other = CgroupGuard::new("account-other");
-    let daemon = Daemon::builder(&e2e)
-        .select(&billing)
-        .select(&other)
-        .account(Account::cgroup("billing-agent", billing.path()))
-        .upstream(&upstream)
-        .start();
+    let fx = AgentFixture::start_with(&e2e, "account-billing", |daemon, billing| {
+        daemon
+            .select(&other)
+            .account(Account::cgroup("billing-agent", billing.path()))
+    });
+    let billing = &fx.agent;
+    let billing_worker = billing.child("worker");
 
-    let line = intercepted_curl(&daemon, &billing, &hosts);
+    let line = intercepted_chat(&fx.daemon, billing, &fx.hosts);
     assert_eq!(line.str("account"), Some("billing-agent"), "{line}");
-    let line = intercepted_curl(&daemon, &billing_worker, &hosts);
+    let line = intercepted_chat(&fx.daemon, &billing_worker, &fx.hosts);
     assert_eq!(
         line.str("account"),
         Some("billing-agent"),
         "a descendant of the account's cgroup belongs to it\n{line}"
     );
     // A selected cgroup outside the account's, and no unit to fall back on: no account.
-    let line = intercepted_curl(&daemon, &other, &hosts);
+    let line = intercepted_chat(&fx.daemon, &other, &fx.hosts);
     assert_eq!(line.str("account"), None, "{line}");
 }
 
 #[test]
 fn an_account_matched_by_uid_names_the_exchange() {
     let Some(e2e) = require_kernel() else { return };
-    let upstream = FakeUpstream::start();
-    let hosts = HostsFile::new().with("api.openai.com", upstream.ip());
-    let agent = CgroupGuard::new("account-uid");
-    let daemon = Daemon::builder(&e2e)
-        .select(&agent)
-        .account(Account::uid("root-jobs", 0))
-        .upstream(&upstream)
-        .start();
+    let fx = AgentFixture::start_with(&e2e, "account-uid", |daemon, _| {
+        daemon.account(Account::uid("root-jobs", 0))
+    });
 
-    let line = intercepted_curl(&daemon, &agent, &hosts);
+    let line = intercepted_chat(&fx.daemon, &fx.agent, &fx.hosts);
     assert_eq!(line.u64("uid"), Some(0), "{line}");
     assert_eq!(line.str("account"), Some("root-jobs"), "{line}");
 }
@@ -171,17 +134,13 @@ fn world_readable_copy(bundle: &Path) -> (TempDir, PathBuf) {
 #[test]
 fn a_selected_process_running_as_nobody_is_attributed_to_nobody() {
     let Some(e2e) = require_kernel() else { return };
-    let upstream = FakeUpstream::start();
-    let hosts = HostsFile::new().with("api.openai.com", upstream.ip());
-    let agent = CgroupGuard::new("nobody");
     // The root account comes first: a uid wrongly reported as 0 would be named by it.
-    let daemon = Daemon::builder(&e2e)
-        .select(&agent)
-        .account(Account::uid("root-jobs", 0))
-        .account(Account::uid("nobody-jobs", 65534))
-        .upstream(&upstream)
-        .start();
-    let (_bundle_dir, bundle) = world_readable_copy(&daemon.trust_bundle());
+    let fx = AgentFixture::start_with(&e2e, "nobody", |daemon, _| {
+        daemon
+            .account(Account::uid("root-jobs", 0))
+            .account(Account::uid("nobody-jobs", 65534))
+    });
+    let (_bundle_dir, bundle) = world_readable_copy(&fx.daemon.trust_bundle());
 
     // setpriv execs curl, so the pid the wrapper reported is curl's.
     let as_nobody = [
@@ -189,10 +148,15 @@ fn a_selected_process_running_as_nobody_is_attributed_to_nobody() {
         "--reuid=65534",
         "--regid=65534",
         "--clear-groups",
-    ];
-    let out = run_curl(&as_nobody, &agent, &hosts, &bundle);
-    let line = daemon.wait_for_exchange(out.pid());
-    assert_eq!(line.str("cgroup"), Some(agent.path()), "{line}");
+    ]
+    .map(str::to_owned);
+    let out = Client::new(as_nobody.into_iter().chain(curl::chat()))
+        .in_cgroup(&fx.agent)
+        .hosts(&fx.hosts)
+        .trust(&bundle)
+        .run();
+    assert_ok(&out);
+    let line = exchange_from(&fx.daemon, &out, fx.agent.path());
     assert_eq!(line.str("exe"), which("curl").to_str(), "{line}");
     assert_eq!(line.u64("uid"), Some(NOBODY_UID), "{line}");
     assert_eq!(line.u64("gid"), Some(NOGROUP_GID), "{line}");

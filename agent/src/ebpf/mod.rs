@@ -73,6 +73,10 @@ pub struct KernelCounters {
     pub redirected: u64,
     pub udp_refused: u64,
     pub origins_indexed: u64,
+    /// Entries now in the origin maps: connected but not yet accepted by Warden, and redirected but
+    /// not yet connected. Both drop back to zero when connections are claimed.
+    pub origins_unclaimed: u64,
+    pub origins_pending: u64,
 }
 
 /// The loaded, attached programs and the maps userspace works with.
@@ -81,6 +85,7 @@ pub struct Redirector {
     ebpf: Mutex<Option<Ebpf>>,
     origins: Mutex<HashMap<MapData, ClientKey, Origin>>,
     selected: Mutex<HashMap<MapData, u64, u8>>,
+    pending: HashMap<MapData, u64, Origin>,
     counters: PerCpuArray<MapData, u64>,
     programs: Vec<AttachedProgram>,
 }
@@ -150,6 +155,7 @@ impl Redirector {
 
         let origins = take_map(&mut ebpf, maps::ORIGINS)?;
         let selected = take_map(&mut ebpf, maps::SELECTED_CGROUPS)?;
+        let pending = take_map(&mut ebpf, maps::PENDING_ORIGINS)?;
         let counters = take_map(&mut ebpf, maps::COUNTERS)?;
         // The config maps were taken out of `ebpf`; they must outlive the programs, which hold
         // their own references to them in the kernel, so dropping our handles here is fine.
@@ -158,6 +164,7 @@ impl Redirector {
             ebpf: Mutex::new(Some(ebpf)),
             origins: Mutex::new(origins),
             selected: Mutex::new(selected),
+            pending,
             counters,
             programs: attached,
         })
@@ -206,6 +213,8 @@ impl Redirector {
             redirected: sum(counter::REDIRECTED),
             udp_refused: sum(counter::UDP_REFUSED),
             origins_indexed: sum(counter::ORIGIN_INDEXED),
+            origins_unclaimed: lock(&self.origins).keys().count() as u64,
+            origins_pending: self.pending.keys().count() as u64,
         }
     }
 

@@ -1,13 +1,14 @@
-//! Runs `warden run` as a guard: writes its config, waits for "warden ready", reads its JSON log,
-//! asks it for its status, and stops it (SIGTERM, then SIGKILL after a deadline) on Drop.
+//! A running `warden run` as a guard (started by [`DaemonBuilder`]): waits for "warden ready", reads
+//! its JSON log, asks it for its status, and stops it (SIGTERM, then SIGKILL after a deadline) on Drop.
 
+mod builder;
 mod config;
 mod status;
 
 use std::ffi::OsString;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -15,160 +16,19 @@ use tempfile::TempDir;
 use crate::cgroup::CgroupGuard;
 use crate::client::{Client, ClientOutput};
 use crate::env::E2e;
-use crate::fake_upstream::FakeUpstream;
 use crate::logs::{LogLine, Logs};
-use crate::{net, wait};
+use crate::wait;
 
+pub use builder::DaemonBuilder;
 pub use config::{Account, UpstreamOverride};
 pub use status::{Program, Selected, Status};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const CLI_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a connection's log line may take to appear once the client is done.
+const LINE_TIMEOUT: Duration = Duration::from_secs(10);
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// How to start a daemon. Defaults: a free listen port, intercept port 443, intercepted host
-/// `api.openai.com`, nothing selected, no overrides, log level info.
-#[derive(Debug, Clone)]
-pub struct DaemonBuilder {
-    e2e: E2e,
-    listen_port: Option<u16>,
-    intercept_ports: Vec<u16>,
-    intercept_hosts: Vec<String>,
-    select_cgroups: Vec<String>,
-    select_units: Vec<String>,
-    overrides: Vec<UpstreamOverride>,
-    accounts: Vec<Account>,
-    parent_cgroup: Option<String>,
-    log_filter: String,
-}
-
-impl DaemonBuilder {
-    /// Selects `cgroup` (and its descendants) in the config file.
-    pub fn select(mut self, cgroup: &CgroupGuard) -> Self {
-        self.select_cgroups.push(cgroup.path().to_owned());
-        self
-    }
-
-    /// Selects a cgroup path that may not exist yet.
-    pub fn select_path(mut self, path: &str) -> Self {
-        self.select_cgroups.push(path.to_owned());
-        self
-    }
-
-    /// Selects a systemd unit by name (`select.units`).
-    pub fn select_unit(mut self, unit: &str) -> Self {
-        self.select_units.push(unit.to_owned());
-        self
-    }
-
-    /// Adds an `[[account]]` entry; entries keep their order, and the first match wins.
-    pub fn account(mut self, account: Account) -> Self {
-        self.accounts.push(account);
-        self
-    }
-
-    /// Also decrypts TLS for this server name.
-    pub fn intercept_host(mut self, host: &str) -> Self {
-        self.intercept_hosts.push(host.to_owned());
-        self
-    }
-
-    /// Sends `api.openai.com` to this fake upstream, trusting its test CA.
-    pub fn upstream(self, upstream: &FakeUpstream) -> Self {
-        self.upstream_override(UpstreamOverride::new(
-            "api.openai.com",
-            upstream.addr(),
-            Some(upstream.ca_pem_path()),
-        ))
-    }
-
-    pub fn upstream_override(mut self, over: UpstreamOverride) -> Self {
-        self.overrides.push(over);
-        self
-    }
-
-    /// Runs the daemon itself in a child cgroup of `cgroup` instead of a cgroup of its own.
-    pub fn run_inside(mut self, cgroup: &CgroupGuard) -> Self {
-        self.parent_cgroup = Some(cgroup.path().to_owned());
-        self
-    }
-
-    /// `WARDEN_LOG` for the daemon (default `info`).
-    pub fn log_filter(mut self, filter: &str) -> Self {
-        self.log_filter = filter.to_owned();
-        self
-    }
-
-    /// Writes the config, starts `warden run`, and waits for "warden ready".
-    pub fn start(self) -> Daemon {
-        let dir = tempfile::tempdir().expect("creating the daemon's tempdir");
-        let state_dir = dir.path().join("state");
-        let config_path = dir.path().join("warden.toml");
-        let listen_port = self.listen_port.unwrap_or_else(net::free_dual_stack_port);
-        let config = config::ConfigFile {
-            state_dir: state_dir.clone(),
-            proxy: config::Proxy {
-                listen_port,
-                intercept_ports: self.intercept_ports.clone(),
-                intercept_hosts: self.intercept_hosts.clone(),
-            },
-            select: config::Select {
-                cgroups: self.select_cgroups.clone(),
-                units: self.select_units.clone(),
-            },
-            upstream: (!self.overrides.is_empty()).then(|| config::Upstream {
-                overrides: self.overrides.clone(),
-            }),
-            accounts: self.accounts.clone(),
-        };
-        fs::write(&config_path, config.render()).expect("writing the daemon config");
-
-        // The daemon gets a cgroup of its own so that "nothing is left behind" can be checked
-        // by looking at it, and so that Drop can kill anything it leaves.
-        let cgroup = match &self.parent_cgroup {
-            Some(parent) => CgroupGuard::at(&format!("{parent}/warden-daemon")),
-            None => CgroupGuard::new("daemon"),
-        };
-        let log_path = dir.path().join("daemon.log");
-        let stdout = File::create(dir.path().join("daemon.stdout")).expect("creating stdout file");
-        let stderr = File::create(&log_path).expect("creating the daemon log file");
-        let child = Command::new("sh")
-            .args(["-c", r#"echo $$ > "$0" && exec "$@""#])
-            .arg(cgroup.procs_file())
-            .arg(&self.e2e.warden_bin)
-            .arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
-            )
-            .env("WARDEN_LOG", &self.log_filter)
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("spawning warden run");
-
-        let mut daemon = Daemon {
-            e2e: self.e2e,
-            child,
-            exit: None,
-            config_path,
-            state_dir,
-            log_path,
-            listen_port,
-            cgroup: Some(cgroup),
-            dir,
-        };
-        daemon.wait_until_ready();
-        daemon.write_trust_bundle();
-        daemon
-    }
-}
 
 /// A running `warden run`. Dropping it stops it and removes its cgroup and files.
 #[derive(Debug)]
@@ -186,18 +46,7 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn builder(e2e: &E2e) -> DaemonBuilder {
-        DaemonBuilder {
-            e2e: e2e.clone(),
-            listen_port: None,
-            intercept_ports: vec![443],
-            intercept_hosts: vec!["api.openai.com".to_owned()],
-            select_cgroups: Vec::new(),
-            select_units: Vec::new(),
-            overrides: Vec::new(),
-            accounts: Vec::new(),
-            parent_cgroup: None,
-            log_filter: "info".to_owned(),
-        }
+        DaemonBuilder::new(e2e)
     }
 
     fn wait_until_ready(&mut self) {
@@ -336,11 +185,16 @@ impl Daemon {
 
     /// The "exchange" line logged for a request from `pid`.
     pub fn wait_for_exchange(&self, pid: u32) -> LogLine {
-        self.wait_for_log(
-            &format!("an exchange from pid {pid}"),
-            Duration::from_secs(10),
-            |l| l.is("exchange") && l.pid() == Some(pid),
-        )
+        self.wait_for_log(&format!("an exchange from pid {pid}"), LINE_TIMEOUT, |l| {
+            l.is("exchange") && l.pid() == Some(pid)
+        })
+    }
+
+    /// The "tunnel" line logged for a connection from `pid`.
+    pub fn wait_for_tunnel(&self, pid: u32) -> LogLine {
+        self.wait_for_log(&format!("a tunnel line for pid {pid}"), LINE_TIMEOUT, |l| {
+            l.is("tunnel") && l.pid() == Some(pid)
+        })
     }
 
     /// Whether `warden run` is still running.
