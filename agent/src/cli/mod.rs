@@ -45,3 +45,42 @@ impl Cli {
         Ok(Config::load(self.config.as_deref())?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_command_explains_itself_and_takes_config() {
+        fn check(command: &clap::Command, path: &str) {
+            let path = format!("{path} {}", command.get_name());
+            assert!(command.get_about().is_some(), "`{path}` has no help text");
+            let has_config = command
+                .get_arguments()
+                .any(|arg| arg.get_long() == Some("config"));
+            assert!(has_config, "`{path}` does not take --config");
+            for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+                check(sub, &path);
+            }
+        }
+        let mut cli = Cli::command();
+        cli.build();
+        cli.clone().debug_assert();
+        check(&cli, "");
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_double_dash() {
+        let cli = Cli::try_parse_from([
+            "warden", "exec", "--config", "/x.toml", "--", "python3", "-c", "1",
+        ])
+        .unwrap();
+        let Command::Exec(args) = cli.command else {
+            panic!("not exec")
+        };
+        assert_eq!(args.command, ["python3", "-c", "1"]);
+        assert_eq!(cli.config.as_deref(), Some(std::path::Path::new("/x.toml")));
+    }
+}
