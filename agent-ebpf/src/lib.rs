@@ -35,7 +35,8 @@ pub mod counter {
     pub const REDIRECTED: u32 = 0;
     pub const UDP_REFUSED: u32 = 1;
     pub const ORIGIN_INDEXED: u32 = 2;
-    pub const COUNT: u32 = 3;
+    pub const NETNS_REFUSED: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 /// Where selected connections are sent. Written once by userspace at index 0 of `REDIRECT_CONFIG`.
@@ -47,6 +48,10 @@ pub struct RedirectConfig {
     pub _pad: u16,
     /// Warden's own process: its connections are never redirected.
     pub warden_tgid: u32,
+    /// Warden's network namespace. A selected process in another namespace cannot reach Warden's
+    /// loopback listener, so its connects to intercepted ports are refused instead (fail closed).
+    /// 0 disables the check (kernels without SO_NETNS_COOKIE).
+    pub netns_cookie: u64,
 }
 
 /// What the kernel knew when a selected process called `connect()`.
@@ -57,8 +62,7 @@ pub struct Origin {
     pub dst_addr: [u8; 16],
     /// Original destination port, host byte order.
     pub dst_port: u16,
-    /// 4 when the program saw an IPv4 connect (connect4), 6 for connect6.
-    pub ip_version: u16,
+    pub _pad: u16,
     pub tgid: u32,
     pub uid: u32,
     pub gid: u32,

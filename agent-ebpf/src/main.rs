@@ -16,7 +16,9 @@ mod programs {
         helpers::{
             bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
             bpf_get_current_uid_gid,
-            generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_socket_cookie},
+            generated::{
+                bpf_get_current_ancestor_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie,
+            },
         },
         macros::{cgroup_sock_addr, map, sock_ops},
         maps::{Array, HashMap, LruHashMap, PerCpuArray},
@@ -158,6 +160,18 @@ mod programs {
             return Ok(ALLOW);
         };
         let dst_port = u16::from_be(sa.user_port as u16);
+        // SAFETY: the context is the socket-address context the helper expects.
+        let netns = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
+        if config.netns_cookie != 0 && netns != config.netns_cookie {
+            count(counter::NETNS_REFUSED);
+            warn!(
+                ctx,
+                "refused connect of tgid {} to port {}: selected, but in another network namespace",
+                (bpf_get_current_pid_tgid() >> 32) as u32,
+                dst_port
+            );
+            return Ok(REFUSE);
+        }
         match sa.type_ {
             SOCK_STREAM => {}
             SOCK_DGRAM => {
@@ -188,7 +202,7 @@ mod programs {
             // SAFETY: [u32; 4] and [u8; 16] have the same size; both are plain bytes.
             dst_addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(dst_addr) },
             dst_port,
-            ip_version: if family == Family::V4 { 4 } else { 6 },
+            _pad: 0,
             tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
             uid: uid_gid as u32,
             gid: (uid_gid >> 32) as u32,

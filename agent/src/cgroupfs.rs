@@ -4,9 +4,8 @@
 //! (`/system.slice/agent.service`), the form `/proc/PID/cgroup` uses. The mount point differs between
 //! hosts (`/sys/fs/cgroup` unified, `/sys/fs/cgroup/unified` hybrid), so it is always discovered.
 use std::{
-    fs,
-    io::{self, BufRead},
-    os::unix::fs::MetadataExt,
+    fs, io,
+    os::unix::{ffi::OsStringExt, fs::MetadataExt},
     path::{Path, PathBuf},
 };
 
@@ -32,14 +31,13 @@ pub struct CgroupFs {
 impl CgroupFs {
     /// Finds the cgroup2 mount in /proc/self/mountinfo.
     pub fn discover() -> Result<Self, CgroupError> {
-        let file = fs::File::open("/proc/self/mountinfo").map_err(CgroupError::MountInfo)?;
-        for line in io::BufReader::new(file).lines() {
-            let line = line.map_err(CgroupError::MountInfo)?;
-            if let Some(mount) = cgroup2_mount_point(&line) {
-                return Ok(CgroupFs { mount });
-            }
-        }
-        Err(CgroupError::NoCgroup2Mount)
+        // Read as bytes: mount points need not be UTF-8, and one such line must not hide the rest.
+        let mountinfo = fs::read("/proc/self/mountinfo").map_err(CgroupError::MountInfo)?;
+        mountinfo
+            .split(|&b| b == b'\n')
+            .find_map(cgroup2_mount_point)
+            .map(|mount| CgroupFs { mount })
+            .ok_or(CgroupError::NoCgroup2Mount)
     }
 
     /// A hierarchy mounted at `mount` (for tests).
@@ -127,33 +125,43 @@ pub fn validate_path(path: &str) -> Result<(), CgroupError> {
 }
 
 /// The mount point of a mountinfo line if its filesystem type is cgroup2.
-fn cgroup2_mount_point(line: &str) -> Option<PathBuf> {
+fn cgroup2_mount_point(line: &[u8]) -> Option<PathBuf> {
     // Fields: id parent major:minor root mount-point options [optional...] - fstype source super-options
-    let (before, after) = line.split_once(" - ")?;
-    if after.split_whitespace().next()? != "cgroup2" {
+    let separator = line.windows(3).position(|w| w == b" - ")?;
+    let (before, after) = (&line[..separator], &line[separator + 3..]);
+    if after.split(|&b| b == b' ').next()? != b"cgroup2" {
         return None;
     }
-    let mount_point = before.split_whitespace().nth(4)?;
-    Some(PathBuf::from(unescape_mountinfo(mount_point)))
+    let mount_point = before.split(|&b| b == b' ').nth(4)?;
+    Some(PathBuf::from(std::ffi::OsString::from_vec(
+        unescape_mountinfo(mount_point),
+    )))
 }
 
-/// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+/// mountinfo escapes space, tab, newline and backslash as three octal digits (`\040`).
+fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() {
-            if let Ok(code) = u8::from_str_radix(&field[i + 1..i + 4], 8) {
-                out.push(code);
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|_| field[i] == b'\\')
+            .and_then(|digits| {
+                let text = std::str::from_utf8(digits).ok()?;
+                u8::from_str_radix(text, 8).ok()
+            });
+        match octal {
+            Some(byte) => {
+                out.push(byte);
                 i += 4;
-                continue;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
             }
         }
-        out.push(bytes[i]);
-        i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[cfg(test)]
@@ -164,16 +172,25 @@ mod tests {
     fn finds_hybrid_and_unified_mounts() {
         let hybrid = "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw";
         assert_eq!(
-            cgroup2_mount_point(hybrid),
+            cgroup2_mount_point(hybrid.as_bytes()),
             Some("/sys/fs/cgroup/unified".into())
         );
         let unified =
             "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate";
-        assert_eq!(cgroup2_mount_point(unified), Some("/sys/fs/cgroup".into()));
+        assert_eq!(
+            cgroup2_mount_point(unified.as_bytes()),
+            Some("/sys/fs/cgroup".into())
+        );
         let v1 = "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu";
-        assert_eq!(cgroup2_mount_point(v1), None);
+        assert_eq!(cgroup2_mount_point(v1.as_bytes()), None);
         let spaced = "41 31 0:38 / /mnt/cg\\040two rw - cgroup2 cgroup2 rw";
-        assert_eq!(cgroup2_mount_point(spaced), Some("/mnt/cg two".into()));
+        assert_eq!(
+            cgroup2_mount_point(spaced.as_bytes()),
+            Some("/mnt/cg two".into())
+        );
+        let non_utf8 = b"41 31 0:38 / /mnt/\xff\\04 rw - cgroup2 cgroup2 rw";
+        let odd = cgroup2_mount_point(non_utf8).expect("non-UTF-8 mount point");
+        assert_eq!(odd.as_os_str().as_encoded_bytes(), b"/mnt/\xff\\04");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Installs missing Debian packages the tests rely on (curl, python3-venv) with apt-get.
+//! Installs missing Debian packages the tests rely on (curl, python3-venv, iproute2, util-linux) with apt-get.
 
 use std::process::Command;
 
@@ -30,13 +30,26 @@ const REQUIREMENTS: &[Requirement] = &[
         probe: &["python3", "-c", "import ensurepip, venv"],
         packages: &["python3-venv"],
     },
+    // `ip netns` makes the network namespaces of the netns tests.
+    Requirement {
+        what: "ip",
+        probe: &["ip", "-V"],
+        packages: &["iproute2"],
+    },
+    // unshare (private mount namespaces for the hosts file) and setpriv (non-root clients).
+    Requirement {
+        what: "unshare, setpriv",
+        probe: &["setpriv", "--version"],
+        packages: &["util-linux"],
+    },
 ];
 
 /// Probes every requirement; installs the packages of the missing ones (one apt-get update first).
 pub fn ensure() -> Result<()> {
     let missing = missing_requirements();
     if missing.is_empty() {
-        println!("curl, python3, python3 -m venv: ok");
+        let names = REQUIREMENTS.iter().map(|req| req.what).collect::<Vec<_>>();
+        println!("{}: ok", names.join(", "));
         return Ok(());
     }
     let names = missing.iter().map(|req| req.what).collect::<Vec<_>>();

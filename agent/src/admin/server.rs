@@ -64,13 +64,21 @@ impl AdminServer {
                 _ = shutdown.changed() => return,
                 accepted = listener.accept() => accepted,
             };
-            let Ok((stream, _)) = accepted else { continue };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::error!(%error, "admin socket: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
             let server = self.clone();
             tokio::spawn(async move { server.handle(stream).await });
         }
     }
 
-    async fn handle(&self, stream: UnixStream) {
+    async fn handle(self: Arc<Self>, stream: UnixStream) {
         match stream.peer_cred() {
             Ok(cred) if cred.uid() == 0 => {}
             Ok(cred) => {
@@ -91,7 +99,13 @@ impl AdminServer {
         let mut line = String::new();
         let response = match reader.read_line(&mut line).await {
             Ok(_) => match serde_json::from_str::<AdminRequest>(&line) {
-                Ok(request) => self.answer(request),
+                // Answers stat cgroupfs and read BPF maps: keep them off the async workers.
+                Ok(request) => {
+                    let server = self.clone();
+                    tokio::task::spawn_blocking(move || server.answer(request))
+                        .await
+                        .unwrap_or_else(|error| refusal(format!("internal error: {error}")))
+                }
                 Err(error) => refusal(format!("invalid request: {error}")),
             },
             Err(error) => refusal(format!("reading request: {error}")),

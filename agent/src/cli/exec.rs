@@ -20,10 +20,9 @@ use super::Cli;
 use crate::{
     admin::{client, AdminRequest},
     cgroupfs::CgroupFs,
+    ebpf::selection::{EXEC_CGROUP_PARENT, EXEC_CGROUP_PREFIX},
 };
 
-/// Parent of the cgroups `warden exec` creates.
-const EXEC_PARENT: &str = "/warden";
 /// How long to wait for leftover processes to die before giving up on removing the cgroup.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -80,8 +79,10 @@ fn spawn_in_cgroup(
             .into_encoded_bytes(),
     )
     .context("cgroup path contains a NUL byte")?;
-    let mut child = Command::new(&command[0]);
-    child.args(&command[1..]);
+    // clap guarantees at least one value (`required`, `num_args = 1..`).
+    let (program, args) = command.split_first().context("no command given")?;
+    let mut child = Command::new(program);
+    child.args(args);
     // SAFETY: between fork and exec only async-signal-safe calls are made (open, write, close), on
     // a path prepared before the fork. Writing "0" moves the calling process into the cgroup, so
     // the command starts already selected.
@@ -100,17 +101,29 @@ fn spawn_in_cgroup(
             Ok(())
         });
     }
+    // Installed before the spawn, so that no signal in between kills this process and leaves the
+    // cgroup behind (one arriving before the child exists is not forwarded).
+    forward_signals();
     let mut child = child
         .spawn()
-        .with_context(|| format!("starting {}", command[0].to_string_lossy()))?;
+        .with_context(|| format!("starting {}", program.to_string_lossy()))?;
     CHILD_PID.store(child.id() as i32, Ordering::SeqCst);
-    forward_signals();
     let status = child.wait().context("waiting for the command")?;
     CHILD_PID.store(0, Ordering::SeqCst);
     Ok(status)
 }
 
-extern "C" fn forward_signal(signal: libc::c_int) {
+extern "C" fn forward_signal(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _: *mut libc::c_void,
+) {
+    // A terminal's Ctrl-C or Ctrl-\ (si_code SI_KERNEL) reaches the whole foreground process group,
+    // the child included: forwarding it would deliver it twice.
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    if unsafe { (*info).si_code } == libc::SI_KERNEL {
+        return;
+    }
     let pid = CHILD_PID.load(Ordering::SeqCst);
     if pid > 0 {
         // SAFETY: kill is async-signal-safe.
@@ -120,8 +133,14 @@ extern "C" fn forward_signal(signal: libc::c_int) {
 
 fn forward_signals() {
     for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
-        // SAFETY: the handler only reads an atomic and calls kill, both async-signal-safe.
-        unsafe { libc::signal(signal, forward_signal as *const () as libc::sighandler_t) };
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; the handler only reads
+        // an atomic and the siginfo and calls kill, all async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = forward_signal as *const () as libc::sighandler_t;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
     }
 }
 
@@ -135,8 +154,11 @@ struct ExecCgroup {
 
 impl ExecCgroup {
     fn create(cgroupfs: &CgroupFs) -> anyhow::Result<ExecCgroup> {
-        let parent = cgroupfs.dir(EXEC_PARENT)?;
-        let path = format!("{EXEC_PARENT}/exec-{}", std::process::id());
+        let parent = cgroupfs.dir(EXEC_CGROUP_PARENT)?;
+        let path = format!(
+            "{EXEC_CGROUP_PARENT}/{EXEC_CGROUP_PREFIX}{}",
+            std::process::id()
+        );
         let dir = cgroupfs.dir(&path)?;
         // Another `warden exec` may remove the shared parent between our two mkdirs when its
         // command ends: retry on NotFound.

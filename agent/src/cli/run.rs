@@ -44,6 +44,7 @@ fn init_logging() {
 }
 
 async fn daemon(config: Config) -> anyhow::Result<()> {
+    require_initial_pid_namespace()?;
     let config = Arc::new(config);
     create_private_dir(&config.state_dir)?;
     let ca = CertificateAuthority::load_or_create(&config.ca_dir()).context("Warden CA")?;
@@ -74,6 +75,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         redirector.clone(),
         config.select.cgroups.clone(),
         config.select.units.clone(),
+        config.state_dir.join("exec-cgroups"),
     ));
     selection.resync().context("selecting cgroups")?;
 
@@ -143,6 +145,21 @@ async fn wait_for_signal() -> anyhow::Result<&'static str> {
         _ = terminate.recv() => "SIGTERM",
         _ = interrupt.recv() => "SIGINT",
     })
+}
+
+/// The programs see pids of the initial pid namespace: Warden must run there, or it would not
+/// recognise its own connections (and would redirect them to itself) nor find processes in /proc.
+fn require_initial_pid_namespace() -> anyhow::Result<()> {
+    // PROC_PID_INIT_INO in the kernel: the inode of the initial pid namespace.
+    const INITIAL_PID_NAMESPACE: &str = "pid:[4026531836]";
+    let namespace = std::fs::read_link("/proc/self/ns/pid").context("reading /proc/self/ns/pid")?;
+    if namespace.as_os_str() != INITIAL_PID_NAMESPACE {
+        anyhow::bail!(
+            "warden run must run in the host's pid namespace (this is {}): run it on the host, or in a container with --pid=host",
+            namespace.display()
+        );
+    }
+    Ok(())
 }
 
 /// state_dir holds the CA key and the admin socket: root-only.

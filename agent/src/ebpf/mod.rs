@@ -18,7 +18,7 @@ use std::{
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray},
     programs::{CgroupAttachMode, CgroupSockAddr, ProgramError, SockOps},
-    Ebpf, EbpfError,
+    Ebpf, EbpfError, EbpfLoader,
 };
 use serde::Serialize;
 use warden_ebpf::{counter, maps, programs, ClientKey, Origin, RedirectConfig};
@@ -73,6 +73,8 @@ pub struct KernelCounters {
     pub redirected: u64,
     pub udp_refused: u64,
     pub origins_indexed: u64,
+    /// Connects refused because a selected process was in another network namespace.
+    pub netns_refused: u64,
     /// Entries now in the origin maps: connected but not yet accepted by Warden, and redirected but
     /// not yet connected. Both drop back to zero when connections are claimed.
     pub origins_unclaimed: u64,
@@ -98,7 +100,10 @@ impl Redirector {
         listen_port: u16,
         intercept_ports: &[u16],
     ) -> Result<Redirector, EbpfLoadError> {
-        let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(EbpfLoadError::Load)?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(aya_log::LEVEL, &kernel_log_level(), true)
+            .load(EBPF_OBJECT)
+            .map_err(EbpfLoadError::Load)?;
         match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => spawn_kernel_log_reader(logger),
             Err(error) => tracing::warn!(%error, "eBPF programs' diagnostics are not available"),
@@ -108,6 +113,7 @@ impl Redirector {
             listen_port,
             _pad: 0,
             warden_tgid: std::process::id(),
+            netns_cookie: own_netns_cookie(),
         };
         let mut redirect_config: Array<_, RedirectConfig> =
             take_map(&mut ebpf, maps::REDIRECT_CONFIG)?;
@@ -213,6 +219,7 @@ impl Redirector {
             redirected: sum(counter::REDIRECTED),
             udp_refused: sum(counter::UDP_REFUSED),
             origins_indexed: sum(counter::ORIGIN_INDEXED),
+            netns_refused: sum(counter::NETNS_REFUSED),
             origins_unclaimed: lock(&self.origins).keys().count() as u64,
             origins_pending: self.pending.keys().count() as u64,
         }
@@ -224,6 +231,58 @@ impl Redirector {
             tracing::info!("eBPF programs detached");
         }
     }
+}
+
+/// The most verbose level the programs' diagnostics would be logged at, so that the programs do not
+/// write records that the log filter would drop (aya-log's levels are `log`'s: 0 off … 5 trace).
+fn kernel_log_level() -> u8 {
+    use tracing::Level;
+    let target_enabled = |level| match level {
+        Level::TRACE => tracing::enabled!(target: "warden_ebpf::programs", Level::TRACE),
+        Level::DEBUG => tracing::enabled!(target: "warden_ebpf::programs", Level::DEBUG),
+        Level::INFO => tracing::enabled!(target: "warden_ebpf::programs", Level::INFO),
+        Level::WARN => tracing::enabled!(target: "warden_ebpf::programs", Level::WARN),
+        _ => tracing::enabled!(target: "warden_ebpf::programs", Level::ERROR),
+    };
+    [
+        (Level::TRACE, 5),
+        (Level::DEBUG, 4),
+        (Level::INFO, 3),
+        (Level::WARN, 2),
+        (Level::ERROR, 1),
+    ]
+    .into_iter()
+    .find(|&(level, _)| target_enabled(level))
+    .map_or(0, |(_, value)| value)
+}
+
+/// The cookie of Warden's network namespace, or 0 when the kernel cannot tell (before 5.14),
+/// which turns the programs' namespace check off.
+fn own_netns_cookie() -> u64 {
+    use std::os::fd::AsRawFd;
+    let Ok(socket) = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0)) else {
+        return 0;
+    };
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: the fd is a live socket, and cookie/len describe a writable u64.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if result != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "cannot read the network namespace cookie; selected processes in other namespaces will fail to connect instead of being refused"
+        );
+        return 0;
+    }
+    cookie
 }
 
 fn take_map<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, EbpfLoadError>

@@ -65,7 +65,7 @@ mod tests {
                 .to_ipv6_mapped()
                 .octets(),
             dst_port: 443,
-            ip_version: 4,
+            _pad: 0,
             tgid: 42,
             uid: 1000,
             gid: 1000,

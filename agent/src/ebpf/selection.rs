@@ -21,11 +21,20 @@ use crate::cgroupfs::{validate_path, CgroupError, CgroupFs};
 const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// A unit that is not found is searched for by walking the whole tree at most this often.
 const UNIT_WALK_INTERVAL: Duration = Duration::from_secs(5);
+/// `warden exec` creates its cgroups here, as `exec-PID`, and registers them with its daemon. The
+/// daemon keeps its registrations in a file in its state_dir, so after a restart it selects again
+/// the commands that are still running (other daemons on the host leave them alone).
+pub const EXEC_CGROUP_PARENT: &str = "/warden";
+pub const EXEC_CGROUP_PREFIX: &str = "exec-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SelectionError {
     #[error(transparent)]
     Path(#[from] CgroupError),
+    #[error(
+        "{0} is not a `warden exec` cgroup (expected {EXEC_CGROUP_PARENT}/{EXEC_CGROUP_PREFIX}PID)"
+    )]
+    NotExec(String),
     #[error("cgroup {path} does not exist: {source}")]
     Missing {
         path: String,
@@ -47,6 +56,8 @@ pub struct SelectedCgroup {
 
 pub struct Selection {
     cgroupfs: CgroupFs,
+    /// Where the `warden exec` registrations are kept across restarts (one path per line).
+    exec_registry: PathBuf,
     redirector: Arc<Redirector>,
     config_paths: Vec<String>,
     units: Vec<String>,
@@ -59,7 +70,8 @@ struct State {
     current: Vec<SelectedCgroup>,
     /// Where each unit was last found, tried first on the next resync.
     unit_paths: HashMap<String, String>,
-    last_unit_walk: Option<Instant>,
+    /// When each missing unit was last searched for in the whole tree.
+    unit_walks: HashMap<String, Instant>,
 }
 
 impl Selection {
@@ -68,13 +80,24 @@ impl Selection {
         redirector: Arc<Redirector>,
         config_paths: Vec<String>,
         units: Vec<String>,
+        exec_registry: PathBuf,
     ) -> Selection {
+        let exec_paths = std::fs::read_to_string(&exec_registry)
+            .unwrap_or_default()
+            .lines()
+            .filter(|path| is_exec_cgroup(path) && validate_path(path).is_ok())
+            .map(str::to_string)
+            .collect();
         Selection {
             cgroupfs,
+            exec_registry,
             redirector,
             config_paths,
             units,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                exec_paths,
+                ..State::default()
+            }),
         }
     }
 
@@ -85,6 +108,9 @@ impl Selection {
     /// Selects a cgroup that `warden exec` created. Returns once the kernel redirects it.
     pub fn add_exec(&self, path: &str) -> Result<SelectedCgroup, SelectionError> {
         validate_path(path)?;
+        if !is_exec_cgroup(path) {
+            return Err(SelectionError::NotExec(path.to_string()));
+        }
         let id = self
             .cgroupfs
             .id_of(path)
@@ -92,7 +118,11 @@ impl Selection {
                 path: path.to_string(),
                 source,
             })?;
-        self.lock().exec_paths.insert(path.to_string());
+        {
+            let mut state = self.lock();
+            state.exec_paths.insert(path.to_string());
+            self.save_exec_registry(&state.exec_paths);
+        }
         self.resync()?;
         Ok(SelectedCgroup {
             path: path.to_string(),
@@ -101,9 +131,37 @@ impl Selection {
         })
     }
 
+    /// Called when a `warden exec` command ended.
     pub fn remove_exec(&self, path: &str) -> Result<(), SelectionError> {
-        self.lock().exec_paths.remove(path);
+        {
+            let mut state = self.lock();
+            state.exec_paths.remove(path);
+            self.save_exec_registry(&state.exec_paths);
+        }
         self.resync()
+    }
+
+    /// Best effort: losing the file only means a restart forgets running commands.
+    fn save_exec_registry(&self, exec_paths: &BTreeSet<String>) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let temporary = self.exec_registry.with_extension("tmp");
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .and_then(|mut file| {
+                for path in exec_paths {
+                    writeln!(file, "{path}")?;
+                }
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&temporary, &self.exec_registry));
+        if let Err(error) = written {
+            tracing::warn!(%error, path = %self.exec_registry.display(), "saving warden exec registrations");
+        }
     }
 
     /// Recomputes the selection from the selectors and applies the difference to the kernel map.
@@ -127,11 +185,15 @@ impl Selection {
             add(path, "config");
         }
         let exec_paths = std::mem::take(&mut state.exec_paths);
+        let registered = exec_paths.len();
         for path in exec_paths {
             // An exec cgroup that is gone (its command ended and it was removed) is forgotten.
             if add(&path, "exec") {
                 state.exec_paths.insert(path);
             }
+        }
+        if state.exec_paths.len() != registered {
+            self.save_exec_registry(&state.exec_paths);
         }
         for unit in &self.units {
             if let Some(path) = self.locate_unit(&mut state, unit) {
@@ -177,12 +239,13 @@ impl Selection {
             return Some(found);
         }
         let walked_recently = state
-            .last_unit_walk
+            .unit_walks
+            .get(unit)
             .is_some_and(|at| at.elapsed() < UNIT_WALK_INTERVAL);
         if walked_recently {
             return None;
         }
-        state.last_unit_walk = Some(Instant::now());
+        state.unit_walks.insert(unit.to_string(), Instant::now());
         let found = self.cgroupfs.find_unit(unit)?;
         state.unit_paths.insert(unit.to_string(), found.clone());
         Some(found)
@@ -203,6 +266,7 @@ impl Selection {
         if !self.units.is_empty() {
             dirs.extend(self.cgroupfs.dir("/system.slice").ok());
         }
+        dirs.extend(self.cgroupfs.dir(EXEC_CGROUP_PARENT).ok());
         dirs.retain(|d| d.is_dir());
         dirs
     }
@@ -224,8 +288,12 @@ impl Selection {
                     }
                 }
             }
-            if let Err(error) = self.resync() {
-                tracing::error!(%error, "selection resync failed");
+            // A resync stats cgroupfs and may walk it: keep it off the async workers.
+            let selection = self.clone();
+            match tokio::task::spawn_blocking(move || selection.resync()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "selection resync failed"),
+                Err(error) => tracing::error!(%error, "selection resync panicked"),
             }
             if let Some(fd) = inotify.as_mut() {
                 self.add_watches(fd.get_mut(), &mut watched);
@@ -273,11 +341,32 @@ impl Selection {
     }
 }
 
+/// `/warden/exec-123` (a direct child of the exec parent, named by the prefix).
+fn is_exec_cgroup(path: &str) -> bool {
+    path.strip_prefix(EXEC_CGROUP_PARENT)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|name| name.starts_with(EXEC_CGROUP_PREFIX) && !name.contains('/'))
+}
+
 async fn readable(
     inotify: &mut Option<AsyncFd<Inotify>>,
 ) -> Option<tokio::io::unix::AsyncFdReadyMutGuard<'_, Inotify>> {
     match inotify {
         Some(fd) => fd.readable_mut().await.ok(),
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_exec_cgroup;
+
+    #[test]
+    fn only_direct_exec_children_are_exec_cgroups() {
+        assert!(is_exec_cgroup("/warden/exec-42"));
+        assert!(!is_exec_cgroup("/warden/exec-42/child"));
+        assert!(!is_exec_cgroup("/warden/other"));
+        assert!(!is_exec_cgroup("/wardenx/exec-1"));
+        assert!(!is_exec_cgroup("/system.slice/exec-1"));
     }
 }

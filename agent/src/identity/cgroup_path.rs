@@ -13,6 +13,13 @@ pub struct Container {
     pub id: String,
 }
 
+/// `runtime:id`, the label log lines carry.
+impl std::fmt::Display for Container {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.runtime, self.id)
+    }
+}
+
 /// The deepest path component naming a systemd unit other than a slice:
 /// `/system.slice/foo.service/worker` → `foo.service`.
 pub fn unit_of(cgroup_path: &str) -> Option<String> {
@@ -159,6 +166,12 @@ mod tests {
             podman
         );
         assert_eq!(container(&format!("/libpod_parent/libpod-{ID}")), podman);
+    }
+
+    #[test]
+    fn displays_as_runtime_colon_id() {
+        let container = container_of(&format!("/system.slice/docker-{ID}.scope")).unwrap();
+        assert_eq!(container.to_string(), format!("docker:{ID}"));
     }
 
     #[test]

@@ -3,13 +3,15 @@
 //! `resolve` does blocking procfs reads (and, for processes that are gone, may walk the cgroup
 //! tree once per cgroup id); call it off the async executor's hot path.
 mod cgroup_path;
+mod redact;
 mod service_account;
+mod token_file;
 
 use std::{
     collections::HashMap,
     ffi::CStr,
     hash::Hash,
-    io::Read,
+    os::fd::AsFd,
     path::Path,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
@@ -18,7 +20,9 @@ use std::{
 use procfs::process::Process;
 
 pub use cgroup_path::{container_of, unit_of, Container};
+pub use redact::redact_command_line;
 pub use service_account::service_account_from_token;
+pub use token_file::{read_token, read_token_at};
 
 use crate::{cgroupfs::CgroupFs, config::AccountConfig, ebpf::origin::ConnectionOrigin};
 
@@ -34,7 +38,7 @@ pub struct Identity {
     /// The process name (`/proc/PID/stat`), or the connecting task's name if the process is gone.
     pub comm: String,
     pub exe: Option<String>,
-    /// Arguments joined with ' '.
+    /// Arguments joined with ' ', recognised secrets replaced by `[REDACTED]`.
     pub cmdline: Option<String>,
     /// The credentials the kernel saw at connect time.
     pub uid: u32,
@@ -49,6 +53,7 @@ pub struct Identity {
     /// The configured `[[account]]` that matches, else the unit name.
     pub account: Option<String>,
     /// "namespace/name" from the pod's service account token.
+    /// Self-asserted: read from the token's claims; its signature is not verified.
     pub k8s_service_account: Option<String>,
     /// True when only the kernel's capture was available.
     pub process_exited: bool,
@@ -95,7 +100,7 @@ impl IdentityResolver {
             .cmdline()
             .ok()
             .filter(|args| !args.is_empty())
-            .map(|args| args.join(" "));
+            .map(|args| redact_command_line(&args));
         let identity = Arc::new(self.build(
             origin,
             ProcessFacts {
@@ -246,15 +251,11 @@ fn open_process(tgid: u32) -> Option<(Process, procfs::process::Stat)> {
     Some((process, stat))
 }
 
-/// Opened through /proc/PID/root, so a container's token is read from the container's filesystem.
+/// Read inside /proc/PID/root, so a container's token comes from the container's filesystem.
+/// Opened through the process's own /proc directory, so a reused pid cannot stand in for it.
 fn read_service_account(process: &Process) -> Option<String> {
-    let path = format!("root/{}", service_account::TOKEN_PATH);
-    let file = process.open_relative(&path).ok()?;
-    let mut token = String::new();
-    file.take(service_account::MAX_TOKEN_BYTES)
-        .read_to_string(&mut token)
-        .ok()?;
-    service_account_from_token(&token)
+    let root = process.open_relative("root").ok()?;
+    service_account_from_token(&read_token_at(root.as_fd())?)
 }
 
 /// The user name through NSS (so LDAP/sssd/systemd users resolve too).

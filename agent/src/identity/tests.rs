@@ -49,7 +49,10 @@ fn resolves_this_process() {
     let exe = std::env::current_exe().unwrap();
     assert_eq!(identity.exe.as_deref(), Some(exe.to_str().unwrap()));
     let args: Vec<String> = std::env::args().collect();
-    assert_eq!(identity.cmdline.as_deref(), Some(args.join(" ").as_str()));
+    assert_eq!(
+        identity.cmdline.as_deref(),
+        Some(redact_command_line(&args).as_str())
+    );
     assert_eq!(identity.uid, origin.uid);
     if origin.uid == 0 {
         assert_eq!(identity.user.as_deref(), Some("root"));

@@ -120,6 +120,21 @@ pub fn bad_gateway(host: &str, reason: &str) -> ApiError {
     .with_code("upstream_unreachable")
 }
 
+/// 501 for a protocol upgrade (WebSocket, e.g. the Realtime API) on an intercepted host, which
+/// Warden cannot forward yet. Retrying cannot help, so the SDKs are told not to.
+pub fn upgrade_not_supported(host: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "invalid_request_error",
+        format!(
+            "Warden does not support WebSocket or other protocol upgrades for intercepted hosts \
+             ({host}) yet; use the HTTP API instead"
+        ),
+    )
+    .with_code("upgrade_not_supported")
+    .with_should_retry(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +154,17 @@ mod tests {
                 br#"{"error":{"message":"Warden could not reach the upstream api.openai.com: connection refused","type":"upstream_error","param":null,"code":"upstream_unreachable"}}"#
             )
         );
+    }
+
+    #[test]
+    fn upgrades_are_refused_as_not_implemented_without_retry() {
+        let err = upgrade_not_supported("api.openai.com");
+        assert_eq!(err.status, StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(err.kind, "invalid_request_error");
+        assert_eq!(err.code.as_deref(), Some("upgrade_not_supported"));
+        assert_eq!(err.should_retry, Some(false));
+        assert!(err.message.contains("WebSocket"), "{}", err.message);
+        assert!(err.message.contains("api.openai.com"), "{}", err.message);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::{
 
 use bytes::BytesMut;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
 use tokio::{io::AsyncReadExt, net::TcpStream, sync::watch};
@@ -16,6 +16,7 @@ use tracing::Level;
 use super::{
     client_hello::{classify, Classified},
     counters::Counters,
+    counting::CountingStream,
     http::{self, ConnectionInfo},
     prefixed::PrefixedStream,
     ProxyContext,
@@ -26,6 +27,9 @@ use crate::{ebpf::origin::ConnectionOrigin, identity::Identity, identity_event};
 const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 const TUNNEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an HTTP/1 client may take to send a request's headers (including between requests
+/// on a kept-alive connection) before the connection is closed.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn handle(
     context: Arc<ProxyContext>,
@@ -49,16 +53,12 @@ pub async fn handle(
     };
     match classified {
         Classified::NotTls => {
-            tunnel(
-                &context,
-                &identity,
-                &origin,
-                client,
-                first_bytes,
-                None,
-                "not TLS",
-            )
-            .await
+            let why = Tunneled {
+                reason: "not TLS",
+                server_name: None,
+                alpn: None,
+            };
+            tunnel(&context, &identity, &origin, client, first_bytes, why).await
         }
         Classified::ClientHello {
             server_name: None, ..
@@ -85,19 +85,14 @@ pub async fn handle(
         }
         Classified::ClientHello {
             server_name: Some(name),
-            ..
+            alpn,
         } => {
-            let name = Some(name);
-            tunnel(
-                &context,
-                &identity,
-                &origin,
-                client,
-                first_bytes,
-                name,
-                "server name not intercepted",
-            )
-            .await
+            let why = Tunneled {
+                reason: "server name not intercepted",
+                server_name: Some(name),
+                alpn: (!alpn.is_empty()).then(|| alpn.join(",")),
+            };
+            tunnel(&context, &identity, &origin, client, first_bytes, why).await
         }
         Classified::Malformed(what) => reject(
             &context,
@@ -145,14 +140,21 @@ fn reject(context: &ProxyContext, identity: &Identity, origin: &ConnectionOrigin
     identity_event!(Level::WARN, identity, destination = %origin.original_dst, reason, "connection closed");
 }
 
+/// Why a connection is tunneled, and what its ClientHello (if any) offered.
+struct Tunneled {
+    reason: &'static str,
+    server_name: Option<String>,
+    /// The ALPN protocols, comma-joined; None when the client offered none.
+    alpn: Option<String>,
+}
+
 async fn tunnel(
     context: &ProxyContext,
     identity: &Identity,
     origin: &ConnectionOrigin,
     mut client: TcpStream,
     first_bytes: BytesMut,
-    server_name: Option<String>,
-    reason: &str,
+    why: Tunneled,
 ) {
     let started = Instant::now();
     let destination = origin.original_dst;
@@ -178,21 +180,18 @@ async fn tunnel(
         };
     Counters::bump(&context.counters.tunneled);
     let _ = server.set_nodelay(true);
-    let prefix_len = first_bytes.len() as u64;
-    let mut client = PrefixedStream::new(first_bytes, &mut client);
+    let mut client = CountingStream::new(PrefixedStream::new(first_bytes, &mut client));
     let result = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-    let (from_client, to_client, error) = match result {
-        Ok((up, down)) => (up, down, None),
-        Err(error) => (prefix_len, 0, Some(error.to_string())),
-    };
+    let error = result.err().map(|error| error.to_string());
     identity_event!(
         Level::INFO,
         identity,
         destination = %destination,
-        server_name = server_name.as_deref(),
-        reason,
-        bytes_from_client = from_client,
-        bytes_to_client = to_client,
+        server_name = why.server_name.as_deref(),
+        alpn = why.alpn.as_deref(),
+        reason = why.reason,
+        bytes_from_client = client.read,
+        bytes_to_client = client.written,
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         error = error.as_deref(),
         "tunnel"
@@ -238,9 +237,22 @@ async fn intercept(
         context: context.clone(),
         identity: identity.clone(),
         server_name,
+        destination_port: origin.original_dst.port(),
     });
     let service = hyper::service::service_fn(move |request| http::handle(info.clone(), request));
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's timeouts only run with a timer.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    // Serving the protocol ALPN chose, instead of sniffing the first bytes for it, puts a client
+    // that never sends anything under the header read timeout too.
+    let builder = match tls.get_ref().1.alpn_protocol() {
+        Some(b"h2") => builder.http2_only(),
+        Some(b"http/1.1") => builder.http1_only(),
+        _ => builder,
+    };
     let connection = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(connection);
     let result = tokio::select! {

@@ -1,29 +1,26 @@
-//! Forward one intercepted HTTP request upstream and stream its response back, logging the exchange.
+//! Forward one intercepted HTTP request upstream and stream its response back.
 //!
 //! JSON request bodies are read whole (the API call is parsed from them); every other body and
 //! every response is streamed frame by frame, so an SSE response reaches the agent event by event.
-use std::{
-    convert::Infallible,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Instant,
-};
+use std::{convert::Infallible, sync::Arc, time::Instant};
 
-use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use tracing::Level;
 
-use super::{upstream::UpstreamBody, ProxyContext};
-use crate::{
-    identity::Identity, identity_event, openai::error::ApiError, proxy::counters::Counters,
+use super::{
+    counters::Counters,
+    exchange_log::{ExchangeLog, RequestSummary},
+    upstream::UpstreamBody,
+    ProxyContext,
 };
+use crate::{identity::Identity, openai::error::ApiError};
 
 /// The largest JSON request body Warden reads to parse the API call.
 pub const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
+
+/// The port the upstream URI leaves implicit.
+const HTTPS_PORT: u16 = 443;
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1); never forwarded.
 const HOP_BY_HOP: [&str; 8] = [
@@ -42,15 +39,8 @@ pub struct ConnectionInfo {
     pub context: Arc<ProxyContext>,
     pub identity: Arc<Identity>,
     pub server_name: String,
-}
-
-/// What the exchange log line reports about the request side.
-struct RequestSummary {
-    method: String,
-    host: String,
-    path: String,
-    model: Option<String>,
-    request_bytes: u64,
+    /// The port the agent connected to; the upstream is reached on the same port.
+    pub destination_port: u16,
 }
 
 pub async fn handle(
@@ -59,17 +49,18 @@ pub async fn handle(
 ) -> Result<Response<UpstreamBody>, Infallible> {
     let started = Instant::now();
     let (mut parts, body) = request.into_parts();
-    let mut summary = RequestSummary {
-        method: parts.method.to_string(),
-        host: connection.server_name.clone(),
-        path: parts.uri.path().to_string(),
-        model: None,
-        request_bytes: 0,
-    };
-    let log = ExchangeLog {
-        connection: connection.clone(),
+    let summary = RequestSummary::new(
+        parts.method.to_string(),
+        connection.server_name.clone(),
+        parts.uri.path().to_string(),
+    );
+    // Dropped unlogged only if hyper abandons this handler; its drop then logs the client leaving.
+    let mut log = ExchangeLog::new(
+        connection.identity.clone(),
+        connection.context.counters.clone(),
         started,
-    };
+        summary,
+    );
 
     if let Some(authority) = request_authority(&parts) {
         if !authority.eq_ignore_ascii_case(&connection.server_name) {
@@ -82,20 +73,22 @@ pub async fn handle(
                 ),
             )
             .with_code("misdirected_request");
-            return Ok(log.error_response(
-                &summary,
-                error,
-                "host does not match the TLS server name",
-            ));
+            return Ok(log.error_response(error, "host does not match the TLS server name"));
         }
+    }
+
+    if let Some(protocol) = requested_upgrade(&parts) {
+        let error = crate::openai::error::upgrade_not_supported(&connection.server_name);
+        let reason = format!("protocol upgrade ({protocol}) not supported");
+        return Ok(log.error_response(error, &reason));
     }
 
     let forwarded_body: UpstreamBody = if is_json(&parts.headers) {
         match Limited::new(body, MAX_JSON_BODY).collect().await {
             Ok(collected) => {
                 let bytes = collected.to_bytes();
-                summary.request_bytes = bytes.len() as u64;
-                summary.model = model_of(&bytes);
+                log.summary.set_request_bytes(bytes.len() as u64);
+                log.summary.model = model_of(&bytes);
                 Full::new(bytes)
                     .map_err(|never| match never {})
                     .boxed_unsync()
@@ -114,15 +107,19 @@ pub async fn handle(
                 };
                 let error = ApiError::new(status, "invalid_request_error", message)
                     .with_code("invalid_body");
-                return Ok(log.error_response(&summary, error, "request body unreadable"));
+                return Ok(log.error_response(error, "request body unreadable"));
             }
         }
     } else {
-        summary.request_bytes = body.size_hint().exact().unwrap_or(0);
-        body.boxed_unsync()
+        log.summary.count_request_body(body).boxed_unsync()
     };
 
-    parts.uri = match upstream_uri(&connection.server_name, &parts.uri) {
+    let upstream_uri = upstream_uri(
+        &connection.server_name,
+        connection.destination_port,
+        &parts.uri,
+    );
+    parts.uri = match upstream_uri {
         Some(uri) => uri,
         None => {
             let error = ApiError::new(
@@ -131,7 +128,7 @@ pub async fn handle(
                 "Invalid request target",
             )
             .with_code("invalid_request_target");
-            return Ok(log.error_response(&summary, error, "invalid request target"));
+            return Ok(log.error_response(error, "invalid request target"));
         }
     };
     strip_hop_by_hop(&mut parts.headers);
@@ -149,25 +146,36 @@ pub async fn handle(
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             let streamed = is_event_stream(&parts.headers);
-            let body = LoggedBody {
-                inner: body,
-                response_bytes: 0,
-                finish: Some(Finish {
-                    log,
-                    summary,
-                    status: parts.status,
-                    streamed,
-                }),
-            };
+            let body = log.into_response_body(parts.status, streamed, body);
             Ok(Response::from_parts(parts, body.boxed_unsync()))
         }
         Err(error) => {
             Counters::bump(&connection.context.counters.upstream_errors);
             let reason = upstream_error_reason(&error);
             let error = crate::openai::error::bad_gateway(&connection.server_name, &reason);
-            Ok(log.error_response(&summary, error, &reason))
+            Ok(log.error_response(error, &reason))
         }
     }
+}
+
+/// The protocol a request asks to switch to (an HTTP/1.1 `Upgrade`, a CONNECT or an h2 extended
+/// CONNECT such as WebSocket over h2), which Warden cannot forward yet. `h2c` is not reported: a
+/// server may ignore it and answer over HTTP/1.1, and it is meaningless over TLS anyway.
+fn requested_upgrade(parts: &http::request::Parts) -> Option<String> {
+    if parts.method == Method::CONNECT {
+        let protocol = parts.extensions.get::<hyper::ext::Protocol>();
+        return Some(protocol.map_or("CONNECT", |p| p.as_str()).to_string());
+    }
+    let protocols: Vec<&str> = parts
+        .headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.eq_ignore_ascii_case("h2c"))
+        .collect();
+    (!protocols.is_empty()).then(|| protocols.join(", "))
 }
 
 fn request_authority(parts: &http::request::Parts) -> Option<String> {
@@ -182,17 +190,28 @@ fn request_authority(parts: &http::request::Parts) -> Option<String> {
     Some(authority)
 }
 
-fn upstream_uri(server_name: &str, uri: &http::Uri) -> Option<http::Uri> {
+fn upstream_uri(server_name: &str, port: u16, uri: &http::Uri) -> Option<http::Uri> {
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = if port == HTTPS_PORT {
+        server_name.to_string()
+    } else {
+        format!("{server_name}:{port}")
+    };
     http::Uri::builder()
         .scheme("https")
-        .authority(server_name)
+        .authority(authority)
         .path_and_query(path)
         .build()
         .ok()
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::CONNECTION) {
+        for name in HOP_BY_HOP {
+            headers.remove(name);
+        }
+        return;
+    }
     // Headers named in Connection are hop-by-hop too.
     let named: Vec<String> = headers
         .get_all(header::CONNECTION)
@@ -245,134 +264,52 @@ fn upstream_error_reason(error: &hyper_util::client::legacy::Error) -> String {
     reason
 }
 
-/// Emits the exchange log line.
-struct ExchangeLog {
-    connection: Arc<ConnectionInfo>,
-    started: Instant,
-}
-
-impl ExchangeLog {
-    fn error_response(
-        &self,
-        summary: &RequestSummary,
-        error: ApiError,
-        reason: &str,
-    ) -> Response<UpstreamBody> {
-        self.emit(summary, error.status, false, 0, Some(reason));
-        let mut response = error.into_response();
-        response
-            .headers_mut()
-            .insert("x-warden-error", HeaderValue::from_static("true"));
-        response.map(|body| body.map_err(|never| match never {}).boxed_unsync())
-    }
-
-    fn emit(
-        &self,
-        summary: &RequestSummary,
-        status: StatusCode,
-        streamed: bool,
-        response_bytes: u64,
-        error: Option<&str>,
-    ) {
-        Counters::bump(&self.connection.context.counters.exchanges);
-        identity_event!(
-            Level::INFO,
-            &self.connection.identity,
-            method = %summary.method,
-            host = %summary.host,
-            path = %summary.path,
-            status = status.as_u16(),
-            model = summary.model.as_deref(),
-            streamed,
-            request_bytes = summary.request_bytes,
-            response_bytes,
-            duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
-            error,
-            "exchange"
-        );
-    }
-}
-
-struct Finish {
-    log: ExchangeLog,
-    summary: RequestSummary,
-    status: StatusCode,
-    streamed: bool,
-}
-
-/// The upstream response body, passed through frame by frame, logging the exchange when it ends
-/// (or when the agent goes away first).
-struct LoggedBody {
-    inner: Incoming,
-    response_bytes: u64,
-    finish: Option<Finish>,
-}
-
-impl LoggedBody {
-    fn finish(&mut self, error: Option<&str>) {
-        if let Some(finish) = self.finish.take() {
-            finish.log.emit(
-                &finish.summary,
-                finish.status,
-                finish.streamed,
-                self.response_bytes,
-                error,
-            );
-        }
-    }
-}
-
-impl Body for LoggedBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.response_bytes += data.len() as u64;
-                }
-                // hyper may stop polling once the body says it has ended, before Ready(None).
-                if self.inner.is_end_stream() {
-                    self.finish(None);
-                }
-            }
-            Poll::Ready(Some(Err(error))) => {
-                let reason = format!("upstream response failed: {error}");
-                self.finish(Some(&reason));
-            }
-            Poll::Ready(None) => self.finish(None),
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for LoggedBody {
-    fn drop(&mut self) {
-        if self.inner.is_end_stream() {
-            self.finish(None);
-        } else {
-            self.finish(Some("client went away before the response ended"));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
+
+    fn request_parts(request: http::request::Builder) -> http::request::Parts {
+        request.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn websocket_and_connect_requests_are_upgrades() {
+        let websocket = Request::get("/v1/realtime?model=gpt-realtime")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket");
+        assert_eq!(
+            requested_upgrade(&request_parts(websocket)).as_deref(),
+            Some("websocket")
+        );
+        let connect = Request::builder()
+            .method(Method::CONNECT)
+            .uri("api.openai.com:443");
+        assert_eq!(
+            requested_upgrade(&request_parts(connect)).as_deref(),
+            Some("CONNECT")
+        );
+        let mut extended = request_parts(
+            Request::builder()
+                .method(Method::CONNECT)
+                .uri("/v1/realtime"),
+        );
+        extended
+            .extensions
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        assert_eq!(requested_upgrade(&extended).as_deref(), Some("websocket"));
+    }
+
+    #[test]
+    fn plain_requests_and_h2c_are_not_upgrades() {
+        let plain = Request::post("/v1/responses").header("connection", "keep-alive");
+        assert_eq!(requested_upgrade(&request_parts(plain)), None);
+        let h2c = Request::get("/v1/models")
+            .header("connection", "Upgrade, HTTP2-Settings")
+            .header("upgrade", "h2c");
+        assert_eq!(requested_upgrade(&request_parts(h2c)), None);
+    }
 
     #[test]
     fn model_is_read_from_json_bodies_only() {
@@ -400,12 +337,37 @@ mod tests {
     }
 
     #[test]
+    fn hop_by_hop_headers_are_removed_without_a_connection_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert("te", HeaderValue::from_static("trailers"));
+        headers.insert("upgrade", HeaderValue::from_static("websocket"));
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("content-type"));
+    }
+
+    #[test]
     fn upstream_uri_keeps_path_and_query() {
         let uri: http::Uri = "/v1/models?limit=2".parse().unwrap();
         assert_eq!(
-            upstream_uri("api.openai.com", &uri).unwrap().to_string(),
+            upstream_uri("api.openai.com", 443, &uri)
+                .unwrap()
+                .to_string(),
             "https://api.openai.com/v1/models?limit=2"
         );
+    }
+
+    #[test]
+    fn upstream_uri_names_a_port_other_than_443() {
+        let uri: http::Uri = "/v1/models".parse().unwrap();
+        let upstream = upstream_uri("api.openai.com", 8443, &uri).unwrap();
+        assert_eq!(
+            upstream.to_string(),
+            "https://api.openai.com:8443/v1/models"
+        );
+        assert_eq!(upstream.host(), Some("api.openai.com"));
+        assert_eq!(upstream.port_u16(), Some(8443));
     }
 
     #[test]

@@ -6,10 +6,6 @@
 macro_rules! identity_event {
     ($level:expr, $identity:expr, $($rest:tt)+) => {{
         let identity: &$crate::identity::Identity = $identity;
-        let container = identity
-            .container
-            .as_ref()
-            .map(|c| format!("{}:{}", c.runtime, c.id));
         tracing::event!(
             $level,
             pid = identity.pid,
@@ -22,7 +18,7 @@ macro_rules! identity_event {
             cgroup = identity.cgroup.as_deref(),
             cgroup_id = identity.cgroup_id,
             unit = identity.unit.as_deref(),
-            container = container.as_deref(),
+            container = identity.container.as_ref().map(tracing::field::display),
             account = identity.account.as_deref(),
             k8s_sa = identity.k8s_service_account.as_deref(),
             process_exited = identity.process_exited,

@@ -2,6 +2,8 @@
 pub mod client_hello;
 mod connection;
 pub mod counters;
+mod counting;
+mod exchange_log;
 mod http;
 mod log_fields;
 mod prefixed;
@@ -29,7 +31,8 @@ pub struct ProxyContext {
     pub identities: IdentityResolver,
     pub tls_server: Arc<rustls::ServerConfig>,
     pub upstream: Upstream,
-    pub counters: Counters,
+    /// Shared with exchange logs, which can outlive their request handler.
+    pub counters: Arc<Counters>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,18 +52,60 @@ pub struct Listeners(Vec<TcpListener>);
 impl Listeners {
     pub async fn bind(port: u16) -> Result<Listeners, ListenError> {
         let mut listeners = Vec::new();
-        for ip in [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()] {
-            let address = SocketAddr::new(ip, port);
-            let listener = TcpListener::bind(address)
-                .await
-                .map_err(|source| ListenError::Bind { address, source })?;
-            listeners.push(listener);
+        let ipv4 = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
+        let listener = TcpListener::bind(ipv4)
+            .await
+            .map_err(|source| ListenError::Bind {
+                address: ipv4,
+                source,
+            })?;
+        listeners.push(listener);
+        let ipv6 = SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port);
+        match TcpListener::bind(ipv6).await {
+            Ok(listener) => listeners.push(listener),
+            // A host booted with ipv6.disable=1 has no ::1; its IPv6 connects fail anyway.
+            Err(error)
+                if matches!(
+                    error.raw_os_error(),
+                    Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT)
+                ) =>
+            {
+                tracing::warn!(%error, "IPv6 loopback unavailable: listening on 127.0.0.1 only");
+            }
+            Err(source) => {
+                return Err(ListenError::Bind {
+                    address: ipv6,
+                    source,
+                })
+            }
         }
         Ok(Listeners(listeners))
     }
 
     pub fn addresses(&self) -> Vec<SocketAddr> {
         self.0.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+}
+
+/// Counts one open connection until dropped, also when its task panics or is aborted, so that
+/// drain never waits for a connection that is gone.
+struct OpenConnection {
+    open: Arc<AtomicUsize>,
+    drained: Arc<tokio::sync::Notify>,
+}
+
+impl OpenConnection {
+    fn new(open: Arc<AtomicUsize>, drained: Arc<tokio::sync::Notify>) -> Self {
+        open.fetch_add(1, Ordering::SeqCst);
+        OpenConnection { open, drained }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        if self.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.drained.notify_waiters();
+        }
     }
 }
 
@@ -95,16 +140,12 @@ pub async fn serve(
                         continue;
                     }
                 };
-                open.fetch_add(1, Ordering::SeqCst);
+                let guard = OpenConnection::new(open.clone(), drained.clone());
                 let context = context.clone();
                 let shutdown = shutdown.clone();
-                let open = open.clone();
-                let drained = drained.clone();
                 tokio::spawn(async move {
+                    let _open = guard;
                     connection::handle(context, stream, peer, shutdown).await;
-                    if open.fetch_sub(1, Ordering::SeqCst) == 1 {
-                        drained.notify_waiters();
-                    }
                 });
             }
         }));
@@ -135,5 +176,28 @@ pub async fn serve(
             open_connections = open.load(Ordering::SeqCst),
             "drain timeout: closing remaining connections"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_connection_task_still_leaves_the_open_count() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let drained = Arc::new(tokio::sync::Notify::new());
+        let guard = OpenConnection::new(open.clone(), drained.clone());
+        assert_eq!(open.load(Ordering::SeqCst), 1);
+        let notified = drained.notified();
+        let task = tokio::spawn(async move {
+            let _open = guard;
+            panic!("connection task panicked on purpose");
+        });
+        assert!(task.await.is_err_and(|error| error.is_panic()));
+        assert_eq!(open.load(Ordering::SeqCst), 0);
+        tokio::time::timeout(Duration::from_secs(5), notified)
+            .await
+            .expect("drain is notified when the last connection ends");
     }
 }

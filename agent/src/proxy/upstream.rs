@@ -23,7 +23,7 @@ use hyper_util::{
         connect::{Connected, Connection},
         Client,
     },
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
 };
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
@@ -83,7 +83,9 @@ impl Upstream {
             overrides: Arc::new(overrides),
             default_tls,
         };
+        // Without a timer the pool never expires idle connections.
         let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(connector);
         Ok(Upstream { client })

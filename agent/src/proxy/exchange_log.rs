@@ -1,0 +1,261 @@
+//! The one "exchange" log line per intercepted request, emitted exactly once however the exchange ends.
+//!
+//! [`ExchangeLog`] is a drop guard: Warden's own error responses and the end of the upstream
+//! response body ([`LoggedBody`]) emit it explicitly; if hyper drops the request handler before
+//! either (the client reset the stream, timed out or the connection was drained), dropping the
+//! guard emits it with an error instead.
+use std::{
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tracing::Level;
+
+use super::{counters::Counters, upstream::UpstreamBody};
+use crate::{identity::Identity, identity_event, openai::error::ApiError};
+
+const CLIENT_WENT_AWAY: &str = "client went away before the response";
+const CLIENT_LEFT_MID_RESPONSE: &str = "client went away before the response ended";
+
+/// What the exchange log line reports about the request side.
+pub struct RequestSummary {
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub model: Option<String>,
+    /// Shared with the [`CountedBody`] forwarding a streamed request body.
+    request_bytes: Arc<AtomicU64>,
+}
+
+impl RequestSummary {
+    pub fn new(method: String, host: String, path: String) -> Self {
+        RequestSummary {
+            method,
+            host,
+            path,
+            model: None,
+            request_bytes: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Records a request body read whole.
+    pub fn set_request_bytes(&self, bytes: u64) {
+        self.request_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Wraps a request body forwarded as a stream so that its bytes are counted as they pass.
+    pub fn count_request_body<B>(&self, inner: B) -> CountedBody<B> {
+        CountedBody {
+            inner,
+            count: self.request_bytes.clone(),
+        }
+    }
+
+    pub fn request_bytes(&self) -> u64 {
+        self.request_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Emits the exchange log line once: explicitly, or on drop if the handler was abandoned.
+pub struct ExchangeLog {
+    identity: Arc<Identity>,
+    counters: Arc<Counters>,
+    started: Instant,
+    pub summary: RequestSummary,
+    emitted: bool,
+}
+
+impl ExchangeLog {
+    pub fn new(
+        identity: Arc<Identity>,
+        counters: Arc<Counters>,
+        started: Instant,
+        summary: RequestSummary,
+    ) -> Self {
+        ExchangeLog {
+            identity,
+            counters,
+            started,
+            summary,
+            emitted: false,
+        }
+    }
+
+    /// Warden's own answer: logs the exchange with `reason` and returns the OpenAI-shaped error,
+    /// marked with `x-warden-error: true`.
+    pub fn error_response(mut self, error: ApiError, reason: &str) -> Response<UpstreamBody> {
+        self.emit(Some(error.status), false, 0, Some(reason));
+        let mut response = error.into_response();
+        response
+            .headers_mut()
+            .insert("x-warden-error", HeaderValue::from_static("true"));
+        response.map(|body| body.map_err(|never| match never {}).boxed_unsync())
+    }
+
+    /// Hands the log line over to the upstream response body, which emits it when it ends.
+    pub fn into_response_body<B: Body>(
+        self,
+        status: StatusCode,
+        streamed: bool,
+        inner: B,
+    ) -> LoggedBody<B> {
+        LoggedBody {
+            inner,
+            response_bytes: 0,
+            status,
+            streamed,
+            log: self,
+        }
+    }
+
+    /// `status` is None when no response was sent.
+    fn emit(
+        &mut self,
+        status: Option<StatusCode>,
+        streamed: bool,
+        response_bytes: u64,
+        error: Option<&str>,
+    ) {
+        if std::mem::replace(&mut self.emitted, true) {
+            return;
+        }
+        Counters::bump(&self.counters.exchanges);
+        let summary = &self.summary;
+        identity_event!(
+            Level::INFO,
+            &self.identity,
+            method = %summary.method,
+            host = %summary.host,
+            path = %summary.path,
+            status = status.map(|s| s.as_u16()),
+            model = summary.model.as_deref(),
+            streamed,
+            request_bytes = summary.request_bytes(),
+            response_bytes,
+            duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            error,
+            "exchange"
+        );
+    }
+}
+
+impl Drop for ExchangeLog {
+    fn drop(&mut self) {
+        self.emit(None, false, 0, Some(CLIENT_WENT_AWAY));
+    }
+}
+
+/// A streamed request body, passed through frame by frame, counting its data bytes.
+pub struct CountedBody<B = Incoming> {
+    inner: B,
+    count: Arc<AtomicU64>,
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for CountedBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The upstream response body, passed through frame by frame, logging the exchange when it ends
+/// (or when the agent goes away first).
+pub struct LoggedBody<B: Body = Incoming> {
+    inner: B,
+    response_bytes: u64,
+    status: StatusCode,
+    streamed: bool,
+    log: ExchangeLog,
+}
+
+impl<B: Body> LoggedBody<B> {
+    fn finish(&mut self, error: Option<&str>) {
+        self.log
+            .emit(Some(self.status), self.streamed, self.response_bytes, error);
+    }
+}
+
+impl<B> Body for LoggedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.response_bytes += data.len() as u64;
+                }
+                // hyper may stop polling once the body says it has ended, before Ready(None).
+                if self.inner.is_end_stream() {
+                    self.finish(None);
+                }
+            }
+            Poll::Ready(Some(Err(error))) => {
+                let reason = format!("upstream response failed: {error}");
+                self.finish(Some(&reason));
+            }
+            Poll::Ready(None) => self.finish(None),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B: Body> Drop for LoggedBody<B> {
+    fn drop(&mut self) {
+        // Runs before the inner ExchangeLog's own drop, so the line carries the response status.
+        if self.inner.is_end_stream() {
+            self.finish(None);
+        } else {
+            self.finish(Some(CLIENT_LEFT_MID_RESPONSE));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,196 @@
+//! Tests of the exchange log: exactly one line per exchange, however it ends.
+use std::{
+    io::Write,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use super::*;
+use crate::{
+    ebpf::origin::ConnectionOrigin,
+    identity::{Container, IdentityResolver},
+};
+
+/// The JSON log lines written while a capture was active.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<serde_json::Value> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+}
+
+/// Sends this thread's log lines to the returned buffer until the guard is dropped.
+fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(move || writer.clone())
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+fn logged<T>(run: impl FnOnce() -> T) -> (T, Vec<serde_json::Value>) {
+    let (captured, guard) = capture();
+    let result = run();
+    drop(guard);
+    (result, captured.lines())
+}
+
+fn identity() -> Identity {
+    // A pid that cannot exist: the identity is built from the "kernel capture" alone.
+    let origin = ConnectionOrigin {
+        original_dst: SocketAddr::from(([127, 0, 0, 1], 443)),
+        tgid: u32::MAX,
+        uid: 0,
+        gid: 0,
+        cgroup_id: 1,
+        comm: "agent".to_string(),
+    };
+    let resolved = IdentityResolver::new(Vec::new(), None).resolve(&origin);
+    (*resolved).clone()
+}
+
+fn exchange_log_for(identity: Identity, counters: &Arc<Counters>) -> ExchangeLog {
+    let summary = RequestSummary::new(
+        "POST".to_string(),
+        "api.openai.com".to_string(),
+        "/v1/responses".to_string(),
+    );
+    ExchangeLog::new(
+        Arc::new(identity),
+        counters.clone(),
+        Instant::now(),
+        summary,
+    )
+}
+
+fn exchange_log(counters: &Arc<Counters>) -> ExchangeLog {
+    exchange_log_for(identity(), counters)
+}
+
+/// A body that yields `chunks` as data frames, one per poll.
+struct Chunks(std::collections::VecDeque<&'static str>);
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let chunk = self.0.pop_front();
+        Poll::Ready(chunk.map(|chunk| Ok(Frame::data(Bytes::from_static(chunk.as_bytes())))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn body(chunks: &[&'static str]) -> Chunks {
+    Chunks(chunks.iter().copied().collect())
+}
+
+#[test]
+fn dropping_the_guard_logs_the_client_going_away_once() {
+    let counters = Arc::new(Counters::default());
+    let ((), lines) = logged(|| {
+        let log = exchange_log(&counters);
+        log.summary.set_request_bytes(12);
+        drop(log);
+    });
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert_eq!(line["message"], "exchange");
+    assert_eq!(line["error"], CLIENT_WENT_AWAY);
+    assert_eq!(line["request_bytes"], 12);
+    assert_eq!(line["path"], "/v1/responses");
+    assert!(line.get("status").is_none(), "{line}");
+    assert_eq!(counters.snapshot().exchanges, 1);
+}
+
+#[test]
+fn an_error_response_is_logged_once_with_its_status() {
+    let counters = Arc::new(Counters::default());
+    let (response, lines) = logged(|| {
+        let error = ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", "no");
+        exchange_log(&counters).error_response(error, "bad input")
+    });
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.headers()["x-warden-error"], "true");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["status"], 400);
+    assert_eq!(lines[0]["error"], "bad input");
+    assert_eq!(counters.snapshot().exchanges, 1);
+}
+
+#[tokio::test]
+async fn a_handed_off_body_logs_when_it_ends_with_both_byte_counts() {
+    let counters = Arc::new(Counters::default());
+    let (captured, _guard) = capture();
+
+    let log = exchange_log(&counters);
+    let request = log.summary.count_request_body(body(&["abc", "defg"]));
+    assert_eq!(request.collect().await.unwrap().to_bytes(), "abcdefg");
+    let response = log.into_response_body(StatusCode::OK, true, body(&["data: 1\n\n"]));
+    assert_eq!(response.collect().await.unwrap().to_bytes(), "data: 1\n\n");
+
+    let lines = captured.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["streamed"], true);
+    assert_eq!(line["request_bytes"], 7);
+    assert_eq!(line["response_bytes"], 9);
+    assert!(line.get("error").is_none(), "{line}");
+    assert_eq!(counters.snapshot().exchanges, 1);
+}
+
+#[test]
+fn a_response_body_dropped_early_logs_the_status_and_the_client_leaving() {
+    let counters = Arc::new(Counters::default());
+    let ((), lines) = logged(|| {
+        let log = exchange_log(&counters);
+        let response = log.into_response_body(StatusCode::OK, false, body(&["x"]));
+        drop(response);
+    });
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["status"], 200);
+    assert_eq!(lines[0]["error"], CLIENT_LEFT_MID_RESPONSE);
+}
+
+#[test]
+fn identity_fields_come_first_and_the_container_is_runtime_and_id() {
+    let counters = Arc::new(Counters::default());
+    let mut identity = identity();
+    identity.container = Some(Container {
+        runtime: "docker",
+        id: "0123abcd".to_string(),
+    });
+    let ((), lines) = logged(|| drop(exchange_log_for(identity, &counters)));
+    let line = &lines[0];
+    assert_eq!(line["container"], "docker:0123abcd", "{line}");
+    assert_eq!(line["pid"], u32::MAX, "{line}");
+    assert_eq!(line["comm"], "agent", "{line}");
+    assert_eq!(line["process_exited"], true, "{line}");
+}
