@@ -44,7 +44,20 @@ pub async fn handle(
         tracing::warn!(%peer, reason = "no origin recorded for this connection", "connection closed");
         return;
     };
-    let identity = context.identities.resolve(&origin);
+    // A cache miss reads procfs, may ask NSS for a user name and, for an exited process, walk
+    // cgroupfs: keep that off the async workers.
+    let resolver = context.clone();
+    let captured = origin.clone();
+    let identity = match tokio::task::spawn_blocking(move || resolver.identities.resolve(&captured))
+        .await
+    {
+        Ok(identity) => identity,
+        Err(error) => {
+            Counters::bump(&context.counters.rejected);
+            tracing::error!(%error, %peer, reason = "identity resolution failed", "connection closed");
+            return;
+        }
+    };
     let _ = client.set_nodelay(true);
 
     let (first_bytes, classified) = match read_first_bytes(&mut client).await {
