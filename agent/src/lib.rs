@@ -1,5 +1,6 @@
 //! Warden: a host agent that makes AI agents' calls to LLM APIs visible, governed and accountable.
 pub mod admin;
+pub mod audit;
 pub mod cgroupfs;
 pub mod cli;
 pub mod config;

@@ -17,6 +17,14 @@ fn main() -> ExitCode {
             .load_config()
             .and_then(|config| cli::ca::run(&config, args))
             .map(|()| ExitCode::SUCCESS),
+        Command::Sessions(args) => cli
+            .load_config()
+            .and_then(|config| cli::sessions::run(&config, args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Audit(args) => cli
+            .load_config()
+            .and_then(|config| cli::audit::run(&config, args))
+            .map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|error| {
         eprintln!("warden: {}", describe(&error));

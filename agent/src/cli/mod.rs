@@ -1,8 +1,11 @@
 //! Command-line interface: the argument model and one module per subcommand.
+pub mod audit;
 pub mod ca;
 pub mod exec;
 pub mod run;
+pub mod sessions;
 pub mod status;
+pub mod time_arg;
 
 use std::path::PathBuf;
 
@@ -38,6 +41,10 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Warden's certificate authority (what clients must trust for intercepted hosts).
     Ca(ca::CaArgs),
+    /// Query the audit store (root): list, show, replay and export recorded exchanges.
+    Sessions(sessions::SessionsArgs),
+    /// Check the audit store's tamper evidence (root).
+    Audit(audit::AuditArgs),
 }
 
 impl Cli {

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use super::Cli;
 use crate::{
     admin::server::{self as admin_server, AdminServer},
+    audit::{self, AuditWriter},
     cgroupfs::CgroupFs,
     config::Config,
     ebpf::{selection::Selection, Redirector},
@@ -51,6 +52,9 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     let tls_server = tls::server_config(Arc::new(LeafCache::new(Arc::new(ca))));
     let upstream = Upstream::new(&config)?;
     let cgroupfs = CgroupFs::discover()?;
+    let audit_db = audit::audit_db_path(&config.state_dir);
+    let audit = AuditWriter::start(&audit_db, config.audit.retention_days)
+        .with_context(|| format!("opening the audit store {}", audit_db.display()))?;
 
     // Bind before attaching: a redirect with nothing listening would break the selected workloads.
     let listeners = Listeners::bind(config.proxy.listen_port).await?;
@@ -85,6 +89,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         identities: IdentityResolver::new(config.accounts.clone(), Some(cgroupfs.clone())),
         tls_server,
         upstream,
+        audit: audit.clone(),
         counters: Default::default(),
     });
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -117,6 +122,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         selected = ?selected,
         cgroup2_mount = %cgroupfs.mount().display(),
         ca = %tls::cert_path(&config.ca_dir()).display(),
+        audit = %audit_db.display(),
         "warden ready"
     );
 
@@ -129,6 +135,11 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     redirector.detach();
     let _ = shutdown_tx.send(true);
     let _ = proxy.await;
+    // Every exchange has ended: commit the records still queued before exiting.
+    let closing = audit.clone();
+    if let Err(error) = tokio::task::spawn_blocking(move || closing.shutdown()).await {
+        tracing::error!(%error, "closing the audit store");
+    }
     if let Err(error) = std::fs::remove_file(&admin_socket) {
         tracing::warn!(%error, path = %admin_socket.display(), "removing the admin socket");
     }

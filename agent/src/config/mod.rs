@@ -44,8 +44,28 @@ pub struct Config {
     pub proxy: ProxyConfig,
     pub select: SelectConfig,
     pub upstream: UpstreamConfig,
+    pub audit: AuditConfig,
     #[serde(rename = "account")]
     pub accounts: Vec<AccountConfig>,
+}
+
+/// The audit store (`state_dir/audit.db`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Records older than this many days are pruned (the chain stays verifiable). Absent: kept forever.
+    pub retention_days: Option<u32>,
+    /// Request and response bodies are recorded up to this many bytes each (the rest is marked truncated).
+    pub max_body_bytes: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention_days: None,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -98,6 +118,7 @@ impl Default for Config {
             proxy: ProxyConfig::default(),
             select: SelectConfig::default(),
             upstream: UpstreamConfig::default(),
+            audit: AuditConfig::default(),
             accounts: Vec::new(),
         }
     }

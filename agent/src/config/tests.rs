@@ -175,3 +175,18 @@ fn explicit_path_must_exist_default_path_may_not() {
         9000
     );
 }
+
+#[test]
+fn audit_settings_parse_and_are_validated() {
+    let config = parse("[audit]\nretention_days = 30\nmax_body_bytes = 65536\n").unwrap();
+    assert_eq!(config.audit.retention_days, Some(30));
+    assert_eq!(config.audit.max_body_bytes, 65536);
+    assert_eq!(parse("").unwrap().audit.retention_days, None);
+    let zero = error("[audit]\nretention_days = 0\n");
+    assert!(zero.contains(":2: audit.retention_days"), "{zero}");
+    let unknown = error("[audit]\nretention = 3\n");
+    assert!(
+        unknown.contains(":2:") && unknown.contains("retention"),
+        "{unknown}"
+    );
+}

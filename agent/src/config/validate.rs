@@ -66,6 +66,16 @@ impl Config {
                 return Err((at.key("ca_file"), "must be an absolute path".into()));
             }
         }
+        let audit = KeyPath::root().key("audit");
+        if self.audit.retention_days == Some(0) {
+            return Err((
+                audit.key("retention_days"),
+                "must be at least 1 (omit it to keep records forever)".into(),
+            ));
+        }
+        if self.audit.max_body_bytes < 1024 {
+            return Err((audit.key("max_body_bytes"), "must be at least 1024".into()));
+        }
         let mut names = HashSet::new();
         for (i, account) in self.accounts.iter().enumerate() {
             validate_account(

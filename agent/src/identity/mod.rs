@@ -4,6 +4,7 @@
 //! tree once per cgroup id); call it off the async executor's hot path.
 mod cgroup_path;
 mod redact;
+pub mod selector;
 mod service_account;
 mod token_file;
 

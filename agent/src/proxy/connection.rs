@@ -13,6 +13,7 @@ use hyper_util::{
 use tokio::{io::AsyncReadExt, net::TcpStream, sync::watch};
 use tracing::Level;
 
+use super::recording::{new_id, now_us};
 use super::{
     client_hello::{classify, Classified},
     counters::Counters,
@@ -21,7 +22,12 @@ use super::{
     prefixed::PrefixedStream,
     ProxyContext,
 };
-use crate::{ebpf::origin::ConnectionOrigin, identity::Identity, identity_event};
+use crate::{
+    audit::record::{AuditRecord, ConnectionRecord, Disposition, IdentitySnapshot},
+    ebpf::origin::ConnectionOrigin,
+    identity::Identity,
+    identity_event,
+};
 
 /// How long a client may take to send its first bytes, and to finish the TLS handshake.
 const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,10 +65,11 @@ pub async fn handle(
         }
     };
     let _ = client.set_nodelay(true);
+    let mut audit = ConnectionAudit::new(&identity, &origin);
 
     let (first_bytes, classified) = match read_first_bytes(&mut client).await {
         Ok(read) => read,
-        Err(reason) => return reject(&context, &identity, &origin, &reason),
+        Err(reason) => return reject(&context, &identity, &origin, &reason, audit),
     };
     match classified {
         Classified::NotTls => {
@@ -71,7 +78,16 @@ pub async fn handle(
                 server_name: None,
                 alpn: None,
             };
-            tunnel(&context, &identity, &origin, client, first_bytes, why).await
+            tunnel(
+                &context,
+                &identity,
+                &origin,
+                client,
+                first_bytes,
+                why,
+                audit,
+            )
+            .await
         }
         Classified::ClientHello {
             server_name: None, ..
@@ -80,21 +96,15 @@ pub async fn handle(
             &identity,
             &origin,
             "TLS ClientHello has no server name",
+            audit,
         ),
         Classified::ClientHello {
             server_name: Some(name),
             ..
         } if context.config.is_intercepted_host(&name) => {
-            intercept(
-                &context,
-                identity,
-                &origin,
-                client,
-                first_bytes,
-                name,
-                shutdown,
-            )
-            .await
+            audit.server_name = Some(name.clone());
+            let client = PrefixedStream::new(first_bytes, client);
+            intercept(&context, identity, &origin, client, name, shutdown, audit).await
         }
         Classified::ClientHello {
             server_name: Some(name),
@@ -105,16 +115,32 @@ pub async fn handle(
                 server_name: Some(name),
                 alpn: (!alpn.is_empty()).then(|| alpn.join(",")),
             };
-            tunnel(&context, &identity, &origin, client, first_bytes, why).await
+            tunnel(
+                &context,
+                &identity,
+                &origin,
+                client,
+                first_bytes,
+                why,
+                audit,
+            )
+            .await
         }
         Classified::Malformed(what) => reject(
             &context,
             &identity,
             &origin,
             &format!("malformed TLS ClientHello: {what}"),
+            audit,
         ),
         // read_first_bytes loops while more bytes could complete the hello.
-        Classified::NeedMore => reject(&context, &identity, &origin, "incomplete ClientHello"),
+        Classified::NeedMore => reject(
+            &context,
+            &identity,
+            &origin,
+            "incomplete ClientHello",
+            audit,
+        ),
     }
 }
 
@@ -148,9 +174,61 @@ async fn read_first_bytes(client: &mut TcpStream) -> Result<(BytesMut, Classifie
     }
 }
 
-fn reject(context: &ProxyContext, identity: &Identity, origin: &ConnectionOrigin, reason: &str) {
+fn reject(
+    context: &ProxyContext,
+    identity: &Identity,
+    origin: &ConnectionOrigin,
+    reason: &str,
+    mut audit: ConnectionAudit,
+) {
     Counters::bump(&context.counters.rejected);
     identity_event!(Level::WARN, identity, destination = %origin.original_dst, reason, "connection closed");
+    audit.reason = Some(reason.to_string());
+    audit.submit(context, Disposition::Rejected);
+}
+
+/// The connection's audit record, filled in as the connection goes and submitted when it ends.
+pub struct ConnectionAudit {
+    pub id: String,
+    identity: IdentitySnapshot,
+    original_dst: String,
+    pub server_name: Option<String>,
+    pub reason: Option<String>,
+    pub bytes_from_client: u64,
+    pub bytes_to_client: u64,
+    started_at_us: i64,
+}
+
+impl ConnectionAudit {
+    fn new(identity: &Identity, origin: &ConnectionOrigin) -> Self {
+        ConnectionAudit {
+            id: new_id("cn"),
+            identity: IdentitySnapshot::from(identity),
+            original_dst: origin.original_dst.to_string(),
+            server_name: None,
+            reason: None,
+            bytes_from_client: 0,
+            bytes_to_client: 0,
+            started_at_us: now_us(),
+        }
+    }
+
+    fn submit(self, context: &ProxyContext, disposition: Disposition) {
+        context
+            .audit
+            .submit(AuditRecord::Connection(ConnectionRecord {
+                id: self.id,
+                identity: self.identity,
+                original_dst: self.original_dst,
+                server_name: self.server_name,
+                disposition,
+                reason: self.reason,
+                bytes_from_client: self.bytes_from_client,
+                bytes_to_client: self.bytes_to_client,
+                started_at_us: self.started_at_us,
+                ended_at_us: now_us(),
+            }));
+    }
 }
 
 /// Why a connection is tunneled, and what its ClientHello (if any) offered.
@@ -168,7 +246,9 @@ async fn tunnel(
     mut client: TcpStream,
     first_bytes: BytesMut,
     why: Tunneled,
+    mut audit: ConnectionAudit,
 ) {
+    audit.server_name = why.server_name.clone();
     let started = Instant::now();
     let destination = origin.original_dst;
     let mut server =
@@ -180,6 +260,7 @@ async fn tunnel(
                     identity,
                     origin,
                     &format!("tunnel to {destination} failed: {error}"),
+                    audit,
                 )
             }
             Err(_) => {
@@ -188,6 +269,7 @@ async fn tunnel(
                     identity,
                     origin,
                     &format!("tunnel to {destination} timed out"),
+                    audit,
                 )
             }
         };
@@ -203,29 +285,31 @@ async fn tunnel(
         server_name = why.server_name.as_deref(),
         alpn = why.alpn.as_deref(),
         reason = why.reason,
-        bytes_from_client = client.read,
-        bytes_to_client = client.written,
+        bytes_from_client = client.counts().read(),
+        bytes_to_client = client.counts().written(),
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         error = error.as_deref(),
         "tunnel"
     );
+    audit.reason = Some(why.reason.to_string());
+    audit.bytes_from_client = client.counts().read();
+    audit.bytes_to_client = client.counts().written();
+    audit.submit(context, Disposition::Tunneled);
 }
 
 async fn intercept(
     context: &Arc<ProxyContext>,
     identity: Arc<Identity>,
     origin: &ConnectionOrigin,
-    client: TcpStream,
-    first_bytes: BytesMut,
+    client: PrefixedStream<TcpStream>,
     server_name: String,
     mut shutdown: watch::Receiver<bool>,
+    mut audit: ConnectionAudit,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(context.tls_server.clone());
-    let handshake = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        acceptor.accept(PrefixedStream::new(first_bytes, client)),
-    )
-    .await;
+    let counted = CountingStream::new(client);
+    let counts = counted.counts();
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(counted)).await;
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
@@ -234,6 +318,7 @@ async fn intercept(
                 &identity,
                 origin,
                 &format!("TLS handshake with client failed: {error}"),
+                audit,
             )
         }
         Err(_) => {
@@ -242,6 +327,7 @@ async fn intercept(
                 &identity,
                 origin,
                 "TLS handshake with client timed out",
+                audit,
             )
         }
     };
@@ -251,6 +337,7 @@ async fn intercept(
         identity: identity.clone(),
         server_name,
         destination_port: origin.original_dst.port(),
+        connection_id: audit.id.clone(),
     });
     let service = hyper::service::service_fn(move |request| http::handle(info.clone(), request));
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -277,5 +364,9 @@ async fn intercept(
     };
     if let Err(error) = result {
         identity_event!(Level::DEBUG, &identity, %error, "intercepted connection ended with an error");
+        audit.reason = Some(error.to_string());
     }
+    audit.bytes_from_client = counts.read();
+    audit.bytes_to_client = counts.written();
+    audit.submit(context, Disposition::Intercepted);
 }

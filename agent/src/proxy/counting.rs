@@ -2,6 +2,10 @@
 use std::{
     io,
     pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     task::{Context, Poll},
 };
 
@@ -9,19 +13,46 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub struct CountingStream<S> {
     inner: S,
+    counts: Arc<ByteCounts>,
+}
+
+/// Shared, so they can be read after the stream was handed to a server that owns it.
+#[derive(Debug, Default)]
+pub struct ByteCounts {
+    read: AtomicU64,
+    written: AtomicU64,
+}
+
+impl ByteCounts {
     /// Bytes the stream delivered to readers.
-    pub read: u64,
+    pub fn read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+
     /// Bytes the stream accepted from writers.
-    pub written: u64,
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
 }
 
 impl<S> CountingStream<S> {
     pub fn new(inner: S) -> Self {
         CountingStream {
             inner,
-            read: 0,
-            written: 0,
+            counts: Arc::default(),
         }
+    }
+
+    pub fn counts(&self) -> Arc<ByteCounts> {
+        self.counts.clone()
+    }
+
+    fn add_read(&self, n: usize) {
+        self.counts.read.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn add_written(&self, n: usize) {
+        self.counts.written.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -34,7 +65,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for CountingStream<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
-            self.read += (buf.filled().len() - before) as u64;
+            self.add_read(buf.filled().len() - before);
         }
         polled
     }
@@ -48,7 +79,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = polled {
-            self.written += n as u64;
+            self.add_written(n);
         }
         polled
     }
@@ -68,7 +99,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = polled {
-            self.written += n as u64;
+            self.add_written(n);
         }
         polled
     }
@@ -91,7 +122,7 @@ mod tests {
         let mut read = [0u8; 5];
         stream.read_exact(&mut read).await.unwrap();
         stream.write_all(b"hi").await.unwrap();
-        assert_eq!((stream.read, stream.written), (5, 2));
+        assert_eq!((stream.counts().read(), stream.counts().written()), (5, 2));
     }
 
     #[tokio::test]
@@ -128,6 +159,6 @@ mod tests {
         let mut client = CountingStream::new(near);
         let result = tokio::io::copy_bidirectional(&mut client, &mut Broken).await;
         assert!(result.is_err());
-        assert_eq!((client.read, client.written), (12, 0));
+        assert_eq!((client.counts().read(), client.counts().written()), (12, 0));
     }
 }

@@ -1,9 +1,10 @@
-//! The one "exchange" log line per intercepted request, emitted exactly once however the exchange ends.
+//! The end of an intercepted exchange: its "exchange" log line and its audit response record,
+//! each emitted exactly once however the exchange ends.
 //!
 //! [`ExchangeLog`] is a drop guard: Warden's own error responses and the end of the upstream
-//! response body ([`LoggedBody`]) emit it explicitly; if hyper drops the request handler before
+//! response body ([`LoggedBody`]) end it explicitly; if hyper drops the request handler before
 //! either (the client reset the stream, timed out or the connection was drained), dropping the
-//! guard emits it with an error instead.
+//! guard ends it as `client_aborted` instead.
 use std::{
     pin::Pin,
     sync::{
@@ -21,8 +22,20 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tracing::Level;
 
-use super::{counters::Counters, upstream::UpstreamBody};
-use crate::{identity::Identity, identity_event, openai::error::ApiError};
+use super::{
+    counters::Counters,
+    recording::{recorded_headers, ResponseCapture},
+    upstream::UpstreamBody,
+};
+use crate::{
+    audit::{
+        record::{AuditRecord, Outcome},
+        AuditWriter,
+    },
+    identity::Identity,
+    identity_event,
+    openai::{endpoint::EndpointKind, error::ApiError},
+};
 
 const CLIENT_WENT_AWAY: &str = "client went away before the response";
 const CLIENT_LEFT_MID_RESPONSE: &str = "client went away before the response ended";
@@ -66,13 +79,25 @@ impl RequestSummary {
     }
 }
 
-/// Emits the exchange log line once: explicitly, or on drop if the handler was abandoned.
+/// Where an exchange's response record goes, once its request record is committed.
+pub struct Recorder {
+    pub audit: AuditWriter,
+    pub exchange_id: String,
+    pub endpoint: EndpointKind,
+    /// Response bodies are recorded up to this many bytes.
+    pub body_limit: usize,
+}
+
+/// Ends the exchange once: explicitly, or on drop if the handler was abandoned.
 pub struct ExchangeLog {
     identity: Arc<Identity>,
     counters: Arc<Counters>,
     started: Instant,
     pub summary: RequestSummary,
     emitted: bool,
+    recorder: Option<Recorder>,
+    capture: Option<ResponseCapture>,
+    response_headers: Vec<(String, String)>,
 }
 
 impl ExchangeLog {
@@ -88,13 +113,26 @@ impl ExchangeLog {
             started,
             summary,
             emitted: false,
+            recorder: None,
+            capture: None,
+            response_headers: Vec::new(),
         }
     }
 
-    /// Warden's own answer: logs the exchange with `reason` and returns the OpenAI-shaped error,
-    /// marked with `x-warden-error: true`.
-    pub fn error_response(mut self, error: ApiError, reason: &str) -> Response<UpstreamBody> {
-        self.emit(Some(error.status), false, 0, Some(reason));
+    /// From now on, ending the exchange also writes its response record.
+    pub fn record_to(&mut self, recorder: Recorder) {
+        self.recorder = Some(recorder);
+    }
+
+    /// Warden's own answer: ends the exchange with `outcome` and `reason` and returns the
+    /// OpenAI-shaped error, marked with `x-warden-error: true`.
+    pub fn error_response(
+        mut self,
+        error: ApiError,
+        reason: &str,
+        outcome: Outcome,
+    ) -> Response<UpstreamBody> {
+        self.emit(Some(error.status), false, 0, Some(reason), outcome);
         let mut response = error.into_response();
         response
             .headers_mut()
@@ -102,19 +140,36 @@ impl ExchangeLog {
         response.map(|body| body.map_err(|never| match never {}).boxed_unsync())
     }
 
-    /// Hands the log line over to the upstream response body, which emits it when it ends.
+    /// Hands the exchange over to the upstream response body, which ends it when it ends.
     pub fn into_response_body<B: Body>(
-        self,
+        mut self,
         status: StatusCode,
+        headers: &http::HeaderMap,
         streamed: bool,
         inner: B,
     ) -> LoggedBody<B> {
+        if let Some(recorder) = &self.recorder {
+            self.response_headers = recorded_headers(headers);
+            self.capture = Some(ResponseCapture::new(
+                recorder.endpoint,
+                headers,
+                streamed,
+                self.started,
+                recorder.body_limit,
+            ));
+        }
         LoggedBody {
             inner,
             response_bytes: 0,
             status,
             streamed,
             log: self,
+        }
+    }
+
+    fn on_response_data(&mut self, chunk: &[u8]) {
+        if let Some(capture) = &mut self.capture {
+            capture.on_data(chunk);
         }
     }
 
@@ -125,10 +180,12 @@ impl ExchangeLog {
         streamed: bool,
         response_bytes: u64,
         error: Option<&str>,
+        outcome: Outcome,
     ) {
         if std::mem::replace(&mut self.emitted, true) {
             return;
         }
+        self.record_response(status, error, outcome);
         Counters::bump(&self.counters.exchanges);
         let summary = &self.summary;
         identity_event!(
@@ -149,9 +206,45 @@ impl ExchangeLog {
     }
 }
 
+impl ExchangeLog {
+    fn record_response(
+        &mut self,
+        status: Option<StatusCode>,
+        reason: Option<&str>,
+        outcome: Outcome,
+    ) {
+        let Some(recorder) = self.recorder.take() else {
+            return;
+        };
+        let capture = self.capture.take().unwrap_or_else(|| {
+            ResponseCapture::new(
+                recorder.endpoint,
+                &http::HeaderMap::new(),
+                false,
+                self.started,
+                recorder.body_limit,
+            )
+        });
+        let record = capture.into_record(
+            recorder.exchange_id,
+            status.map(|s| s.as_u16()),
+            std::mem::take(&mut self.response_headers),
+            outcome,
+            reason.map(str::to_string),
+        );
+        recorder.audit.submit(AuditRecord::Response(record));
+    }
+}
+
 impl Drop for ExchangeLog {
     fn drop(&mut self) {
-        self.emit(None, false, 0, Some(CLIENT_WENT_AWAY));
+        self.emit(
+            None,
+            false,
+            0,
+            Some(CLIENT_WENT_AWAY),
+            Outcome::ClientAborted,
+        );
     }
 }
 
@@ -198,9 +291,24 @@ pub struct LoggedBody<B: Body = Incoming> {
 }
 
 impl<B: Body> LoggedBody<B> {
-    fn finish(&mut self, error: Option<&str>) {
-        self.log
-            .emit(Some(self.status), self.streamed, self.response_bytes, error);
+    fn finish(&mut self, error: Option<&str>, outcome: Outcome) {
+        self.log.emit(
+            Some(self.status),
+            self.streamed,
+            self.response_bytes,
+            error,
+            outcome,
+        );
+    }
+
+    /// A response that arrived whole: `upstream_error` when the upstream itself failed (5xx).
+    fn completed(&mut self) {
+        let outcome = if self.status.is_server_error() {
+            Outcome::UpstreamError
+        } else {
+            Outcome::Ok
+        };
+        self.finish(None, outcome);
     }
 }
 
@@ -221,17 +329,18 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     self.response_bytes += data.len() as u64;
+                    self.log.on_response_data(data);
                 }
                 // hyper may stop polling once the body says it has ended, before Ready(None).
                 if self.inner.is_end_stream() {
-                    self.finish(None);
+                    self.completed();
                 }
             }
             Poll::Ready(Some(Err(error))) => {
                 let reason = format!("upstream response failed: {error}");
-                self.finish(Some(&reason));
+                self.finish(Some(&reason), Outcome::UpstreamError);
             }
-            Poll::Ready(None) => self.finish(None),
+            Poll::Ready(None) => self.completed(),
             Poll::Pending => {}
         }
         polled
@@ -250,9 +359,9 @@ impl<B: Body> Drop for LoggedBody<B> {
     fn drop(&mut self) {
         // Runs before the inner ExchangeLog's own drop, so the line carries the response status.
         if self.inner.is_end_stream() {
-            self.finish(None);
+            self.completed();
         } else {
-            self.finish(Some(CLIENT_LEFT_MID_RESPONSE));
+            self.finish(Some(CLIENT_LEFT_MID_RESPONSE), Outcome::ClientAborted);
         }
     }
 }

@@ -4,17 +4,23 @@
 //! every response is streamed frame by frame, so an SSE response reaches the agent event by event.
 use std::{convert::Infallible, sync::Arc, time::Instant};
 
+use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
 use super::{
     counters::Counters,
-    exchange_log::{ExchangeLog, RequestSummary},
+    exchange_log::{ExchangeLog, Recorder, RequestSummary},
+    recording::{new_id, now_us, recorded_body, recorded_headers},
     upstream::UpstreamBody,
     ProxyContext,
 };
-use crate::{identity::Identity, openai::error::ApiError};
+use crate::{
+    audit::record::{AuditRecord, ExchangeRequest, IdentitySnapshot, Outcome},
+    identity::Identity,
+    openai::{endpoint::EndpointKind, error::ApiError, request::request_fields},
+};
 
 /// The largest JSON request body Warden reads to parse the API call.
 pub const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
@@ -41,6 +47,7 @@ pub struct ConnectionInfo {
     pub server_name: String,
     /// The port the agent connected to; the upstream is reached on the same port.
     pub destination_port: u16,
+    pub connection_id: String,
 }
 
 pub async fn handle(
@@ -48,7 +55,9 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<UpstreamBody>, Infallible> {
     let started = Instant::now();
+    let started_at_us = now_us();
     let (mut parts, body) = request.into_parts();
+    let endpoint = EndpointKind::of_path(parts.uri.path());
     let summary = RequestSummary::new(
         parts.method.to_string(),
         connection.server_name.clone(),
@@ -62,6 +71,73 @@ pub async fn handle(
         summary,
     );
 
+    let (forwarded_body, json) = match read_body(&parts.headers, body).await {
+        RequestBody::Json(bytes) => {
+            log.summary.set_request_bytes(bytes.len() as u64);
+            let body = Full::new(bytes.clone())
+                .map_err(|never| match never {})
+                .boxed_unsync();
+            (Ok(body), Some(bytes))
+        }
+        RequestBody::Streamed(body) => (
+            Ok(log.summary.count_request_body(body).boxed_unsync()),
+            None,
+        ),
+        RequestBody::Unreadable(error) => (Err(error), None),
+    };
+    let fields = json.as_deref().map(request_fields).unwrap_or_default();
+    log.summary.model = fields.model.clone();
+
+    // The request is on record before anything of it goes upstream; if it cannot be recorded it
+    // does not go at all.
+    let context = &connection.context;
+    let body_limit = context.config.audit.max_body_bytes as usize;
+    let size = json
+        .as_ref()
+        .map_or_else(|| declared_length(&parts.headers), |b| b.len() as u64);
+    let exchange_id = new_id("ex");
+    let record = ExchangeRequest {
+        exchange_id: exchange_id.clone(),
+        connection_id: connection.connection_id.clone(),
+        started_at_us,
+        identity: IdentitySnapshot::from(connection.identity.as_ref()),
+        method: parts.method.to_string(),
+        host: connection.server_name.clone(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string(),
+        endpoint: endpoint.as_str().to_string(),
+        model: fields.model,
+        params: fields.params,
+        headers: recorded_headers(&parts.headers),
+        body: recorded_body(&parts.headers, json.as_deref(), size, body_limit),
+    };
+    if let Err(error) = context.audit.commit(AuditRecord::Request(record)).await {
+        tracing::error!(%error, exchange_id, "audit store: request record not committed; refusing the request");
+        let error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "Warden could not record this request in its audit store, so it was not sent",
+        )
+        .with_code("audit_unavailable");
+        return Ok(log.error_response(error, "audit store unavailable", Outcome::Denied));
+    }
+    log.record_to(Recorder {
+        audit: context.audit.clone(),
+        exchange_id,
+        endpoint,
+        body_limit,
+    });
+
+    let forwarded_body = match forwarded_body {
+        Ok(body) => body,
+        Err(error) => {
+            return Ok(log.error_response(error, "request body unreadable", Outcome::Denied))
+        }
+    };
+
     if let Some(authority) = request_authority(&parts) {
         if !authority.eq_ignore_ascii_case(&connection.server_name) {
             let error = ApiError::new(
@@ -73,46 +149,16 @@ pub async fn handle(
                 ),
             )
             .with_code("misdirected_request");
-            return Ok(log.error_response(error, "host does not match the TLS server name"));
+            let reason = "host does not match the TLS server name";
+            return Ok(log.error_response(error, reason, Outcome::Denied));
         }
     }
 
     if let Some(protocol) = requested_upgrade(&parts) {
         let error = crate::openai::error::upgrade_not_supported(&connection.server_name);
         let reason = format!("protocol upgrade ({protocol}) not supported");
-        return Ok(log.error_response(error, &reason));
+        return Ok(log.error_response(error, &reason, Outcome::Denied));
     }
-
-    let forwarded_body: UpstreamBody = if is_json(&parts.headers) {
-        match Limited::new(body, MAX_JSON_BODY).collect().await {
-            Ok(collected) => {
-                let bytes = collected.to_bytes();
-                log.summary.set_request_bytes(bytes.len() as u64);
-                log.summary.model = model_of(&bytes);
-                Full::new(bytes)
-                    .map_err(|never| match never {})
-                    .boxed_unsync()
-            }
-            Err(error) => {
-                let (status, message) = if error.is::<http_body_util::LengthLimitError>() {
-                    (
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("Request body exceeds Warden's limit of {MAX_JSON_BODY} bytes"),
-                    )
-                } else {
-                    (
-                        StatusCode::BAD_REQUEST,
-                        format!("Reading the request body failed: {error}"),
-                    )
-                };
-                let error = ApiError::new(status, "invalid_request_error", message)
-                    .with_code("invalid_body");
-                return Ok(log.error_response(error, "request body unreadable"));
-            }
-        }
-    } else {
-        log.summary.count_request_body(body).boxed_unsync()
-    };
 
     let upstream_uri = upstream_uri(
         &connection.server_name,
@@ -128,7 +174,7 @@ pub async fn handle(
                 "Invalid request target",
             )
             .with_code("invalid_request_target");
-            return Ok(log.error_response(error, "invalid request target"));
+            return Ok(log.error_response(error, "invalid request target", Outcome::Denied));
         }
     };
     strip_hop_by_hop(&mut parts.headers);
@@ -136,8 +182,7 @@ pub async fn handle(
     parts.headers.remove(header::HOST);
     parts.version = http::Version::HTTP_11;
 
-    match connection
-        .context
+    match context
         .upstream
         .send(Request::from_parts(parts, forwarded_body))
         .await
@@ -146,16 +191,57 @@ pub async fn handle(
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             let streamed = is_event_stream(&parts.headers);
-            let body = log.into_response_body(parts.status, streamed, body);
+            let body = log.into_response_body(parts.status, &parts.headers, streamed, body);
             Ok(Response::from_parts(parts, body.boxed_unsync()))
         }
         Err(error) => {
-            Counters::bump(&connection.context.counters.upstream_errors);
+            Counters::bump(&context.counters.upstream_errors);
             let reason = upstream_error_reason(&error);
             let error = crate::openai::error::bad_gateway(&connection.server_name, &reason);
-            Ok(log.error_response(error, &reason))
+            Ok(log.error_response(error, &reason, Outcome::UpstreamError))
         }
     }
+}
+
+/// A request body as the handler has it: read whole (JSON, so the API call can be parsed and
+/// recorded), left streaming (anything else), or refused with the error the agent gets.
+enum RequestBody {
+    Json(Bytes),
+    Streamed(Incoming),
+    Unreadable(ApiError),
+}
+
+async fn read_body(headers: &HeaderMap, body: Incoming) -> RequestBody {
+    if !is_json(headers) {
+        return RequestBody::Streamed(body);
+    }
+    match Limited::new(body, MAX_JSON_BODY).collect().await {
+        Ok(collected) => RequestBody::Json(collected.to_bytes()),
+        Err(error) => {
+            let (status, message) = if error.is::<http_body_util::LengthLimitError>() {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("Request body exceeds Warden's limit of {MAX_JSON_BODY} bytes"),
+                )
+            } else {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("Reading the request body failed: {error}"),
+                )
+            };
+            RequestBody::Unreadable(
+                ApiError::new(status, "invalid_request_error", message).with_code("invalid_body"),
+            )
+        }
+    }
+}
+
+fn declared_length(headers: &HeaderMap) -> u64 {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The protocol a request asks to switch to (an HTTP/1.1 `Upgrade`, a CONNECT or an h2 extended
@@ -244,15 +330,6 @@ fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
 }
 
-/// The `model` of a JSON API call, if any.
-fn model_of(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct ModelOnly {
-        model: Option<String>,
-    }
-    serde_json::from_slice::<ModelOnly>(body).ok()?.model
-}
-
 /// The most specific cause of a failed upstream request, for the agent and the log.
 fn upstream_error_reason(error: &hyper_util::client::legacy::Error) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
@@ -309,16 +386,6 @@ mod tests {
             .header("connection", "Upgrade, HTTP2-Settings")
             .header("upgrade", "h2c");
         assert_eq!(requested_upgrade(&request_parts(h2c)), None);
-    }
-
-    #[test]
-    fn model_is_read_from_json_bodies_only() {
-        assert_eq!(
-            model_of(br#"{"model":"gpt-4o-mini","messages":[]}"#).as_deref(),
-            Some("gpt-4o-mini")
-        );
-        assert_eq!(model_of(br#"{"messages":[]}"#), None);
-        assert_eq!(model_of(b"not json"), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod exchange_log;
 mod http;
 mod log_fields;
 mod prefixed;
+mod recording;
 pub mod upstream;
 
 use std::{
@@ -31,6 +32,7 @@ pub struct ProxyContext {
     pub identities: IdentityResolver,
     pub tls_server: Arc<rustls::ServerConfig>,
     pub upstream: Upstream,
+    pub audit: crate::audit::AuditWriter,
     /// Shared with exchange logs, which can outlive their request handler.
     pub counters: Arc<Counters>,
 }

@@ -6,6 +6,7 @@ use std::{
 };
 
 use super::*;
+use crate::audit::record::Outcome;
 use crate::{
     ebpf::origin::ConnectionOrigin,
     identity::{Container, IdentityResolver},
@@ -134,7 +135,7 @@ fn an_error_response_is_logged_once_with_its_status() {
     let counters = Arc::new(Counters::default());
     let (response, lines) = logged(|| {
         let error = ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", "no");
-        exchange_log(&counters).error_response(error, "bad input")
+        exchange_log(&counters).error_response(error, "bad input", Outcome::Denied)
     });
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(response.headers()["x-warden-error"], "true");
@@ -152,7 +153,12 @@ async fn a_handed_off_body_logs_when_it_ends_with_both_byte_counts() {
     let log = exchange_log(&counters);
     let request = log.summary.count_request_body(body(&["abc", "defg"]));
     assert_eq!(request.collect().await.unwrap().to_bytes(), "abcdefg");
-    let response = log.into_response_body(StatusCode::OK, true, body(&["data: 1\n\n"]));
+    let response = log.into_response_body(
+        StatusCode::OK,
+        &http::HeaderMap::new(),
+        true,
+        body(&["data: 1\n\n"]),
+    );
     assert_eq!(response.collect().await.unwrap().to_bytes(), "data: 1\n\n");
 
     let lines = captured.lines();
@@ -171,7 +177,8 @@ fn a_response_body_dropped_early_logs_the_status_and_the_client_leaving() {
     let counters = Arc::new(Counters::default());
     let ((), lines) = logged(|| {
         let log = exchange_log(&counters);
-        let response = log.into_response_body(StatusCode::OK, false, body(&["x"]));
+        let response =
+            log.into_response_body(StatusCode::OK, &http::HeaderMap::new(), false, body(&["x"]));
         drop(response);
     });
     assert_eq!(lines.len(), 1, "{lines:?}");

@@ -1,0 +1,193 @@
+//! The records of the audit store: what is kept about each connection and each exchange.
+//!
+//! Each record is serialized to canonical JSON (fields in declaration order, no whitespace) and that
+//! text is what the hash chain covers, so field order here is part of the on-disk format.
+use serde::{Deserialize, Serialize};
+
+use crate::{identity::Identity, openai::assemble::Assembled};
+
+/// The identity as it was when the record was written.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentitySnapshot {
+    pub pid: u32,
+    pub comm: String,
+    pub exe: Option<String>,
+    pub cmdline: Option<String>,
+    pub uid: u32,
+    pub user: Option<String>,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    pub cgroup: Option<String>,
+    pub unit: Option<String>,
+    /// `runtime:id`.
+    pub container: Option<String>,
+    pub account: Option<String>,
+    pub k8s_sa: Option<String>,
+    pub process_exited: bool,
+}
+
+impl From<&Identity> for IdentitySnapshot {
+    fn from(identity: &Identity) -> Self {
+        IdentitySnapshot {
+            pid: identity.pid,
+            comm: identity.comm.clone(),
+            exe: identity.exe.clone(),
+            cmdline: identity.cmdline.clone(),
+            uid: identity.uid,
+            user: identity.user.clone(),
+            gid: identity.gid,
+            cgroup_id: identity.cgroup_id,
+            cgroup: identity.cgroup.clone(),
+            unit: identity.unit.clone(),
+            container: identity.container.as_ref().map(ToString::to_string),
+            account: identity.account.clone(),
+            k8s_sa: identity.k8s_service_account.clone(),
+            process_exited: identity.process_exited,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    Intercepted,
+    Tunneled,
+    Rejected,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Intercepted => "intercepted",
+            Disposition::Tunneled => "tunneled",
+            Disposition::Rejected => "rejected",
+        }
+    }
+}
+
+/// One redirected connection, written when it ends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionRecord {
+    pub id: String,
+    pub identity: IdentitySnapshot,
+    pub original_dst: String,
+    pub server_name: Option<String>,
+    pub disposition: Disposition,
+    pub reason: Option<String>,
+    pub bytes_from_client: u64,
+    pub bytes_to_client: u64,
+    /// Unix time in microseconds.
+    pub started_at_us: i64,
+    pub ended_at_us: i64,
+}
+
+/// The request parameters that matter to an audit.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestParams {
+    pub stream: Option<bool>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    /// Tool (function) names offered to the model.
+    pub tools: Vec<String>,
+}
+
+/// A message body as recorded: JSON and text bodies are kept whole (up to the recording limit);
+/// other bodies only by type and size.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedBody {
+    pub content_type: Option<String>,
+    pub size: u64,
+    pub text: Option<String>,
+    /// The body was longer than the recording limit; `text` holds its beginning.
+    pub truncated: bool,
+}
+
+/// An exchange's request, committed before the request is forwarded upstream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExchangeRequest {
+    pub exchange_id: String,
+    pub connection_id: String,
+    pub started_at_us: i64,
+    pub identity: IdentitySnapshot,
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    /// `chat.completions`, `responses`, `embeddings`, `completions`, `files`, `batches`, `models` or `other`.
+    pub endpoint: String,
+    pub model: Option<String>,
+    pub params: RequestParams,
+    /// Header name and value; `authorization` holds a fingerprint, never the credential.
+    pub headers: Vec<(String, String)>,
+    pub body: RecordedBody,
+}
+
+/// One server-sent event of a streamed response, with when it arrived.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamEvent {
+    /// Milliseconds since the exchange started.
+    pub offset_ms: f64,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    UpstreamError,
+    ClientAborted,
+    Denied,
+    Timeout,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Ok,
+        Outcome::UpstreamError,
+        Outcome::ClientAborted,
+        Outcome::Denied,
+        Outcome::Timeout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::ClientAborted => "client_aborted",
+            Outcome::Denied => "denied",
+            Outcome::Timeout => "timeout",
+        }
+    }
+}
+
+/// How an exchange ended, committed when it ends (aborted streams too, with what had arrived).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExchangeResponse {
+    pub exchange_id: String,
+    pub ended_at_us: i64,
+    /// None when no response was sent (the client left first).
+    pub status: Option<u16>,
+    pub headers: Vec<(String, String)>,
+    /// Non-streamed responses.
+    pub body: Option<RecordedBody>,
+    pub streamed: bool,
+    /// Streamed responses: every event as it arrived.
+    pub events: Vec<StreamEvent>,
+    pub assembled: Option<Assembled>,
+    pub ttfb_ms: Option<f64>,
+    pub duration_ms: f64,
+    pub outcome: Outcome,
+    /// The rule or reason behind the outcome.
+    pub reason: Option<String>,
+}
+
+/// What the writer appends to the chain.
+// Moved once into the writer's queue; boxing the variants would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum AuditRecord {
+    Connection(ConnectionRecord),
+    Request(ExchangeRequest),
+    Response(ExchangeResponse),
+}

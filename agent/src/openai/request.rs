@@ -1,0 +1,235 @@
+//! Extract the audited fields (model, stream, sampling limits, tool names) from a request body.
+use serde::Deserialize;
+
+use super::lenient::LenientStr;
+use crate::audit::record::RequestParams;
+
+/// What an audit record keeps about a request body.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RequestFields {
+    pub model: Option<String>,
+    pub params: RequestParams,
+    /// Chat completions: `stream_options.include_usage`, so the last chunk carries usage.
+    pub include_usage: bool,
+}
+
+/// The fields of a chat completions / responses / embeddings / completions body we read; everything
+/// else is skipped by serde without being materialized.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RequestBody<'a> {
+    #[serde(borrow)]
+    model: LenientStr<'a>,
+    stream: Option<bool>,
+    temperature: Option<f64>,
+    max_tokens: Option<u64>,
+    /// Chat completions' newer name for `max_tokens`.
+    max_completion_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
+    #[serde(borrow)]
+    tools: Option<Vec<Tool<'a>>>,
+    stream_options: Option<StreamOptions>,
+}
+
+/// Chat: `{"type":"function","function":{"name":…}}`; Responses: `{"type":"function","name":…}`,
+/// or a built-in tool named by its type (`{"type":"web_search"}`, `{"type":"mcp","server_label":…}`).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Tool<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: LenientStr<'a>,
+    #[serde(borrow)]
+    name: LenientStr<'a>,
+    #[serde(borrow)]
+    function: Option<FunctionDef<'a>>,
+    #[serde(borrow)]
+    server_label: LenientStr<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FunctionDef<'a> {
+    #[serde(borrow)]
+    name: LenientStr<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+impl Tool<'_> {
+    fn display_name(self) -> Option<String> {
+        if let Some(name) = self
+            .function
+            .and_then(|function| function.name.into_string())
+        {
+            return Some(name);
+        }
+        if let Some(name) = self.name.into_string() {
+            return Some(name);
+        }
+        let kind = self.kind.into_string()?;
+        Some(match self.server_label.as_deref() {
+            Some(label) if kind == "mcp" => format!("mcp:{label}"),
+            _ => kind,
+        })
+    }
+}
+
+/// Parses `body` once. A body that is not a JSON object of the expected shape (wrong value types
+/// for the numeric fields, duplicate keys, not JSON at all) yields the defaults: the upstream
+/// rejects such requests too.
+pub fn request_fields(body: &[u8]) -> RequestFields {
+    let Ok(body) = serde_json::from_slice::<RequestBody>(body) else {
+        return RequestFields::default();
+    };
+    let tools = body
+        .tools
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(Tool::display_name)
+        .collect();
+    RequestFields {
+        model: body.model.into_string(),
+        params: RequestParams {
+            stream: body.stream,
+            temperature: body.temperature,
+            max_tokens: body.max_tokens.or(body.max_completion_tokens),
+            max_output_tokens: body.max_output_tokens,
+            tools,
+        },
+        include_usage: body
+            .stream_options
+            .and_then(|options| options.include_usage)
+            .unwrap_or(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_request_fields() {
+        let body = br#"{
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Weather in Paris?"}],
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "temperature": 0.2,
+            "max_completion_tokens": 256,
+            "tools": [
+                {"type": "function", "function": {"name": "get_weather", "description": "Get weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}, "strict": true}},
+                {"type": "function", "function": {"name": "get_time", "parameters": {}}}
+            ],
+            "tool_choice": "auto"
+        }"#;
+        let fields = request_fields(body);
+        assert_eq!(fields.model.as_deref(), Some("gpt-4o-mini"));
+        assert!(fields.include_usage);
+        assert_eq!(
+            fields.params,
+            RequestParams {
+                stream: Some(true),
+                temperature: Some(0.2),
+                max_tokens: Some(256),
+                max_output_tokens: None,
+                tools: vec!["get_weather".into(), "get_time".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn max_tokens_wins_over_max_completion_tokens() {
+        let fields = request_fields(
+            br#"{"model":"gpt-4","max_tokens":10,"max_completion_tokens":20,"temperature":1}"#,
+        );
+        assert_eq!(fields.params.max_tokens, Some(10));
+        assert_eq!(fields.params.temperature, Some(1.0));
+        assert_eq!(fields.params.stream, None);
+        assert!(!fields.include_usage);
+    }
+
+    #[test]
+    fn responses_request_fields() {
+        let body = br#"{
+            "model": "gpt-4.1",
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+            "instructions": "Be brief.",
+            "stream": false,
+            "max_output_tokens": 1024,
+            "tools": [
+                {"type": "function", "name": "lookup_order", "description": "d", "parameters": {"type": "object", "properties": {}}, "strict": true},
+                {"type": "web_search_preview", "search_context_size": "low"},
+                {"type": "file_search", "vector_store_ids": ["vs_1"]},
+                {"type": "mcp", "server_label": "deepwiki", "server_url": "https://mcp.deepwiki.com/mcp", "require_approval": "never"},
+                {"type": "custom", "name": "code_exec", "format": {"type": "text"}}
+            ]
+        }"#;
+        let fields = request_fields(body);
+        assert_eq!(fields.model.as_deref(), Some("gpt-4.1"));
+        assert_eq!(fields.params.stream, Some(false));
+        assert_eq!(fields.params.max_output_tokens, Some(1024));
+        assert_eq!(fields.params.max_tokens, None);
+        assert_eq!(
+            fields.params.tools,
+            [
+                "lookup_order",
+                "web_search_preview",
+                "file_search",
+                "mcp:deepwiki",
+                "code_exec"
+            ]
+        );
+    }
+
+    #[test]
+    fn embeddings_request_has_model_only() {
+        let fields = request_fields(
+            br#"{"model":"text-embedding-3-small","input":["a","b"],"encoding_format":"float"}"#,
+        );
+        assert_eq!(fields.model.as_deref(), Some("text-embedding-3-small"));
+        assert_eq!(fields.params, RequestParams::default());
+    }
+
+    #[test]
+    fn escaped_model_names_are_decoded() {
+        let fields = request_fields(br#"{"model":"ft:gpt-4o:org\u002fname"}"#);
+        assert_eq!(fields.model.as_deref(), Some("ft:gpt-4o:org/name"));
+    }
+
+    #[test]
+    fn odd_values_in_string_fields_do_not_lose_the_rest() {
+        let fields = request_fields(
+            br#"{"model":"gpt-4o","tools":[{"type":"function","function":{"name":{"x":1}}},{"type":"function","function":{"name":"ok"}}],"stream":true,"stream_options":null}"#,
+        );
+        assert_eq!(fields.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(fields.params.tools, ["function", "ok"]);
+        assert_eq!(fields.params.stream, Some(true));
+        assert!(!fields.include_usage);
+    }
+
+    #[test]
+    fn invalid_bodies_yield_defaults() {
+        for body in [
+            &b""[..],
+            b"not json",
+            b"[1,2]",
+            b"{\"model\":\"gpt-4o\"",
+            b"{\"model\":\"gpt-4o\",\"temperature\":\"hot\"}",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(request_fields(body), RequestFields::default(), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn null_fields_are_absent() {
+        let fields = request_fields(
+            br#"{"model":null,"stream":null,"temperature":null,"max_tokens":null,"tools":null}"#,
+        );
+        assert_eq!(fields, RequestFields::default());
+    }
+}
