@@ -34,6 +34,11 @@ impl AgentFixture {
         Self::assemble(e2e, name, upstream, |daemon, _| daemon)
     }
 
+    /// Like [`AgentFixture::start`], with this upstream (e.g. one built with a gate).
+    pub fn with_upstream(e2e: &E2e, name: &str, upstream: FakeUpstream) -> Self {
+        Self::assemble(e2e, name, upstream, |daemon, _| daemon)
+    }
+
     /// Like [`AgentFixture::start`]; `configure` adds to the daemon's config (it gets the agent
     /// cgroup, already selected).
     pub fn start_with(

@@ -186,6 +186,28 @@ impl RunningClient {
         })
     }
 
+    /// Polls the client's stdout, as it is written, until a line for which `matches` holds appears,
+    /// for at most `timeout`; `None` if none did (or the client exited without printing one).
+    pub fn wait_for_stdout_line(
+        &mut self,
+        timeout: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let stdout = self.dir.path().join("stdout");
+        let find = || {
+            let text = fs::read_to_string(&stdout).ok()?;
+            // Only complete lines: the client may be half way through writing the last one.
+            let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+            complete.lines().find(|l| matches(l)).map(str::to_owned)
+        };
+        let mut exited = false;
+        let found = wait::within(timeout, || {
+            exited = exited || matches!(self.child.try_wait(), Ok(Some(_)));
+            find().map(Some).or(exited.then_some(None))
+        });
+        found.flatten()
+    }
+
     /// Waits until the client exits; panics, with its output, if it outlives its deadline.
     pub fn wait(mut self) -> ClientOutput {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
@@ -292,6 +314,14 @@ impl ClientOutput {
         self
     }
 
+    /// The last line of stdout as JSON, for clients that print progress lines before their result
+    /// (panics, showing the output, if it isn't JSON).
+    pub fn last_line_json(&self) -> serde_json::Value {
+        let last = self.stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(last)
+            .unwrap_or_else(|e| panic!("the last line of client stdout is not JSON ({e})\n{self}"))
+    }
+
     /// stdout as JSON (panics, showing the output, if it isn't).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(self.stdout.trim())
@@ -330,6 +360,25 @@ mod tests {
         assert_eq!(out.stdout.trim().parse::<u32>().ok(), out.pid);
         assert_eq!(out.stderr, "oops\n");
         assert!(out.cgroup.is_some());
+    }
+
+    #[test]
+    fn sees_stdout_lines_while_the_client_runs() {
+        let mut running = Client::new(["sh", "-c", "echo ready; exec sleep 1000"]).spawn();
+        let line = running.wait_for_stdout_line(Duration::from_secs(20), |l| l == "ready");
+        assert_eq!(line.as_deref(), Some("ready"));
+        assert!(
+            matches!(running.child.try_wait(), Ok(None)),
+            "still running"
+        );
+    }
+
+    #[test]
+    fn stops_looking_for_a_line_when_the_client_exits() {
+        let mut running = Client::new(["sh", "-c", "echo other"]).spawn();
+        let line = running.wait_for_stdout_line(Duration::from_secs(60), |l| l == "never");
+        assert_eq!(line, None);
+        assert_eq!(running.wait().stdout, "other\n");
     }
 
     #[test]

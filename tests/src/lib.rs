@@ -5,6 +5,7 @@
 
 pub mod agent_fixture;
 pub mod attribution;
+pub mod audit;
 pub mod bpf;
 pub mod cgroup;
 pub mod client;

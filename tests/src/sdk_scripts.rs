@@ -2,6 +2,11 @@
 //!
 //! Each prints one JSON object with its pid and executable (as the process itself sees them) and
 //! what it got back, so a test can compare the response and Warden's log line for that process.
+//! The streaming ones first print [`FIRST_EVENT_LINE`] the moment the first event arrives, so the
+//! JSON is their last line ([`ClientOutput::last_line_json`](crate::ClientOutput::last_line_json)).
+
+/// What the streaming scripts print (and flush) as soon as the SDK hands them the first event.
+pub const FIRST_EVENT_LINE: &str = "warden-test-first-event";
 
 /// A non-streamed chat completion.
 pub const CHAT: &str = r#"
@@ -20,9 +25,9 @@ print(json.dumps({
 }))
 "#;
 
-/// A streamed chat completion: the content pieces and when each one arrived.
+/// A streamed chat completion: the content pieces, models and usage.
 pub const CHAT_STREAM: &str = r#"
-import json, os, time
+import json, os
 from openai import OpenAI
 
 client = OpenAI(api_key="sk-test")
@@ -32,35 +37,36 @@ stream = client.chat.completions.create(
     stream=True,
     stream_options={"include_usage": True},
 )
-pieces, arrivals, total_tokens, models = [], [], None, set()
+pieces, total_tokens, models = [], None, set()
 for chunk in stream:
+    if not models:
+        print("warden-test-first-event", flush=True)
     models.add(chunk.model)
     if chunk.usage is not None:
         total_tokens = chunk.usage.total_tokens
     for choice in chunk.choices:
         if choice.delta.content:
             pieces.append(choice.delta.content)
-            arrivals.append(time.monotonic())
 print(json.dumps({
     "pid": os.getpid(), "exe": os.readlink("/proc/self/exe"),
     "models": sorted(models), "pieces": pieces, "total_tokens": total_tokens,
-    "spread_seconds": (arrivals[-1] - arrivals[0]) if arrivals else 0.0,
 }))
 "#;
 
 /// A streamed Responses API call: the event types, text deltas and the completed response.
 pub const RESPONSES_STREAM: &str = r#"
-import json, os, time
+import json, os
 from openai import OpenAI
 
 client = OpenAI(api_key="sk-test")
 stream = client.responses.create(model="gpt-4o-mini", input="Say hello", stream=True)
-types, deltas, arrivals, completed = [], [], [], None
+types, deltas, completed = [], [], None
 for event in stream:
+    if not types:
+        print("warden-test-first-event", flush=True)
     types.append(event.type)
     if event.type == "response.output_text.delta":
         deltas.append(event.delta)
-        arrivals.append(time.monotonic())
     elif event.type == "response.completed":
         completed = {
             "model": event.response.model,
@@ -70,7 +76,6 @@ for event in stream:
 print(json.dumps({
     "pid": os.getpid(), "exe": os.readlink("/proc/self/exe"),
     "types": types, "deltas": deltas, "completed": completed,
-    "spread_seconds": (arrivals[-1] - arrivals[0]) if arrivals else 0.0,
 }))
 "#;
 

@@ -1,11 +1,11 @@
 //! curl, unmodified, in a selected cgroup: its HTTPS call to api.openai.com goes through Warden,
-//! reaches the upstream, and is logged with curl's identity.
+//! reaches the upstream, and is logged with curl's identity; a streamed answer arrives as a stream.
 
 use std::time::Duration;
 
 use warden_tests::attribution::{assert_attributed, assert_number};
 use warden_tests::curl::{self, assert_chat_reply, assert_ok, which, CHAT_BODY};
-use warden_tests::{require_kernel, AgentFixture, Client};
+use warden_tests::{require_kernel, AgentFixture, Client, FakeUpstream};
 
 #[test]
 fn curl_in_a_selected_cgroup_is_intercepted_and_attributed() {
@@ -97,9 +97,18 @@ fn the_certificate_curl_sees_is_issued_by_wardens_ca() {
 #[test]
 fn a_streamed_response_reaches_curl_whole_and_is_logged_as_streamed() {
     let Some(e2e) = require_kernel() else { return };
-    let fx = AgentFixture::with_chunk_delay(&e2e, "curl-stream", Duration::from_millis(20));
+    let upstream = FakeUpstream::builder()
+        .chunk_delay(Duration::from_millis(20))
+        .gate_after(1)
+        .start();
+    let fx = AgentFixture::with_upstream(&e2e, "curl-stream", upstream);
 
-    let out = fx.client(curl::stream_chat()).run();
+    // curl -N writes each event out as it arrives; the upstream holds all but the first at its
+    // gate until curl has printed it, which a buffering proxy would never let happen.
+    let running = fx.client(curl::stream_chat()).spawn();
+    let out = fx
+        .upstream
+        .assert_first_line_before_gate(running, |line| line.starts_with("data: "));
 
     out.assert_success();
     let expected: String = warden_tests::fake_upstream::openai::chat_completion_events(

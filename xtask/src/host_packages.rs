@@ -1,4 +1,4 @@
-//! Installs missing Debian packages the tests rely on (curl, python3-venv, iproute2, util-linux) with apt-get.
+//! Installs missing Debian packages the tests rely on (curl, python3-venv, iproute2, util-linux, sqlite3) with apt-get.
 
 use std::process::Command;
 
@@ -35,6 +35,12 @@ const REQUIREMENTS: &[Requirement] = &[
         what: "ip",
         probe: &["ip", "-V"],
         packages: &["iproute2"],
+    },
+    // The audit tests tamper with the store and check its integrity like an operator would.
+    Requirement {
+        what: "sqlite3",
+        probe: &["sqlite3", "-version"],
+        packages: &["sqlite3"],
     },
     // unshare (private mount namespaces for the hosts file) and setpriv (non-root clients).
     Requirement {

@@ -20,6 +20,9 @@ pub struct VerifyReport {
     pub last_seq: Option<u64>,
     /// The seq retention pruned through; the chain starts right after it.
     pub anchor_seq: Option<u64>,
+    /// The hash of the last record, hex. Kept outside the host (a SIEM, a ticket), it lets a later
+    /// verify detect records removed from the end of the chain, which the chain alone cannot.
+    pub head_hash: Option<String>,
 }
 
 fn broken(seq: impl TryInto<u64>, what: impl Into<String>) -> AuditError {
@@ -105,6 +108,7 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport, AuditError> {
         report.records += 1;
         report.first_seq.get_or_insert(row.seq as u64);
         report.last_seq = Some(row.seq as u64);
+        report.head_hash = Some(crate::audit::chain::to_hex(&previous.hash));
     }
 
     check_anchor(anchor, last_prune)?;

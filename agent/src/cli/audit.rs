@@ -18,7 +18,8 @@ pub struct AuditArgs {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Verify the hash chain of the audit store (root). Exits 1 naming the first record that was
-    /// altered, deleted or reordered.
+    /// altered, deleted or reordered. Prints the head hash: keep it elsewhere to detect later
+    /// removal of the newest records.
     Verify,
 }
 
@@ -46,6 +47,9 @@ fn describe(report: &VerifyReport) -> String {
     let mut text = format!("{} records", report.records);
     if let (Some(first), Some(last)) = (report.first_seq, report.last_seq) {
         text.push_str(&format!(", seq {first}..{last}"));
+    }
+    if let Some(head) = &report.head_hash {
+        text.push_str(&format!(", head {head}"));
     }
     if let Some(anchor) = report.anchor_seq {
         text.push_str(&format!(
@@ -81,10 +85,11 @@ mod tests {
             first_seq: Some(42),
             last_seq: Some(44),
             anchor_seq: Some(41),
+            head_hash: Some("ab12".into()),
         };
         assert_eq!(
             describe(&report),
-            "3 records, seq 42..44 (records through 41 were pruned by retention)"
+            "3 records, seq 42..44, head ab12 (records through 41 were pruned by retention)"
         );
         assert_eq!(describe(&VerifyReport::default()), "0 records");
     }

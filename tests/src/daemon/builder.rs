@@ -1,7 +1,8 @@
 //! How to start a daemon: the config it gets, the cgroup it runs in, and `warden run` itself.
 
 use std::fs::{self, File};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use super::{config, Account, Daemon, UpstreamOverride};
 use crate::cgroup::CgroupGuard;
@@ -128,27 +129,13 @@ impl DaemonBuilder {
             None => CgroupGuard::new("daemon"),
         };
         let log_path = dir.path().join("daemon.log");
-        let stdout = File::create(dir.path().join("daemon.stdout")).expect("creating stdout file");
-        let stderr = File::create(&log_path).expect("creating the daemon log file");
-        let child = Command::new("sh")
-            .args(["-c", r#"echo $$ > "$0" && exec "$@""#])
-            .arg(cgroup.procs_file())
-            .arg(&self.e2e.warden_bin)
-            .arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
-            )
-            .env("WARDEN_LOG", &self.log_filter)
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("spawning warden run");
+        let child = spawn_run(
+            &self.e2e,
+            &config_path,
+            &self.log_filter,
+            &cgroup,
+            dir.path(),
+        );
 
         let mut daemon = Daemon {
             e2e: self.e2e,
@@ -157,6 +144,8 @@ impl DaemonBuilder {
             config_path,
             state_dir,
             log_path,
+            log_filter: self.log_filter,
+            restarts: 0,
             listen_port,
             cgroup: Some(cgroup),
             dir,
@@ -165,4 +154,36 @@ impl DaemonBuilder {
         daemon.write_trust_bundle();
         daemon
     }
+}
+
+/// Starts `warden run --config CONFIG` in `cgroup`, its stdout in `dir/daemon.stdout` and its
+/// (JSON) log in `dir/daemon.log`, both created afresh.
+pub(super) fn spawn_run(
+    e2e: &E2e,
+    config_path: &Path,
+    log_filter: &str,
+    cgroup: &CgroupGuard,
+    dir: &Path,
+) -> Child {
+    let stdout = File::create(dir.join("daemon.stdout")).expect("creating stdout file");
+    let stderr = File::create(dir.join("daemon.log")).expect("creating the daemon log file");
+    Command::new("sh")
+        .args(["-c", r#"echo $$ > "$0" && exec "$@""#])
+        .arg(cgroup.procs_file())
+        .arg(&e2e.warden_bin)
+        .arg("run")
+        .arg("--config")
+        .arg(config_path)
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        )
+        .env("WARDEN_LOG", log_filter)
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("spawning warden run")
 }

@@ -39,6 +39,9 @@ pub struct Daemon {
     config_path: PathBuf,
     state_dir: PathBuf,
     log_path: PathBuf,
+    log_filter: String,
+    /// How many times [`Daemon::restart`] started it again; earlier logs are `daemon.log.N`.
+    restarts: u32,
     listen_port: u16,
     cgroup: Option<CgroupGuard>,
     dir: TempDir,
@@ -236,18 +239,59 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// SIGKILLs the daemon, as a crash would: no drain, no cleanup of any kind.
+    pub fn kill9(&mut self) -> ExitStatus {
+        self.stop(libc::SIGKILL)
+    }
+
+    /// Starts `warden run` again, in the same cgroup, on the same config file and state dir, once
+    /// this one has exited (stopped or killed); waits for "warden ready". The previous run's log
+    /// is kept as `daemon.log.N`.
+    pub fn restart(&mut self) {
+        assert!(
+            !self.is_running(),
+            "restart() is for a daemon that has exited; stop or kill it first"
+        );
+        self.restarts += 1;
+        let previous = self
+            .dir
+            .path()
+            .join(format!("daemon.log.{}", self.restarts));
+        fs::rename(&self.log_path, &previous).expect("keeping the previous daemon log");
+        let cgroup = self
+            .cgroup
+            .as_ref()
+            .expect("the daemon cgroup lives as long as the daemon guard");
+        self.child = builder::spawn_run(
+            &self.e2e,
+            &self.config_path,
+            &self.log_filter,
+            cgroup,
+            self.dir.path(),
+        );
+        self.exit = None;
+        self.wait_until_ready();
+        self.write_trust_bundle();
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop(libc::SIGTERM);
         if std::thread::panicking() {
-            let text = self.log_text();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(300)..];
-            eprintln!(
-                "--- warden daemon log ({}) ---\n{}\n--- end of daemon log ---",
-                self.log_path.display(),
-                tail.join("\n")
-            );
+            let earlier =
+                (1..=self.restarts).map(|n| self.dir.path().join(format!("daemon.log.{n}")));
+            for path in earlier.chain([self.log_path.clone()]) {
+                let text = fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(300)..];
+                eprintln!(
+                    "--- warden daemon log ({}) ---\n{}\n--- end of daemon log ---",
+                    path.display(),
+                    tail.join("\n")
+                );
+            }
         }
         // Drop the cgroup (killing anything the daemon left) before the tempdir goes.
         self.cgroup.take();

@@ -7,6 +7,7 @@
 //! ```
 
 mod ca;
+mod gate;
 pub mod openai;
 mod service;
 
@@ -29,6 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::{net, wait};
 
 pub use ca::TestCa;
+pub use gate::GATE_SAFETY_TIMEOUT;
 
 pub const DEFAULT_REPLY: &str = "Hello from the fake upstream, one word at a time.";
 const DEFAULT_CHUNK_DELAY: Duration = Duration::from_millis(100);
@@ -93,7 +95,9 @@ pub(crate) struct State {
     connections: AtomicUsize,
     reply: String,
     chunk_delay: Duration,
+    response_delay: Duration,
     behavior: Behavior,
+    gate: Arc<gate::Gate>,
 }
 
 impl State {
@@ -106,7 +110,8 @@ impl State {
 }
 
 /// How to build a fake upstream. Defaults: a fresh loopback address, port 443, a leaf for
-/// `api.openai.com`, [`DEFAULT_REPLY`], 100 ms between stream events, [`Behavior::Serve`].
+/// `api.openai.com`, [`DEFAULT_REPLY`], 100 ms between stream events, no delay before answering,
+/// [`Behavior::Serve`].
 #[derive(Debug, Clone)]
 pub struct FakeUpstreamBuilder {
     names: Vec<String>,
@@ -114,7 +119,9 @@ pub struct FakeUpstreamBuilder {
     port: u16,
     reply: String,
     chunk_delay: Duration,
+    response_delay: Duration,
     behavior: Behavior,
+    gate_after: Option<usize>,
 }
 
 impl FakeUpstreamBuilder {
@@ -144,6 +151,20 @@ impl FakeUpstreamBuilder {
 
     pub fn chunk_delay(mut self, delay: Duration) -> Self {
         self.chunk_delay = delay;
+        self
+    }
+
+    /// Waits this long after recording a request before answering it, so that requests are in
+    /// flight for a while (the request is recorded as soon as its body has arrived).
+    pub fn response_delay(mut self, delay: Duration) -> Self {
+        self.response_delay = delay;
+        self
+    }
+
+    /// Streams send their first `events` events, then hold the rest until
+    /// [`FakeUpstream::open_gate`] (or [`GATE_SAFETY_TIMEOUT`]).
+    pub fn gate_after(mut self, events: usize) -> Self {
+        self.gate_after = Some(events);
         self
     }
 
@@ -186,7 +207,9 @@ impl FakeUpstreamBuilder {
             connections: AtomicUsize::new(0),
             reply: self.reply,
             chunk_delay: self.chunk_delay,
+            response_delay: self.response_delay,
             behavior: self.behavior,
+            gate: Arc::new(gate::Gate::new(self.gate_after)),
         });
         let acceptor = TlsAcceptor::from(ca.server_config(&self.names));
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -272,7 +295,9 @@ impl FakeUpstream {
             port: 443,
             reply: DEFAULT_REPLY.to_owned(),
             chunk_delay: DEFAULT_CHUNK_DELAY,
+            response_delay: Duration::ZERO,
             behavior: Behavior::Serve,
+            gate_after: None,
         }
     }
 

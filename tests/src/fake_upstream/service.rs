@@ -27,6 +27,9 @@ pub(super) async fn handle(
         .unwrap_or_default();
     let recorded = RecordedRequest::new(&parts, body.clone());
     state.record(recorded);
+    if !state.response_delay.is_zero() {
+        tokio::time::sleep(state.response_delay).await;
+    }
 
     let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let model = json["model"].as_str().unwrap_or("gpt-4o-mini");
@@ -73,16 +76,18 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
         .expect("static headers are valid")
 }
 
-/// Sends the events one by one with `chunk_delay` between them, so a client can tell a stream that
-/// was forwarded as it came from one that was buffered.
+/// Sends the events one by one with `chunk_delay` between them, holding at the gate if there is
+/// one, so a client can tell a stream that was forwarded as it came from one that was buffered.
 fn sse(events: Vec<String>, state: &State) -> Response<Body> {
     let (mut sender, body) = Channel::<Bytes, Infallible>::new(1);
     let delay = state.chunk_delay;
+    let gate = Arc::clone(&state.gate);
     tokio::spawn(async move {
         for (i, event) in events.into_iter().enumerate() {
             if i > 0 {
                 tokio::time::sleep(delay).await;
             }
+            gate.before_event(i).await;
             if sender.send_data(Bytes::from(event)).await.is_err() {
                 return;
             }

@@ -1,7 +1,7 @@
 //! Self-tests: the fake upstream answers a hyper + rustls client over loopback, h2 and http/1.1.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -17,13 +17,12 @@ use super::*;
 struct Reply {
     status: StatusCode,
     headers: http::HeaderMap,
-    /// Each body frame with the time it arrived.
-    frames: Vec<(Instant, Bytes)>,
+    frames: Vec<Bytes>,
 }
 
 impl Reply {
     fn body(&self) -> Vec<u8> {
-        self.frames.iter().flat_map(|(_, b)| b.to_vec()).collect()
+        self.frames.iter().flat_map(|b| b.to_vec()).collect()
     }
 
     fn json(&self) -> Value {
@@ -36,6 +35,9 @@ fn upstream() -> FakeUpstreamBuilder {
     FakeUpstream::builder().port(0)
 }
 
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sends the request and reads the whole response.
 async fn send(
     upstream: &FakeUpstream,
     server_name: &str,
@@ -43,7 +45,41 @@ async fn send(
     method: &str,
     path: &str,
     body: Option<Value>,
-) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<Reply, Error> {
+    let response = start(upstream, server_name, alpn, method, path, body).await?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let frames = read_frames(&mut response.into_body(), usize::MAX).await?;
+    Ok(Reply {
+        status,
+        headers,
+        frames,
+    })
+}
+
+/// Reads up to `limit` data frames (all of them when the body ends first).
+async fn read_frames(body: &mut hyper::body::Incoming, limit: usize) -> Result<Vec<Bytes>, Error> {
+    let mut frames = Vec::new();
+    while frames.len() < limit {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        if let Ok(data) = frame?.into_data() {
+            frames.push(data);
+        }
+    }
+    Ok(frames)
+}
+
+/// Sends the request; returns the response with its body still to be read.
+async fn start(
+    upstream: &FakeUpstream,
+    server_name: &str,
+    alpn: &[u8],
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<http::Response<hyper::body::Incoming>, Error> {
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -81,20 +117,7 @@ async fn send(
             .send_request(Request::from_parts(parts, body))
             .await?
     };
-    let status = response.status();
-    let headers = response.headers().clone();
-    let mut body = response.into_body();
-    let mut frames = Vec::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            frames.push((Instant::now(), data));
-        }
-    }
-    Ok(Reply {
-        status,
-        headers,
-        frames,
-    })
+    Ok(response)
 }
 
 #[tokio::test]
@@ -128,8 +151,7 @@ async fn answers_a_chat_completion_over_h2_and_records_the_request() {
 
 #[tokio::test]
 async fn streams_chat_chunks_over_http1_one_at_a_time() {
-    let delay = Duration::from_millis(60);
-    let upstream = upstream().chunk_delay(delay).start();
+    let upstream = upstream().chunk_delay(Duration::from_millis(1)).start();
     let reply = send(
         &upstream,
         "api.openai.com",
@@ -167,11 +189,44 @@ async fn streams_chat_chunks_over_http1_one_at_a_time() {
         "{} frames",
         reply.frames.len()
     );
-    let spread = reply.frames.last().unwrap().0 - reply.frames[0].0;
-    assert!(
-        spread >= delay * (events as u32 - 1) * 8 / 10,
-        "events arrived over {spread:?}, expected them spaced by {delay:?}"
-    );
+}
+
+#[tokio::test]
+async fn holds_a_stream_at_the_gate_until_it_opens() {
+    let upstream = upstream()
+        .chunk_delay(Duration::from_millis(1))
+        .gate_after(1)
+        .start();
+    let body = json!({"model": "gpt-4o-mini", "stream": true});
+    let response = start(
+        &upstream,
+        "api.openai.com",
+        b"http/1.1",
+        "POST",
+        "/v1/chat/completions",
+        Some(body),
+    )
+    .await
+    .unwrap();
+    let mut body = response.into_body();
+    let events = openai::chat_completion_events("gpt-4o-mini", DEFAULT_REPLY, false);
+
+    // The first event arrives while the gate is closed, and the stream waits there.
+    let first = read_frames(&mut body, 1).await.unwrap().concat();
+    assert_eq!(first, events[0].as_bytes());
+    let held = async {
+        while upstream.held_at_gate() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("the stream reaches the gate");
+
+    upstream.open_gate();
+    let rest = read_frames(&mut body, usize::MAX).await.unwrap().concat();
+    assert_eq!(rest, events[1..].concat().as_bytes());
+    assert_eq!(upstream.held_at_gate(), 1);
 }
 
 #[tokio::test]

@@ -2,14 +2,14 @@
 use super::text::{duration, one_line};
 use crate::{audit::ExchangeSummary, cli::time_arg::table_time};
 
-const HEADERS: [&str; 7] = [
-    "TIME", "IDENTITY", "MODEL", "ENDPOINT", "OUTCOME", "TOKENS", "DURATION",
+const HEADERS: [&str; 8] = [
+    "ID", "TIME", "IDENTITY", "MODEL", "ENDPOINT", "OUTCOME", "TOKENS", "DURATION",
 ];
 /// TOKENS and DURATION are numbers: right-aligned.
-const RIGHT_ALIGNED: [bool; 7] = [false, false, false, false, false, true, true];
+const RIGHT_ALIGNED: [bool; 8] = [false, false, false, false, false, false, true, true];
 
 pub fn render(rows: &[ExchangeSummary]) -> String {
-    let cells: Vec<[String; 7]> = rows.iter().map(cells).collect();
+    let cells: Vec<[String; 8]> = rows.iter().map(cells).collect();
     let mut widths = HEADERS.map(str::len);
     for row in &cells {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -23,7 +23,7 @@ pub fn render(rows: &[ExchangeSummary]) -> String {
     table
 }
 
-fn line(cells: &[String; 7], widths: &[usize; 7]) -> String {
+fn line(cells: &[String; 8], widths: &[usize; 8]) -> String {
     let padded: Vec<String> = cells
         .iter()
         .zip(widths)
@@ -41,9 +41,10 @@ fn line(cells: &[String; 7], widths: &[usize; 7]) -> String {
     line
 }
 
-fn cells(row: &ExchangeSummary) -> [String; 7] {
+fn cells(row: &ExchangeSummary) -> [String; 8] {
     let dash = || "-".to_string();
     [
+        row.id.clone(),
         table_time(&row.started_at),
         identity(row),
         row.model.as_deref().map_or_else(dash, one_line),
@@ -113,9 +114,9 @@ mod tests {
             ..summary()
         };
         let expected = "\
-TIME                 IDENTITY             MODEL        ENDPOINT          OUTCOME     TOKENS  DURATION
-2026-11-20 22:10:14  billing-agent[4242]  gpt-4o-mini  chat.completions  ok            1545      1.8s
-2026-11-20 22:09:58  bob[17]              -            models            incomplete       -      85ms
+ID    TIME                 IDENTITY             MODEL        ENDPOINT          OUTCOME     TOKENS  DURATION
+ex-2  2026-11-20 22:10:14  billing-agent[4242]  gpt-4o-mini  chat.completions  ok            1545      1.8s
+ex-1  2026-11-20 22:09:58  bob[17]              -            models            incomplete       -      85ms
 ";
         assert_eq!(render(&[summary(), incomplete]), expected);
     }
