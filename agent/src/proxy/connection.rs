@@ -69,8 +69,13 @@ pub async fn handle(
 
     let (first_bytes, classified) = match read_first_bytes(&mut client).await {
         Ok(read) => read,
-        Err(reason) => return reject(&context, &identity, &origin, &reason, audit),
+        Err((reason, bytes_read)) => {
+            audit.bytes_from_client = bytes_read as u64;
+            return reject(&context, &identity, &origin, &reason, audit);
+        }
     };
+    // What was read so far counts even if the connection goes no further.
+    audit.bytes_from_client = first_bytes.len() as u64;
     match classified {
         Classified::NotTls => {
             let why = Tunneled {
@@ -145,25 +150,32 @@ pub async fn handle(
 }
 
 /// Reads until the first bytes say what the connection is: a complete ClientHello, or not TLS.
-async fn read_first_bytes(client: &mut TcpStream) -> Result<(BytesMut, Classified), String> {
+/// A failure says why and how many bytes had been read.
+async fn read_first_bytes(
+    client: &mut TcpStream,
+) -> Result<(BytesMut, Classified), (String, usize)> {
     let mut buffer = BytesMut::with_capacity(2048);
     let deadline = tokio::time::Instant::now() + CLIENT_HELLO_TIMEOUT;
     loop {
         let read = tokio::time::timeout_at(deadline, client.read_buf(&mut buffer)).await;
         match read {
             Err(_) => {
-                return Err(format!(
+                let reason = format!(
                     "client sent no complete ClientHello within {}s",
                     CLIENT_HELLO_TIMEOUT.as_secs()
-                ))
+                );
+                return Err((reason, buffer.len()));
             }
-            Ok(Err(error)) => return Err(format!("reading from client failed: {error}")),
+            Ok(Err(error)) => {
+                return Err((format!("reading from client failed: {error}"), buffer.len()))
+            }
             Ok(Ok(0)) => {
-                return Err(if buffer.is_empty() {
-                    "client closed without sending anything".to_string()
+                let reason = if buffer.is_empty() {
+                    "client closed without sending anything"
                 } else {
-                    "client closed during TLS handshake (incomplete ClientHello)".to_string()
-                })
+                    "client closed during TLS handshake (incomplete ClientHello)"
+                };
+                return Err((reason.to_string(), buffer.len()));
             }
             Ok(Ok(_)) => {}
         }
@@ -310,6 +322,8 @@ async fn intercept(
     let counted = CountingStream::new(client);
     let counts = counted.counts();
     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(counted)).await;
+    audit.bytes_from_client = counts.read();
+    audit.bytes_to_client = counts.written();
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {

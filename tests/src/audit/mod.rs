@@ -1,6 +1,7 @@
 //! Reads a daemon's audit store the way an operator does (`warden sessions …` and `warden audit
 //! verify`, their JSON parsed), and sets up the agents whose exchanges the audit tests look up.
 
+pub mod connections;
 pub mod curl;
 pub mod gated;
 pub mod scripts;
