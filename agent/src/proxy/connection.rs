@@ -17,13 +17,16 @@ use super::recording::{new_id, now_us};
 use super::{
     client_hello::{classify, Classified},
     counters::Counters,
-    counting::CountingStream,
+    counting::{ByteCounts, CountingStream},
     http::{self, ConnectionInfo},
     prefixed::PrefixedStream,
     ProxyContext,
 };
 use crate::{
-    audit::record::{AuditRecord, ConnectionRecord, Disposition, IdentitySnapshot},
+    audit::{
+        record::{AuditRecord, ConnectionRecord, Disposition, IdentitySnapshot},
+        AuditWriter,
+    },
     ebpf::origin::ConnectionOrigin,
     identity::Identity,
     identity_event,
@@ -65,7 +68,7 @@ pub async fn handle(
         }
     };
     let _ = client.set_nodelay(true);
-    let mut audit = ConnectionAudit::new(&identity, &origin);
+    let mut audit = ConnectionAudit::new(&context, &identity, &origin);
 
     let (first_bytes, classified) = match read_first_bytes(&mut client).await {
         Ok(read) => read,
@@ -196,45 +199,60 @@ fn reject(
     Counters::bump(&context.counters.rejected);
     identity_event!(Level::WARN, identity, destination = %origin.original_dst, reason, "connection closed");
     audit.reason = Some(reason.to_string());
-    audit.submit(context, Disposition::Rejected);
+    audit.disposition = Disposition::Rejected;
 }
 
-/// The connection's audit record, filled in as the connection goes and submitted when it ends.
+/// The connection's audit record, filled in as the connection goes and submitted when it is
+/// dropped: however the connection task ends (done, rejected, cut at shutdown, panicked), the
+/// record is written.
 pub struct ConnectionAudit {
+    writer: AuditWriter,
     pub id: String,
     identity: IdentitySnapshot,
     original_dst: String,
     pub server_name: Option<String>,
+    pub disposition: Disposition,
     pub reason: Option<String>,
     pub bytes_from_client: u64,
     pub bytes_to_client: u64,
+    /// Once the client stream is wrapped in a counter, the byte counts come from it.
+    pub counts: Option<Arc<ByteCounts>>,
     started_at_us: i64,
 }
 
 impl ConnectionAudit {
-    fn new(identity: &Identity, origin: &ConnectionOrigin) -> Self {
+    fn new(context: &ProxyContext, identity: &Identity, origin: &ConnectionOrigin) -> Self {
         ConnectionAudit {
+            writer: context.audit.clone(),
             id: new_id("cn"),
             identity: IdentitySnapshot::from(identity),
             original_dst: origin.original_dst.to_string(),
             server_name: None,
-            reason: None,
+            // Until a path claims it: a task that ends early leaves a rejected connection.
+            disposition: Disposition::Rejected,
+            reason: Some("connection ended before Warden finished with it".to_string()),
             bytes_from_client: 0,
             bytes_to_client: 0,
+            counts: None,
             started_at_us: now_us(),
         }
     }
+}
 
-    fn submit(self, context: &ProxyContext, disposition: Disposition) {
-        context
-            .audit
+impl Drop for ConnectionAudit {
+    fn drop(&mut self) {
+        if let Some(counts) = &self.counts {
+            self.bytes_from_client = counts.read();
+            self.bytes_to_client = counts.written();
+        }
+        self.writer
             .submit(AuditRecord::Connection(ConnectionRecord {
-                id: self.id,
-                identity: self.identity,
-                original_dst: self.original_dst,
-                server_name: self.server_name,
-                disposition,
-                reason: self.reason,
+                id: std::mem::take(&mut self.id),
+                identity: std::mem::take(&mut self.identity),
+                original_dst: std::mem::take(&mut self.original_dst),
+                server_name: self.server_name.take(),
+                disposition: self.disposition,
+                reason: self.reason.take(),
                 bytes_from_client: self.bytes_from_client,
                 bytes_to_client: self.bytes_to_client,
                 started_at_us: self.started_at_us,
@@ -286,8 +304,11 @@ async fn tunnel(
             }
         };
     Counters::bump(&context.counters.tunneled);
+    audit.disposition = Disposition::Tunneled;
+    audit.reason = Some(why.reason.to_string());
     let _ = server.set_nodelay(true);
     let mut client = CountingStream::new(PrefixedStream::new(first_bytes, &mut client));
+    audit.counts = Some(client.counts());
     let result = tokio::io::copy_bidirectional(&mut client, &mut server).await;
     let error = result.err().map(|error| error.to_string());
     identity_event!(
@@ -303,10 +324,6 @@ async fn tunnel(
         error = error.as_deref(),
         "tunnel"
     );
-    audit.reason = Some(why.reason.to_string());
-    audit.bytes_from_client = client.counts().read();
-    audit.bytes_to_client = client.counts().written();
-    audit.submit(context, Disposition::Tunneled);
 }
 
 async fn intercept(
@@ -322,8 +339,7 @@ async fn intercept(
     let counted = CountingStream::new(client);
     let counts = counted.counts();
     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(counted)).await;
-    audit.bytes_from_client = counts.read();
-    audit.bytes_to_client = counts.written();
+    audit.counts = Some(counts);
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
@@ -346,6 +362,8 @@ async fn intercept(
         }
     };
     Counters::bump(&context.counters.intercepted);
+    audit.disposition = Disposition::Intercepted;
+    audit.reason = None;
     let info = Arc::new(ConnectionInfo {
         context: context.clone(),
         identity: identity.clone(),
@@ -380,7 +398,4 @@ async fn intercept(
         identity_event!(Level::DEBUG, &identity, %error, "intercepted connection ended with an error");
         audit.reason = Some(error.to_string());
     }
-    audit.bytes_from_client = counts.read();
-    audit.bytes_to_client = counts.written();
-    audit.submit(context, Disposition::Intercepted);
 }

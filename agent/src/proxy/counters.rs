@@ -11,6 +11,8 @@ pub struct Counters {
     pub exchanges: AtomicU64,
     pub rejected: AtomicU64,
     pub upstream_errors: AtomicU64,
+    /// Exchanges started and not yet ended (a gauge).
+    pub open_exchanges: AtomicU64,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize)]

@@ -107,6 +107,7 @@ impl ExchangeLog {
         started: Instant,
         summary: RequestSummary,
     ) -> Self {
+        counters.open_exchanges.fetch_add(1, Ordering::SeqCst);
         ExchangeLog {
             identity,
             counters,
@@ -119,9 +120,15 @@ impl ExchangeLog {
         }
     }
 
-    /// From now on, ending the exchange also writes its response record.
+    /// From now on, ending the exchange also writes its response record. Set before the request
+    /// record is committed, so that a handler dropped during the commit still closes the exchange.
     pub fn record_to(&mut self, recorder: Recorder) {
         self.recorder = Some(recorder);
+    }
+
+    /// The request record could not be committed: there is no exchange to close in the store.
+    pub fn stop_recording(&mut self) {
+        self.recorder = None;
     }
 
     /// Warden's own answer: ends the exchange with `outcome` and `reason` and returns the
@@ -132,6 +139,24 @@ impl ExchangeLog {
         reason: &str,
         outcome: Outcome,
     ) -> Response<UpstreamBody> {
+        if let Some(recorder) = &self.recorder {
+            // What the agent got is Warden's own JSON error: record it as the response body.
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            let mut capture = ResponseCapture::new(
+                recorder.endpoint,
+                &headers,
+                false,
+                self.started,
+                recorder.body_limit,
+            );
+            capture.on_data(&error.body());
+            self.capture = Some(capture);
+            self.response_headers = recorded_headers(&headers);
+        }
         self.emit(Some(error.status), false, 0, Some(reason), outcome);
         let mut response = error.into_response();
         response
@@ -217,13 +242,7 @@ impl ExchangeLog {
             return;
         };
         let capture = self.capture.take().unwrap_or_else(|| {
-            ResponseCapture::new(
-                recorder.endpoint,
-                &http::HeaderMap::new(),
-                false,
-                self.started,
-                recorder.body_limit,
-            )
+            ResponseCapture::no_response(recorder.endpoint, self.started, recorder.body_limit)
         });
         let record = capture.into_record(
             recorder.exchange_id,
@@ -245,6 +264,7 @@ impl Drop for ExchangeLog {
             Some(CLIENT_WENT_AWAY),
             Outcome::ClientAborted,
         );
+        self.counters.open_exchanges.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -301,14 +321,14 @@ impl<B: Body> LoggedBody<B> {
         );
     }
 
-    /// A response that arrived whole: `upstream_error` when the upstream itself failed (5xx).
+    /// A response that arrived whole: `upstream_error` when the upstream answered with an error.
     fn completed(&mut self) {
-        let outcome = if self.status.is_server_error() {
-            Outcome::UpstreamError
+        if self.status.is_client_error() || self.status.is_server_error() {
+            let reason = format!("the upstream answered {}", self.status);
+            self.finish(Some(&reason), Outcome::UpstreamError);
         } else {
-            Outcome::Ok
-        };
-        self.finish(None, outcome);
+            self.finish(None, Outcome::Ok);
+        }
     }
 }
 

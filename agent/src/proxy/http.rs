@@ -1,7 +1,8 @@
 //! Forward one intercepted HTTP request upstream and stream its response back.
 //!
-//! JSON request bodies are read whole (the API call is parsed from them); every other body and
-//! every response is streamed frame by frame, so an SSE response reaches the agent event by event.
+//! Request bodies are read whole (the API call is parsed and recorded from them), except uploads
+//! and media; every response is streamed frame by frame, so an SSE response reaches the agent event
+//! by event.
 use std::{convert::Infallible, sync::Arc, time::Instant};
 
 use bytes::Bytes;
@@ -12,7 +13,7 @@ use hyper::body::Incoming;
 use super::{
     counters::Counters,
     exchange_log::{ExchangeLog, Recorder, RequestSummary},
-    recording::{new_id, now_us, recorded_body, recorded_headers},
+    recording::{is_binary, new_id, now_us, recorded_body, recorded_headers, recorded_target},
     upstream::UpstreamBody,
     ProxyContext,
 };
@@ -71,8 +72,8 @@ pub async fn handle(
         summary,
     );
 
-    let (forwarded_body, json) = match read_body(&parts.headers, body).await {
-        RequestBody::Json(bytes) => {
+    let (forwarded_body, whole) = match read_body(&parts.headers, body).await {
+        RequestBody::Whole(bytes) => {
             log.summary.set_request_bytes(bytes.len() as u64);
             let body = Full::new(bytes.clone())
                 .map_err(|never| match never {})
@@ -83,16 +84,16 @@ pub async fn handle(
             Ok(log.summary.count_request_body(body).boxed_unsync()),
             None,
         ),
-        RequestBody::Unreadable(error) => (Err(error), None),
+        RequestBody::Unreadable(error, outcome) => (Err((error, outcome)), None),
     };
-    let fields = json.as_deref().map(request_fields).unwrap_or_default();
+    let fields = whole.as_deref().map(request_fields).unwrap_or_default();
     log.summary.model = fields.model.clone();
 
     // The request is on record before anything of it goes upstream; if it cannot be recorded it
     // does not go at all.
     let context = &connection.context;
     let body_limit = context.config.audit.max_body_bytes as usize;
-    let size = json
+    let size = whole
         .as_ref()
         .map_or_else(|| declared_length(&parts.headers), |b| b.len() as u64);
     let exchange_id = new_id("ex");
@@ -103,19 +104,22 @@ pub async fn handle(
         identity: IdentitySnapshot::from(connection.identity.as_ref()),
         method: parts.method.to_string(),
         host: connection.server_name.clone(),
-        path: parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string(),
+        path: recorded_target(parts.uri.path_and_query().map_or("/", |p| p.as_str())),
         endpoint: endpoint.as_str().to_string(),
         model: fields.model,
         params: fields.params,
         headers: recorded_headers(&parts.headers),
-        body: recorded_body(&parts.headers, json.as_deref(), size, body_limit),
+        body: recorded_body(&parts.headers, whole.as_deref(), size, body_limit),
     };
+    log.record_to(Recorder {
+        audit: context.audit.clone(),
+        exchange_id: exchange_id.clone(),
+        endpoint,
+        body_limit,
+    });
     if let Err(error) = context.audit.commit(AuditRecord::Request(record)).await {
         tracing::error!(%error, exchange_id, "audit store: request record not committed; refusing the request");
+        log.stop_recording();
         let error = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "server_error",
@@ -124,17 +128,11 @@ pub async fn handle(
         .with_code("audit_unavailable");
         return Ok(log.error_response(error, "audit store unavailable", Outcome::Denied));
     }
-    log.record_to(Recorder {
-        audit: context.audit.clone(),
-        exchange_id,
-        endpoint,
-        body_limit,
-    });
 
     let forwarded_body = match forwarded_body {
         Ok(body) => body,
-        Err(error) => {
-            return Ok(log.error_response(error, "request body unreadable", Outcome::Denied))
+        Err((error, outcome)) => {
+            return Ok(log.error_response(error, "request body unreadable", outcome))
         }
     };
 
@@ -197,41 +195,51 @@ pub async fn handle(
         Err(error) => {
             Counters::bump(&context.counters.upstream_errors);
             let reason = upstream_error_reason(&error);
+            let outcome = if timed_out(&error) {
+                Outcome::Timeout
+            } else {
+                Outcome::UpstreamError
+            };
             let error = crate::openai::error::bad_gateway(&connection.server_name, &reason);
-            Ok(log.error_response(error, &reason, Outcome::UpstreamError))
+            Ok(log.error_response(error, &reason, outcome))
         }
     }
 }
 
-/// A request body as the handler has it: read whole (JSON, so the API call can be parsed and
-/// recorded), left streaming (anything else), or refused with the error the agent gets.
+/// A request body as the handler has it: read whole (so the API call can be parsed and recorded),
+/// left streaming (uploads and media), or refused with the error the agent gets and the outcome.
 enum RequestBody {
-    Json(Bytes),
+    Whole(Bytes),
     Streamed(Incoming),
-    Unreadable(ApiError),
+    Unreadable(ApiError, Outcome),
 }
 
+/// Everything but clearly binary bodies is read whole: a prompt must not get past the record by
+/// leaving out or changing its Content-Type.
 async fn read_body(headers: &HeaderMap, body: Incoming) -> RequestBody {
-    if !is_json(headers) {
+    if is_binary(headers) {
         return RequestBody::Streamed(body);
     }
     match Limited::new(body, MAX_JSON_BODY).collect().await {
-        Ok(collected) => RequestBody::Json(collected.to_bytes()),
+        Ok(collected) => RequestBody::Whole(collected.to_bytes()),
         Err(error) => {
-            let (status, message) = if error.is::<http_body_util::LengthLimitError>() {
+            // Too big is Warden's refusal; anything else is the client going away mid-upload.
+            let (status, message, outcome) = if error.is::<http_body_util::LengthLimitError>() {
                 (
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("Request body exceeds Warden's limit of {MAX_JSON_BODY} bytes"),
+                    Outcome::Denied,
                 )
             } else {
                 (
                     StatusCode::BAD_REQUEST,
                     format!("Reading the request body failed: {error}"),
+                    Outcome::ClientAborted,
                 )
             };
-            RequestBody::Unreadable(
-                ApiError::new(status, "invalid_request_error", message).with_code("invalid_body"),
-            )
+            let error =
+                ApiError::new(status, "invalid_request_error", message).with_code("invalid_body");
+            RequestBody::Unreadable(error, outcome)
         }
     }
 }
@@ -314,10 +322,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
-    content_type_is(headers, "application/json")
-}
-
 fn is_event_stream(headers: &HeaderMap) -> bool {
     content_type_is(headers, "text/event-stream")
 }
@@ -328,6 +332,21 @@ fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
+}
+
+/// Whether the upstream request failed because something took too long (connect, handshake).
+fn timed_out(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// The most specific cause of a failed upstream request, for the agent and the log.
@@ -342,109 +361,4 @@ fn upstream_error_reason(error: &hyper_util::client::legacy::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use http::HeaderValue;
-
-    use super::*;
-
-    fn request_parts(request: http::request::Builder) -> http::request::Parts {
-        request.body(()).unwrap().into_parts().0
-    }
-
-    #[test]
-    fn websocket_and_connect_requests_are_upgrades() {
-        let websocket = Request::get("/v1/realtime?model=gpt-realtime")
-            .header("connection", "Upgrade")
-            .header("upgrade", "websocket");
-        assert_eq!(
-            requested_upgrade(&request_parts(websocket)).as_deref(),
-            Some("websocket")
-        );
-        let connect = Request::builder()
-            .method(Method::CONNECT)
-            .uri("api.openai.com:443");
-        assert_eq!(
-            requested_upgrade(&request_parts(connect)).as_deref(),
-            Some("CONNECT")
-        );
-        let mut extended = request_parts(
-            Request::builder()
-                .method(Method::CONNECT)
-                .uri("/v1/realtime"),
-        );
-        extended
-            .extensions
-            .insert(hyper::ext::Protocol::from_static("websocket"));
-        assert_eq!(requested_upgrade(&extended).as_deref(), Some("websocket"));
-    }
-
-    #[test]
-    fn plain_requests_and_h2c_are_not_upgrades() {
-        let plain = Request::post("/v1/responses").header("connection", "keep-alive");
-        assert_eq!(requested_upgrade(&request_parts(plain)), None);
-        let h2c = Request::get("/v1/models")
-            .header("connection", "Upgrade, HTTP2-Settings")
-            .header("upgrade", "h2c");
-        assert_eq!(requested_upgrade(&request_parts(h2c)), None);
-    }
-
-    #[test]
-    fn hop_by_hop_headers_and_the_ones_connection_names_are_removed() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "connection",
-            HeaderValue::from_static("keep-alive, x-secret-hop"),
-        );
-        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
-        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
-        headers.insert("authorization", HeaderValue::from_static("Bearer sk-test"));
-        strip_hop_by_hop(&mut headers);
-        assert_eq!(headers.len(), 1);
-        assert!(headers.contains_key("authorization"));
-    }
-
-    #[test]
-    fn hop_by_hop_headers_are_removed_without_a_connection_header() {
-        let mut headers = HeaderMap::new();
-        headers.insert("te", HeaderValue::from_static("trailers"));
-        headers.insert("upgrade", HeaderValue::from_static("websocket"));
-        headers.insert("content-type", HeaderValue::from_static("application/json"));
-        strip_hop_by_hop(&mut headers);
-        assert_eq!(headers.len(), 1);
-        assert!(headers.contains_key("content-type"));
-    }
-
-    #[test]
-    fn upstream_uri_keeps_path_and_query() {
-        let uri: http::Uri = "/v1/models?limit=2".parse().unwrap();
-        assert_eq!(
-            upstream_uri("api.openai.com", 443, &uri)
-                .unwrap()
-                .to_string(),
-            "https://api.openai.com/v1/models?limit=2"
-        );
-    }
-
-    #[test]
-    fn upstream_uri_names_a_port_other_than_443() {
-        let uri: http::Uri = "/v1/models".parse().unwrap();
-        let upstream = upstream_uri("api.openai.com", 8443, &uri).unwrap();
-        assert_eq!(
-            upstream.to_string(),
-            "https://api.openai.com:8443/v1/models"
-        );
-        assert_eq!(upstream.host(), Some("api.openai.com"));
-        assert_eq!(upstream.port_u16(), Some(8443));
-    }
-
-    #[test]
-    fn content_types_ignore_parameters_and_case() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "content-type",
-            HeaderValue::from_static("Text/Event-Stream; charset=utf-8"),
-        );
-        assert!(is_event_stream(&headers));
-        assert!(!is_json(&headers));
-    }
-}
+mod tests;

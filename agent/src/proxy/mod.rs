@@ -121,12 +121,16 @@ pub async fn serve(
 ) {
     let open = Arc::new(AtomicUsize::new(0));
     let drained = Arc::new(tokio::sync::Notify::new());
+    // After the drain timeout, the connections still open are cut: their tasks drop what they
+    // hold, and the drop guards write their log lines and audit records.
+    let (abort_tx, abort) = watch::channel(false);
     let mut accept_loops = Vec::new();
     for listener in listeners.0 {
         let context = context.clone();
         let mut shutdown = shutdown.clone();
         let open = open.clone();
         let drained = drained.clone();
+        let abort = abort.clone();
         accept_loops.push(tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -145,9 +149,13 @@ pub async fn serve(
                 let guard = OpenConnection::new(open.clone(), drained.clone());
                 let context = context.clone();
                 let shutdown = shutdown.clone();
+                let mut abort = abort.clone();
                 tokio::spawn(async move {
                     let _open = guard;
-                    connection::handle(context, stream, peer, shutdown).await;
+                    tokio::select! {
+                        _ = connection::handle(context, stream, peer, shutdown) => {}
+                        _ = abort.changed() => {}
+                    }
                 });
             }
         }));
@@ -156,14 +164,13 @@ pub async fn serve(
         let _ = accept_loop.await;
     }
     let remaining = open.load(Ordering::SeqCst);
-    if remaining == 0 {
-        return;
+    if remaining > 0 {
+        tracing::info!(
+            open_connections = remaining,
+            drain_timeout_secs = drain.as_secs(),
+            "draining connections"
+        );
     }
-    tracing::info!(
-        open_connections = remaining,
-        drain_timeout_secs = drain.as_secs(),
-        "draining connections"
-    );
     let wait_all = async {
         while open.load(Ordering::SeqCst) > 0 {
             let notified = drained.notified();
@@ -173,13 +180,36 @@ pub async fn serve(
             notified.await;
         }
     };
-    if tokio::time::timeout(drain, wait_all).await.is_err() {
+    if remaining > 0 && tokio::time::timeout(drain, wait_all).await.is_err() {
         tracing::warn!(
             open_connections = open.load(Ordering::SeqCst),
             "drain timeout: closing remaining connections"
         );
+        let _ = abort_tx.send(true);
+    }
+    // hyper runs each h2 request in a task of its own, which ends soon after its connection: wait
+    // for every exchange to have ended (and submitted its records) before the caller closes the
+    // audit store.
+    let ended = async {
+        while open.load(Ordering::SeqCst) > 0
+            || context.counters.open_exchanges.load(Ordering::SeqCst) > 0
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    if tokio::time::timeout(EXCHANGES_END_TIMEOUT, ended)
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            open_exchanges = context.counters.open_exchanges.load(Ordering::SeqCst),
+            "exchanges still open at shutdown: their response records are lost"
+        );
     }
 }
+
+/// How long shutdown waits for cut connections' exchanges to end.
+const EXCHANGES_END_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,12 @@
 //! Turn what passes through the proxy into audit records: the request before it is forwarded, the
 //! response as it streams by, and the connection when it ends.
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    collections::hash_map::RandomState,
+    hash::BuildHasher,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        LazyLock,
+    },
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -17,15 +22,23 @@ use crate::{
     },
 };
 
-/// Headers whose values are credentials: recorded as a fingerprint, never as the value.
-const CREDENTIAL_HEADERS: [&str; 6] = [
-    "authorization",
-    "proxy-authorization",
-    "api-key",
-    "x-api-key",
+/// Header and query-parameter names containing one of these carry credentials: headers are
+/// recorded as a fingerprint, query values as `[REDACTED]`.
+const CREDENTIAL_NAME_PARTS: [&str; 9] = [
+    "auth",
+    "key",
+    "token",
+    "secret",
     "cookie",
-    "set-cookie",
+    "session",
+    "signature",
+    "password",
+    "sig",
 ];
+/// Only credentials at least this long show their last 4 characters in a fingerprint.
+const LAST4_MIN_LEN: usize = 20;
+/// The event that marks where a stream's recording stopped (the assembly goes on).
+const TRUNCATED_EVENT: &str = "warden.recording_truncated";
 
 /// Unix time in microseconds.
 pub fn now_us() -> i64 {
@@ -34,29 +47,47 @@ pub fn now_us() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// A new id, unique on this host: `PREFIX-<unix ms, hex>-<sequence, hex>`. Sorting by id sorts by
-/// creation time.
+/// A new id, unique on this host: `PREFIX-<unix ms>-<random per process><sequence>`, all hex.
+/// Sorting by id sorts by creation time; the random part keeps ids apart across restarts even if
+/// the clock steps back.
 pub fn new_id(prefix: &str) -> String {
+    static PROCESS: LazyLock<u32> =
+        LazyLock::new(|| RandomState::new().hash_one(std::process::id()) as u32);
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
     let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0xff_ffff;
-    format!("{prefix}-{:011x}-{sequence:06x}", now_us() / 1000)
+    format!(
+        "{prefix}-{:011x}-{:08x}{sequence:06x}",
+        now_us() / 1000,
+        *PROCESS
+    )
 }
 
-/// A credential's fingerprint: its last 4 characters and the start of its SHA-256, enough to tell
-/// keys apart and to match a known key, useless to call the API with.
-pub fn fingerprint(value: &str) -> String {
-    let secret = value.rsplit(' ').next().unwrap_or(value);
-    let last4: String = secret
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    let digest = Sha256::digest(value.as_bytes());
+fn is_credential_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    CREDENTIAL_NAME_PARTS.iter().any(|part| name.contains(part))
+}
+
+/// A credential's fingerprint: the scheme, the start of the SHA-256 of the secret itself (so a
+/// known key can be matched: `printf %s "$KEY" | sha256sum`), and for long secrets such as API
+/// keys their last 4 characters. Short secrets, Basic credentials and cookies show no characters.
+pub fn fingerprint(header: &str, value: &str) -> String {
+    let (scheme, secret) = match value.split_once(' ') {
+        Some((scheme, secret)) if !scheme.contains('=') => (Some(scheme), secret.trim()),
+        _ => (None, value.trim()),
+    };
+    let digest = Sha256::digest(secret.as_bytes());
     let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("…{last4} sha256:{hash}")
+    let guessable = scheme.is_some_and(|s| s.eq_ignore_ascii_case("basic"))
+        || header.to_ascii_lowercase().contains("cookie")
+        || secret.chars().count() < LAST4_MIN_LEN;
+    let last4 = if guessable {
+        String::new()
+    } else {
+        let tail: Vec<char> = secret.chars().rev().take(4).collect();
+        format!("…{} ", tail.into_iter().rev().collect::<String>())
+    };
+    let scheme = scheme.map_or_else(String::new, |s| format!("{s} "));
+    format!("{scheme}{last4}sha256:{hash}")
 }
 
 /// Header names (lowercase) and values as recorded, credentials fingerprinted.
@@ -65,8 +96,8 @@ pub fn recorded_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .iter()
         .map(|(name, value)| {
             let value = String::from_utf8_lossy(value.as_bytes());
-            let recorded = if CREDENTIAL_HEADERS.contains(&name.as_str()) {
-                fingerprint(&value)
+            let recorded = if is_credential_name(name.as_str()) {
+                fingerprint(name.as_str(), &value)
             } else {
                 value.into_owned()
             };
@@ -75,23 +106,61 @@ pub fn recorded_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A request target as recorded: the values of credential-named query parameters redacted.
+pub fn recorded_target(path_and_query: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.to_string();
+    };
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_credential_name(name) => format!("{name}=[REDACTED]"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", redacted.join("&"))
+}
+
 fn content_type(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     Some(value.to_string())
 }
 
-/// Text-like bodies are recorded; binary ones (file downloads, audio) only by type and size.
-fn is_textual(content_type: Option<&str>) -> bool {
-    let Some(content_type) = content_type else {
-        return false;
-    };
-    let essence = content_type
+fn essence(content_type: &str) -> String {
+    content_type
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
-    essence == "application/json" || essence.starts_with("text/") || essence.ends_with("+json")
+        .to_ascii_lowercase()
+}
+
+/// Bodies Warden does not read whole: uploads and media, forwarded as they stream.
+pub fn is_binary(headers: &HeaderMap) -> bool {
+    let Some(content_type) = content_type(headers) else {
+        return false;
+    };
+    let essence = essence(&content_type);
+    ["multipart/", "audio/", "image/", "video/"]
+        .iter()
+        .any(|p| essence.starts_with(p))
+        || essence == "application/octet-stream"
+}
+
+/// Text-like bodies are recorded; binary and compressed ones only by type and size.
+fn is_textual(headers: &HeaderMap, bytes: &[u8]) -> bool {
+    if headers.contains_key(header::CONTENT_ENCODING) {
+        return false;
+    }
+    match content_type(headers).as_deref().map(essence) {
+        Some(e) => {
+            e == "application/json"
+                || e.starts_with("text/")
+                || e.ends_with("+json")
+                || e.ends_with("x-www-form-urlencoded")
+        }
+        None => std::str::from_utf8(bytes).is_ok(),
+    }
 }
 
 /// A request body as recorded: the forwarded bytes when textual (up to `limit`), else type and size.
@@ -101,13 +170,12 @@ pub fn recorded_body(
     size: u64,
     limit: usize,
 ) -> RecordedBody {
-    let content_type = content_type(headers);
     let text = bytes
-        .filter(|_| is_textual(content_type.as_deref()))
+        .filter(|bytes| is_textual(headers, bytes))
         .map(|bytes| String::from_utf8_lossy(&bytes[..bytes.len().min(limit)]).into_owned());
     RecordedBody {
-        truncated: bytes.is_some_and(|b| b.len() > limit),
-        content_type,
+        truncated: text.is_some() && size > limit as u64,
+        content_type: content_type(headers),
         size,
         text,
     }
@@ -119,20 +187,49 @@ pub struct ResponseCapture {
     endpoint: EndpointKind,
     started: Instant,
     limit: usize,
-    content_type: Option<String>,
-    textual: bool,
+    headers: HeaderMap,
     size: u64,
+    /// Whether the body is worth keeping: text, or of unknown type (checked again at the end).
+    keep_body: bool,
     body: Vec<u8>,
     stream: Option<StreamCapture>,
-    ttfb_ms: f64,
+    /// None when no response arrived.
+    ttfb_ms: Option<f64>,
 }
 
 struct StreamCapture {
     parser: SseParser,
     assembler: StreamAssembler,
     events: Vec<StreamEvent>,
+    /// Bytes of event data recorded so far; past the limit events are no longer stored.
+    recorded_bytes: usize,
     /// Reused between chunks.
     parsed: Vec<SseEvent>,
+}
+
+impl StreamCapture {
+    fn take(&mut self, offset_ms: f64, limit: usize) {
+        for event in self.parsed.drain(..) {
+            self.assembler.on_event(&event);
+            if self.recorded_bytes > limit {
+                continue;
+            }
+            self.recorded_bytes += event.data.len();
+            if self.recorded_bytes > limit {
+                self.events.push(StreamEvent {
+                    offset_ms,
+                    event: Some(TRUNCATED_EVENT.to_string()),
+                    data: format!("events past {limit} bytes were not recorded; the assembled result covers the whole stream"),
+                });
+                continue;
+            }
+            self.events.push(StreamEvent {
+                offset_ms,
+                event: event.event,
+                data: event.data,
+            });
+        }
+    }
 }
 
 impl ResponseCapture {
@@ -144,23 +241,31 @@ impl ResponseCapture {
         started: Instant,
         limit: usize,
     ) -> Self {
-        let content_type = content_type(headers);
         let stream = streamed.then(|| StreamCapture {
             parser: SseParser::default(),
             assembler: StreamAssembler::new(endpoint),
             events: Vec::new(),
+            recorded_bytes: 0,
             parsed: Vec::new(),
         });
         ResponseCapture {
             endpoint,
             started,
             limit,
-            textual: is_textual(content_type.as_deref()),
-            content_type,
+            keep_body: is_textual(headers, b""),
+            headers: headers.clone(),
             size: 0,
             body: Vec::new(),
             stream,
-            ttfb_ms: started.elapsed().as_secs_f64() * 1000.0,
+            ttfb_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+        }
+    }
+
+    /// For an exchange that ended before any response arrived.
+    pub fn no_response(endpoint: EndpointKind, started: Instant, limit: usize) -> Self {
+        ResponseCapture {
+            ttfb_ms: None,
+            ..ResponseCapture::new(endpoint, &HeaderMap::new(), false, started, limit)
         }
     }
 
@@ -170,16 +275,9 @@ impl ResponseCapture {
             Some(stream) => {
                 let offset_ms = self.started.elapsed().as_secs_f64() * 1000.0;
                 stream.parser.feed(chunk, &mut stream.parsed);
-                for event in stream.parsed.drain(..) {
-                    stream.assembler.on_event(&event);
-                    stream.events.push(StreamEvent {
-                        offset_ms,
-                        event: event.event,
-                        data: event.data,
-                    });
-                }
+                stream.take(offset_ms, self.limit);
             }
-            None if self.textual => {
+            None if self.keep_body => {
                 let room = self.limit.saturating_sub(self.body.len());
                 self.body.extend_from_slice(&chunk[..chunk.len().min(room)]);
             }
@@ -187,29 +285,41 @@ impl ResponseCapture {
         }
     }
 
-    /// The response record. An aborted stream keeps what had been assembled so far.
+    /// The response record. An aborted stream keeps what had been assembled so far; a stream that
+    /// reported an error or ended before its final event is an `upstream_error`, however it ended
+    /// on the wire.
     pub fn into_record(
         self,
         exchange_id: String,
         status: Option<u16>,
         headers: Vec<(String, String)>,
-        outcome: Outcome,
-        reason: Option<String>,
+        mut outcome: Outcome,
+        mut reason: Option<String>,
     ) -> ExchangeResponse {
         let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let streamed = self.stream.is_some();
         let (body, events, assembled) = match self.stream {
-            Some(stream) => (None, stream.events, Some(stream.assembler.finish())),
+            Some(mut stream) => {
+                let offset_ms = duration_ms;
+                stream.parser.finish(&mut stream.parsed);
+                stream.take(offset_ms, self.limit);
+                let complete = stream.assembler.is_complete();
+                let assembled = stream.assembler.finish();
+                if outcome == Outcome::Ok {
+                    if let Some(error) = &assembled.error {
+                        outcome = Outcome::UpstreamError;
+                        reason = Some(format!("the stream reported an error: {error}"));
+                    } else if !complete {
+                        outcome = Outcome::UpstreamError;
+                        reason = Some("the stream ended before its final event".to_string());
+                    }
+                }
+                (None, stream.events, Some(assembled))
+            }
             None => {
                 let assembled = assemble_json(self.endpoint, &self.body);
-                let body = RecordedBody {
-                    content_type: self.content_type,
-                    size: self.size,
-                    truncated: self.textual && self.size > self.body.len() as u64,
-                    text: self
-                        .textual
-                        .then(|| String::from_utf8_lossy(&self.body).into_owned()),
-                };
+                let kept = self.keep_body.then_some(self.body.as_slice());
+                let body = recorded_body(&self.headers, kept, self.size, self.limit);
                 (Some(body), Vec::new(), assembled)
             }
         };
@@ -222,7 +332,7 @@ impl ResponseCapture {
             streamed,
             events,
             assembled,
-            ttfb_ms: Some(self.ttfb_ms),
+            ttfb_ms: self.ttfb_ms,
             duration_ms,
             outcome,
             reason,
@@ -231,56 +341,4 @@ impl ResponseCapture {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http::HeaderValue;
-
-    #[test]
-    fn credentials_are_fingerprinted_never_recorded() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "authorization",
-            HeaderValue::from_static("Bearer sk-test-SECRET-abcd1234"),
-        );
-        headers.insert("x-api-key", HeaderValue::from_static("key-SECRET-wxyz"));
-        headers.insert("content-type", HeaderValue::from_static("application/json"));
-        let recorded = recorded_headers(&headers);
-        let text = format!("{recorded:?}");
-        assert!(!text.contains("SECRET"), "{text}");
-        let authorization = &recorded
-            .iter()
-            .find(|(n, _)| n == "authorization")
-            .unwrap()
-            .1;
-        assert!(
-            authorization.starts_with("…1234 sha256:"),
-            "{authorization}"
-        );
-        assert_eq!(fingerprint("Bearer a"), fingerprint("Bearer a"));
-        assert_ne!(fingerprint("Bearer a"), fingerprint("Bearer b"));
-        assert!(recorded.contains(&("content-type".into(), "application/json".into())));
-    }
-
-    #[test]
-    fn binary_bodies_are_recorded_by_type_and_size_only() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "content-type",
-            HeaderValue::from_static("multipart/form-data; boundary=x"),
-        );
-        let body = recorded_body(&headers, Some(b"\x00\x01"), 2, 1024);
-        assert_eq!(body.text, None);
-        assert_eq!(body.size, 2);
-        headers.insert("content-type", HeaderValue::from_static("application/json"));
-        let body = recorded_body(&headers, Some(b"{\"model\":\"m\"}"), 13, 4);
-        assert_eq!(body.text.as_deref(), Some("{\"mo"));
-        assert!(body.truncated);
-    }
-
-    #[test]
-    fn ids_are_unique_and_prefixed() {
-        let a = new_id("ex");
-        let b = new_id("ex");
-        assert!(a.starts_with("ex-") && a != b, "{a} {b}");
-    }
-}
+mod tests;
