@@ -2,18 +2,20 @@
 //!
 //! `records` is a SHA-256 hash chain and the source of truth (chain.rs); `exchanges` and
 //! `connections` are query indexes derived from it (index.rs). One writer thread appends with group
-//! commit (writer.rs); the CLI reads (reader.rs) and verifies (verify.rs) through read-only
-//! connections.
+//! commit (writer.rs) and prunes old records in chunks (retention.rs); the CLI reads (reader.rs)
+//! and verifies (verify.rs) through read-only connections.
 pub mod chain;
 pub mod index;
 pub mod query;
 pub mod reader;
 pub mod record;
+mod retention;
 pub mod schema;
 #[cfg(test)]
 mod testing;
 pub mod verify;
 pub mod writer;
+mod writer_thread;
 
 use std::path::{Path, PathBuf};
 

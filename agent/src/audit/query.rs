@@ -137,12 +137,82 @@ pub(crate) fn select_sql(
     order: Order,
     probe_cap: i64,
 ) -> Result<(String, Vec<Value>), AuditError> {
+    let (clauses, mut values) = where_clauses(conn, filter, filter.limit.is_some(), probe_cap)?;
+    let mut sql = select(columns, &clauses, order);
+    if let Some(limit) = filter.limit {
+        sql.push_str(" LIMIT ?");
+        values.push(Value::Integer(to_integer(limit)));
+    }
+    Ok((sql, values))
+}
+
+/// `filter`'s matches oldest first, a page at a time: each page is its own query resuming after
+/// the (started_us, rowid) of the previous page's last row, so no read snapshot spans the walk.
+/// `filter.limit` is the caller's to apply across pages.
+pub(crate) struct Pages {
+    first: String,
+    next: String,
+    values: Vec<Value>,
+}
+
+impl Pages {
+    /// `columns` must end with `started_us, exchanges.rowid`: the cursor is read from them.
+    pub(crate) fn new(
+        conn: &Connection,
+        columns: &str,
+        filter: &ExchangeFilter,
+        probe_cap: i64,
+    ) -> Result<Pages, AuditError> {
+        // Every page is limited, so a broad glob is checked while walking the time index.
+        let (mut clauses, values) = where_clauses(conn, filter, true, probe_cap)?;
+        let first = format!("{} LIMIT ?", select(columns, &clauses, Order::OldestFirst));
+        // `started_us >= ?` gives SQLite the index range; the row value resumes within it.
+        clauses.push("started_us >= ?".to_owned());
+        clauses.push("(started_us, exchanges.rowid) > (?, ?)".to_owned());
+        let next = format!("{} LIMIT ?", select(columns, &clauses, Order::OldestFirst));
+        Ok(Pages {
+            first,
+            next,
+            values,
+        })
+    }
+
+    /// The query for at most `limit` rows after `after` (started_us, rowid), with its parameters.
+    pub(crate) fn page(&self, after: Option<(i64, i64)>, limit: usize) -> (&str, Vec<Value>) {
+        let mut values = self.values.clone();
+        let sql = match after {
+            None => &self.first,
+            Some((started_us, rowid)) => {
+                values.extend([
+                    Value::Integer(started_us),
+                    Value::Integer(started_us),
+                    Value::Integer(rowid),
+                ]);
+                &self.next
+            }
+        };
+        values.push(Value::Integer(to_integer(limit)));
+        (sql, values)
+    }
+}
+
+fn to_integer(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+/// The WHERE conditions of `filter`; `limited` says whether the query stops after a few rows,
+/// which decides how a broad glob is checked (see `select_sql`).
+fn where_clauses(
+    conn: &Connection,
+    filter: &ExchangeFilter,
+    limited: bool,
+    probe_cap: i64,
+) -> Result<(Vec<String>, Vec<Value>), AuditError> {
     let mut clauses = Vec::new();
     let mut values = Vec::new();
     for condition in conditions(filter)? {
         let mut unindexed = false;
-        if let (Some(value), "GLOB", Some(_)) = (&condition.value, condition.operator, filter.limit)
-        {
+        if let (Some(value), "GLOB", true) = (&condition.value, condition.operator, limited) {
             let probe = format!(
                 "SELECT count(*) FROM (SELECT 1 FROM exchanges WHERE {} GLOB ?1 LIMIT ?2)",
                 condition.column
@@ -161,6 +231,10 @@ pub(crate) fn select_sql(
         ));
         values.extend(condition.value);
     }
+    Ok((clauses, values))
+}
+
+fn select(columns: &str, clauses: &[String], order: Order) -> String {
     let mut sql = format!("SELECT {columns} FROM exchanges");
     if !clauses.is_empty() {
         sql.push_str(" WHERE ");
@@ -174,9 +248,5 @@ pub(crate) fn select_sql(
     sql.push_str(&format!(
         " ORDER BY started_us {direction}, exchanges.rowid {direction}"
     ));
-    if let Some(limit) = filter.limit {
-        sql.push_str(" LIMIT ?");
-        values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-    }
-    Ok((sql, values))
+    sql
 }

@@ -9,7 +9,7 @@ use time::{macros::format_description, OffsetDateTime};
 use super::{
     chain::{ChainRecord, RecordKind},
     index,
-    query::{select_sql, ExchangeFilter, Order, GLOB_PROBE_CAP, INCOMPLETE},
+    query::{select_sql, ExchangeFilter, Order, Pages, GLOB_PROBE_CAP, INCOMPLETE},
     record::{ConnectionRecord, ExchangeRequest, ExchangeResponse},
     schema,
     verify::{self, VerifyReport},
@@ -61,7 +61,12 @@ pub struct AuditReader {
     conn: Connection,
     /// `GLOB_PROBE_CAP`, lowered by tests to exercise the other plan on a small store.
     glob_probe_cap: i64,
+    /// `EXPORT_PAGE`, lowered by tests to export a small store in several pages.
+    export_page: usize,
 }
+
+/// Exchanges per page of an export.
+const EXPORT_PAGE: usize = 500;
 
 const SUMMARY_COLUMNS: &str = "id, started_us, pid, uid, \"user\", account, unit, exe, cgroup, \
     model, endpoint, status, outcome, input_tokens, output_tokens, total_tokens, duration_ms";
@@ -73,6 +78,7 @@ impl AuditReader {
         Ok(AuditReader {
             conn: schema::open_read_only(db)?,
             glob_probe_cap: GLOB_PROBE_CAP,
+            export_page: EXPORT_PAGE,
         })
     }
 
@@ -126,24 +132,58 @@ impl AuditReader {
     }
 
     /// Calls `each` with every matching exchange, oldest first, one at a time (for export).
+    ///
+    /// No read snapshot is held while `each` runs: a page of ids is read in one short query and
+    /// each exchange in its own, so a slow consumer (a pipe, a SIEM forwarder) does not keep the
+    /// daemon's WAL from being checkpointed. An exchange pruned between the two reads is skipped.
     pub fn for_each_exchange(
         &self,
         filter: &ExchangeFilter,
         mut each: impl FnMut(ExchangeDetail) -> Result<(), AuditError>,
     ) -> Result<(), AuditError> {
-        // One read transaction, so the export is one consistent snapshot.
-        let _snapshot = self.conn.unchecked_transaction()?;
-        let (sql, values) = select_sql(
+        let pages = Pages::new(
             &self.conn,
-            DETAIL_COLUMNS,
+            "id, started_us, exchanges.rowid",
             filter,
-            Order::OldestFirst,
             self.glob_probe_cap,
         )?;
-        let mut statement = self.conn.prepare(&sql)?;
-        let mut rows = statement.query(params_from_iter(values))?;
-        while let Some(row) = rows.next()? {
-            each(self.detail(DetailRow::from_row(row)?)?)?;
+        let mut remaining = filter.limit.unwrap_or(usize::MAX);
+        let mut after = None;
+        while remaining > 0 {
+            let page_len = remaining.min(self.export_page.max(1));
+            let (sql, values) = pages.page(after, page_len);
+            let page = self
+                .conn
+                .prepare_cached(sql)?
+                .query_map(params_from_iter(values), |row| {
+                    Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?))
+                })?
+                .collect::<Result<Vec<(String, i64, i64)>, _>>()?;
+            for (id, _, _) in &page {
+                let Some(detail) = self.exchange(id)? else {
+                    continue;
+                };
+                // Only the outcome of an exchange changes after it is indexed (its response
+                // arrived since the page was read): the filter still decides.
+                if filter
+                    .outcome
+                    .as_ref()
+                    .is_some_and(|o| *o != detail.outcome)
+                {
+                    continue;
+                }
+                each(detail)?;
+                remaining -= 1;
+                if remaining == 0 {
+                    break;
+                }
+            }
+            if page.len() < page_len {
+                break;
+            }
+            after = page
+                .last()
+                .map(|&(_, started_us, rowid)| (started_us, rowid));
         }
         Ok(())
     }

@@ -2,9 +2,10 @@
 use super::*;
 use crate::{
     audit::{
-        query::{select_sql, Order},
+        query::{select_sql, Order, Pages},
         record::{AuditRecord, IdentitySnapshot, Outcome},
         testing::{self, identity, store, T0},
+        AuditWriter,
     },
     identity::selector::IdentitySelector,
 };
@@ -409,4 +410,121 @@ fn time_identity_and_model_filters_use_indexes() {
 fn timestamps_are_rfc3339_utc_with_microseconds() {
     assert_eq!(format_timestamp_us(0), "1970-01-01T00:00:00.000000Z");
     assert_eq!(format_timestamp_us(T0 + 6), "2023-11-14T22:13:20.000006Z");
+}
+
+#[test]
+fn export_pages_oldest_first_without_holding_a_snapshot_while_the_consumer_runs() {
+    let (_dir, db) = store();
+    // Several exchanges share a start time: the rowid orders them, across page boundaries too.
+    let starts = [0, 1, 1, 1, 2, 3, 3];
+    let mut records = Vec::new();
+    for (n, offset) in (1..).zip(starts) {
+        let id = format!("ex-{n}");
+        let at = T0 + offset * SECOND;
+        records.push(AuditRecord::Request(testing::request(
+            &id,
+            at,
+            identity(n, None),
+        )));
+        if n != 2 && n != 4 {
+            records.push(AuditRecord::Response(testing::response(
+                &id,
+                at + 1,
+                Outcome::Ok,
+            )));
+        }
+    }
+    testing::write(&db, records);
+    let reader = AuditReader {
+        export_page: 2,
+        ..AuditReader::open(&db).unwrap()
+    };
+    let export = |filter: &ExchangeFilter| {
+        let mut seen = Vec::new();
+        reader
+            .for_each_exchange(filter, |detail| {
+                seen.push(detail.id);
+                Ok(())
+            })
+            .unwrap();
+        seen
+    };
+    let all = ["ex-1", "ex-2", "ex-3", "ex-4", "ex-5", "ex-6", "ex-7"];
+    assert_eq!(export(&ExchangeFilter::default()), all);
+    assert_eq!(export(&filter(|f| f.limit = Some(5))), all[..5]);
+    assert_eq!(export(&filter(|f| f.limit = Some(4))), all[..4]);
+    assert_eq!(
+        export(&filter(|f| f.since_us = Some(T0 + SECOND))),
+        all[1..]
+    );
+    assert_eq!(export(&outcome("incomplete")), ["ex-2", "ex-4"]);
+    assert_eq!(export(&who_is("pid:6")), ["ex-6"]);
+
+    // While the consumer holds an exchange, the daemon commits and the WAL can be checkpointed
+    // all the way (a read snapshot held across the export would keep it from being truncated).
+    let writer = AuditWriter::start(&db, None).unwrap();
+    let operator = testing::attacker(&db);
+    let mut seen = Vec::new();
+    reader
+        .for_each_exchange(&outcome("incomplete"), |detail| {
+            if detail.id == "ex-2" {
+                // ex-4 was already read into the page as incomplete; now it completes.
+                let response = testing::response("ex-4", T0 + 2 * SECOND, Outcome::Ok);
+                writer
+                    .commit_blocking(AuditRecord::Response(response))
+                    .unwrap();
+                let busy: i64 = operator
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+                    .unwrap();
+                assert_eq!(busy, 0, "the export held a snapshot");
+            }
+            seen.push(detail.id);
+            Ok(())
+        })
+        .unwrap();
+    // The filter still holds for what changed after the page was read.
+    assert_eq!(seen, ["ex-2"]);
+
+    // An exchange committed during the export is reached by a later page.
+    let mut seen = Vec::new();
+    reader
+        .for_each_exchange(&ExchangeFilter::default(), |detail| {
+            if detail.id == "ex-1" {
+                let late = testing::request("ex-late", T0 + 9 * SECOND, identity(9, None));
+                writer.commit_blocking(AuditRecord::Request(late)).unwrap();
+            }
+            seen.push(detail.id);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen.last().map(String::as_str), Some("ex-late"));
+    assert_eq!(seen.len(), all.len() + 1);
+    writer.shutdown();
+}
+
+#[test]
+fn export_pages_resume_on_the_time_index() {
+    let (_dir, reader) = populated();
+    let pages = Pages::new(
+        &reader.conn,
+        "id, started_us, exchanges.rowid",
+        &ExchangeFilter::default(),
+        GLOB_PROBE_CAP,
+    )
+    .unwrap();
+    let (sql, values) = pages.page(Some((T0, 1)), 2);
+    let plan: Vec<String> = reader
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .unwrap()
+        .query_map(params_from_iter(values), |row| row.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let plan = plan.join("; ");
+    assert!(
+        plan.contains("USING INDEX exchanges_started (started_us>?"),
+        "{plan}"
+    );
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
 }

@@ -1,42 +1,25 @@
-//! The audit writer: one thread owns the write connection, appends records to the chain with group
-//! commit, and applies retention.
+//! The audit writer's handle: starts the one thread that owns the write connection
+//! (writer_thread.rs), queues records to it and waits for their commit.
 use std::{
     path::Path,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         mpsc, Arc, Mutex,
     },
     thread::JoinHandle,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
-use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::{
-    chain::{load_head, to_hex, ChainHead, ChainRecord, PruneRecord, SealedRecord},
-    index::{self, index_entry, Applied},
+    chain::{load_head, ChainRecord},
     record::AuditRecord,
-    schema::{self, META_ANCHOR_HASH, META_ANCHOR_SEQ},
+    retention::PRUNE_CHUNK,
+    schema,
+    writer_thread::{Ack, Counters, Message, Thread},
     AuditError,
 };
-
-/// Records per transaction at most, so one transaction stays bounded under a burst.
-const BATCH_CAP: usize = 4096;
-const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
-const MICROS_PER_DAY: i64 = 86_400_000_000;
-
-type Ack = oneshot::Sender<Result<u64, AuditError>>;
-
-// Records are moved through the channel once; Shutdown is sent once per writer.
-#[allow(clippy::large_enum_variant)]
-enum Message {
-    Append {
-        record: ChainRecord,
-        ack: Option<Ack>,
-    },
-    Shutdown,
-}
 
 /// Counters for tests and benchmarks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,16 +28,12 @@ pub struct WriterStats {
     pub records: u64,
     /// Transactions committed that held records (prunes included).
     pub transactions: u64,
+    /// Failed transactions: failed batches and failed single-record retries.
     pub failed_transactions: u64,
+    /// Records not stored: unserializable, or failed again when their batch was retried.
+    pub failed_records: u64,
+    /// Retention chunks committed (one prune record each).
     pub prunes: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    records: AtomicU64,
-    transactions: AtomicU64,
-    failed_transactions: AtomicU64,
-    prunes: AtomicU64,
 }
 
 /// The handle to the writer thread; cheap to clone, shared by every connection task.
@@ -83,6 +62,7 @@ impl AuditWriter {
             head,
             receiver,
             retention_days,
+            prune_chunk: PRUNE_CHUNK,
             counters: Arc::clone(&counters),
         };
         let handle = std::thread::Builder::new()
@@ -147,6 +127,7 @@ impl AuditWriter {
             records: c.records.load(Ordering::Relaxed),
             transactions: c.transactions.load(Ordering::Relaxed),
             failed_transactions: c.failed_transactions.load(Ordering::Relaxed),
+            failed_records: c.failed_records.load(Ordering::Relaxed),
             prunes: c.prunes.load(Ordering::Relaxed),
         }
     }
@@ -174,211 +155,6 @@ pub(crate) fn now_us() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-struct Pending {
-    record: ChainRecord,
-    ack: Option<Ack>,
-}
-
-struct Thread {
-    conn: Connection,
-    /// Advanced only after a transaction commits: a failed batch leaves no gap in the chain.
-    head: ChainHead,
-    receiver: mpsc::Receiver<Message>,
-    retention_days: Option<u32>,
-    counters: Arc<Counters>,
-}
-
-impl Thread {
-    fn run(mut self) {
-        let mut next_prune = Instant::now();
-        loop {
-            if let Some(days) = self.retention_days {
-                if Instant::now() >= next_prune {
-                    if let Err(err) = self.prune(days) {
-                        tracing::error!(error = %err, "audit retention failed");
-                    }
-                    next_prune = Instant::now() + PRUNE_INTERVAL;
-                }
-            }
-            let first = match self.retention_days {
-                Some(_) => match self
-                    .receiver
-                    .recv_timeout(next_prune.saturating_duration_since(Instant::now()))
-                {
-                    Ok(message) => message,
-                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                },
-                None => match self.receiver.recv() {
-                    Ok(message) => message,
-                    Err(mpsc::RecvError) => return,
-                },
-            };
-            let mut batch = Vec::new();
-            let mut stop = false;
-            let mut next = Some(first);
-            while let Some(message) = next {
-                match message {
-                    Message::Append { record, ack } => batch.push(Pending { record, ack }),
-                    Message::Shutdown => {
-                        stop = true;
-                        break;
-                    }
-                }
-                next = (batch.len() < BATCH_CAP)
-                    .then(|| self.receiver.try_recv().ok())
-                    .flatten();
-            }
-            self.commit_batch(batch);
-            if stop {
-                self.refuse_remaining();
-                return;
-            }
-        }
-    }
-
-    fn commit_batch(&mut self, batch: Vec<Pending>) {
-        let mut head = self.head;
-        let mut sealed = Vec::with_capacity(batch.len());
-        for Pending { record, ack } in batch {
-            // A record that cannot be serialized fails alone, not its whole batch.
-            match record.canonical_body() {
-                Ok(body) => {
-                    let record_sealed = SealedRecord::seal(head, &record, body);
-                    head = record_sealed.head();
-                    sealed.push((record_sealed, index_entry(&record, head.seq), ack));
-                }
-                Err(err) => respond(ack, Err(err), record.kind().as_str()),
-            }
-        }
-        if sealed.is_empty() {
-            return;
-        }
-        let entries: Vec<_> = sealed.iter().map(|(s, e, _)| (s, e)).collect();
-        match write(&mut self.conn, &entries) {
-            Ok(()) => {
-                self.head = head;
-                self.counters.transactions.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .records
-                    .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-                for (record, _, ack) in sealed {
-                    respond(ack, Ok(record.seq), record.columns.kind.as_str());
-                }
-            }
-            Err(err) => {
-                self.counters
-                    .failed_transactions
-                    .fetch_add(1, Ordering::Relaxed);
-                let message = err.to_string();
-                tracing::error!(error = %message, records = sealed.len(), "audit commit failed");
-                // Normally the rollback left the head where it was. If COMMIT failed after the
-                // data reached the file, the file's head is the truth: reusing the old head
-                // would collide with those seqs in every later batch.
-                match load_head(&self.conn) {
-                    Ok(head) => self.head = head,
-                    Err(err) => tracing::error!(error = %err, "audit head reload failed"),
-                }
-                for (record, _, ack) in sealed {
-                    let failure = Err(AuditError::CommitFailed(message.clone()));
-                    respond(ack, failure, record.columns.kind.as_str());
-                }
-            }
-        }
-    }
-
-    /// Deletes the longest prefix of the chain older than the cutoff, appends a prune record and
-    /// moves the anchor to the last deleted record.
-    fn prune(&mut self, days: u32) -> Result<(), AuditError> {
-        let now = now_us();
-        let cutoff_us = now.saturating_sub(i64::from(days).saturating_mul(MICROS_PER_DAY));
-        let through = {
-            let mut statement = self
-                .conn
-                .prepare("SELECT seq, at_us, hash FROM records ORDER BY seq")?;
-            let mut rows = statement.query([])?;
-            let mut through: Option<(i64, Vec<u8>)> = None;
-            while let Some(row) = rows.next()? {
-                if row.get::<_, i64>(1)? >= cutoff_us {
-                    break;
-                }
-                through = Some((row.get(0)?, row.get(2)?));
-            }
-            through
-        };
-        let Some((through_seq, through_hash)) = through else {
-            return Ok(());
-        };
-        let record = ChainRecord::Prune(PruneRecord {
-            through_seq: through_seq.max(0) as u64,
-            through_hash: to_hex(&through_hash),
-            cutoff_us,
-            pruned_at_us: now,
-        });
-        let sealed = SealedRecord::seal(self.head, &record, record.canonical_body()?);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM records WHERE seq <= ?1", [through_seq])?;
-        index::apply(&tx, &index_entry(&record, sealed.seq))?;
-        sealed.insert(&tx)?;
-        schema::meta_set(&tx, META_ANCHOR_SEQ, &through_seq.to_string())?;
-        schema::meta_set(&tx, META_ANCHOR_HASH, &to_hex(&through_hash))?;
-        tx.commit()?;
-        self.head = sealed.head();
-        self.counters.prunes.fetch_add(1, Ordering::Relaxed);
-        self.counters.transactions.fetch_add(1, Ordering::Relaxed);
-        self.counters.records.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(through_seq, cutoff_us, "audit retention pruned old records");
-        Ok(())
-    }
-
-    /// Records that raced with shutdown: fail them rather than drop them silently.
-    fn refuse_remaining(&self) {
-        while let Ok(message) = self.receiver.try_recv() {
-            if let Message::Append { record, ack } = message {
-                respond(ack, Err(AuditError::WriterClosed), record.kind().as_str());
-            }
-        }
-    }
-}
-
-fn write(
-    conn: &mut Connection,
-    entries: &[(&SealedRecord, &index::IndexEntry)],
-) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for (sealed, entry) in entries {
-        sealed.insert(&tx)?;
-        if index::apply(&tx, entry)? == Applied::Skipped {
-            // Ids only: never bodies or header values.
-            tracing::warn!(
-                seq = sealed.seq,
-                kind = sealed.columns.kind.as_str(),
-                exchange_id = sealed.columns.exchange_id.as_deref(),
-                connection_id = sealed.columns.connection_id.as_deref(),
-                "audit record appended without its index row (no matching request or a duplicate id)"
-            );
-        }
-    }
-    tx.commit()
-}
-
-/// Acks a committer, or logs the failure of a fire-and-forget record.
-fn respond(ack: Option<Ack>, result: Result<u64, AuditError>, kind: &str) {
-    match ack {
-        // The committer may have stopped waiting (its request was cancelled); nothing to do then.
-        Some(ack) => {
-            let _ = ack.send(result);
-        }
-        None => {
-            if let Err(err) = result {
-                tracing::error!(kind, error = %err, "audit record lost");
-            }
-        }
-    }
 }
 
 #[cfg(test)]

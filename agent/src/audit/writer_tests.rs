@@ -1,12 +1,40 @@
 //! Tests of the writer: group commit, failure handling, shutdown, restart and retention.
-use std::sync::Arc;
+use std::{
+    path::Path,
+    sync::{atomic::Ordering, mpsc, Arc},
+    time::{Duration, Instant},
+};
 
 use super::*;
 use crate::audit::{
+    chain::{to_hex, ChainRecord, RecordKind},
     record::Outcome,
+    retention::MICROS_PER_DAY,
     testing::{self, attacker, identity, store, T0},
+    writer_thread::Pending,
     AuditReader,
 };
+
+/// A writer thread that has not started running, so records can be queued or batched by hand.
+fn thread(
+    db: &Path,
+    retention_days: Option<u32>,
+    prune_chunk: usize,
+) -> (Thread, mpsc::Sender<Message>, Arc<Counters>) {
+    let conn = schema::open_for_writing(db).unwrap();
+    let head = load_head(&conn).unwrap();
+    let (sender, receiver) = mpsc::channel();
+    let counters = Arc::new(Counters::default());
+    let thread = Thread {
+        conn,
+        head,
+        receiver,
+        retention_days,
+        prune_chunk,
+        counters: Arc::clone(&counters),
+    };
+    (thread, sender, counters)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_commits_share_transactions() {
@@ -63,7 +91,9 @@ fn a_failed_transaction_fails_its_batch_and_does_not_advance_the_head() {
         matches!(err, AuditError::CommitFailed(ref m) if m.contains("disk on fire")),
         "{err}"
     );
-    assert_eq!(writer.stats().failed_transactions, 1);
+    // The batch, then its one record retried alone.
+    assert_eq!(writer.stats().failed_transactions, 2);
+    assert_eq!(writer.stats().failed_records, 1);
 
     sabotage.execute_batch("DROP TRIGGER refuse").unwrap();
     assert_eq!(writer.commit_blocking(record("ex-3")).unwrap(), 2);
@@ -213,4 +243,209 @@ fn a_reader_sees_commits_while_the_writer_runs() {
     assert_eq!(reader.list(&Default::default()).unwrap().len(), 2);
     assert_eq!(reader.verify().unwrap().records, 2);
     writer.shutdown();
+}
+
+#[test]
+fn a_failed_batch_is_retried_record_by_record_so_a_bad_record_fails_alone() {
+    let (_dir, db) = store();
+    testing::write(
+        &db,
+        [AuditRecord::Request(testing::request(
+            "ex-0",
+            T0,
+            identity(1, None),
+        ))],
+    );
+    let (mut thread, _sender, counters) = thread(&db, None, PRUNE_CHUNK);
+    let sabotage = attacker(&db);
+    sabotage
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON records WHEN NEW.exchange_id = 'ex-bad' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+        )
+        .unwrap();
+    let queued = |record: AuditRecord| {
+        let (ack, done) = oneshot::channel();
+        let pending = Pending {
+            record: record.into(),
+            ack: Some(ack),
+        };
+        (pending, done)
+    };
+    let fire_and_forget = |record: AuditRecord| Pending {
+        record: record.into(),
+        ack: None,
+    };
+    let (first, mut first_done) = queued(AuditRecord::Request(testing::request(
+        "ex-1",
+        T0 + 1,
+        identity(1, None),
+    )));
+    let (bad, mut bad_done) = queued(AuditRecord::Request(testing::request(
+        "ex-bad",
+        T0 + 2,
+        identity(1, None),
+    )));
+    let (last, mut last_done) = queued(AuditRecord::Request(testing::request(
+        "ex-2",
+        T0 + 3,
+        identity(1, None),
+    )));
+    thread.commit_batch(vec![
+        first,
+        bad,
+        fire_and_forget(AuditRecord::Response(testing::response(
+            "ex-1",
+            T0 + 4,
+            Outcome::Ok,
+        ))),
+        fire_and_forget(AuditRecord::Connection(testing::connection(
+            "conn-ex-1",
+            T0 + 5,
+            identity(1, None),
+        ))),
+        last,
+    ]);
+
+    assert_eq!(first_done.try_recv().unwrap().unwrap(), 2);
+    let err = bad_done.try_recv().unwrap().unwrap_err();
+    assert!(
+        matches!(err, AuditError::CommitFailed(ref m) if m.contains("refused by the test")),
+        "{err}"
+    );
+    // Its neighbours took the seqs after it: the chain has no gap where it would have been.
+    assert_eq!(last_done.try_recv().unwrap().unwrap(), 5);
+    let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    assert_eq!(count(&counters.records), 4);
+    assert_eq!(count(&counters.transactions), 4);
+    assert_eq!(count(&counters.failed_transactions), 2);
+    assert_eq!(count(&counters.failed_records), 1);
+
+    sabotage.execute_batch("DROP TRIGGER refuse").unwrap();
+    drop(thread);
+    let reader = AuditReader::open(&db).unwrap();
+    let report = reader.verify().unwrap();
+    assert_eq!((report.records, report.last_seq), (5, Some(5)));
+    let ex1 = reader.exchange("ex-1").unwrap().unwrap();
+    assert_eq!((ex1.request_seq, ex1.response_seq), (2, Some(3)));
+    assert!(ex1.connection.is_some());
+    assert!(reader.exchange("ex-bad").unwrap().is_none());
+    assert_eq!(reader.exchange("ex-2").unwrap().unwrap().request_seq, 5);
+}
+
+#[test]
+fn retention_prunes_in_chunks_and_commits_queued_records_between_them() {
+    let (_dir, db) = store();
+    let now = now_us();
+    let mut records = Vec::new();
+    for i in 0..5 {
+        let id = format!("old-{i}");
+        records.extend(testing::exchange(
+            &id,
+            now - 10 * MICROS_PER_DAY + i,
+            identity(1, None),
+        ));
+    }
+    records.extend(testing::exchange(
+        "new-1",
+        now - MICROS_PER_DAY / 2,
+        identity(1, None),
+    ));
+    testing::write(&db, records);
+
+    // Seqs 1..=15 are old, in chunks of 4: through 4, 8, 12, then 15.
+    let (thread, sender, counters) = thread(&db, Some(2), 4);
+    // Queued before the thread starts: committed after the first chunk, not after the pass.
+    let between = testing::request("between", now, identity(1, None));
+    sender
+        .send(Message::Append {
+            record: AuditRecord::Request(between).into(),
+            ack: None,
+        })
+        .unwrap();
+    let running = std::thread::spawn(move || thread.run());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counters.prunes.load(Ordering::Relaxed) < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sender.send(Message::Shutdown).unwrap();
+    running.join().unwrap();
+    assert_eq!(counters.prunes.load(Ordering::Relaxed), 4);
+
+    let reader = AuditReader::open(&db).unwrap();
+    let report = reader.verify().unwrap();
+    assert_eq!(report.anchor_seq, Some(15));
+    assert_eq!((report.first_seq, report.last_seq), (Some(16), Some(23)));
+    let conn = attacker(&db);
+    let mut statement = conn
+        .prepare("SELECT seq, kind, body FROM records WHERE seq > 18 ORDER BY seq")
+        .unwrap();
+    let tail: Vec<(i64, String, u64)> = statement
+        .query_map([], |row| {
+            let (seq, kind, body): (i64, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            let record = ChainRecord::parse(RecordKind::parse(&kind).unwrap(), &body).unwrap();
+            let through = match record {
+                ChainRecord::Prune(prune) => prune.through_seq,
+                _ => 0,
+            };
+            Ok((seq, kind, through))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let tail: Vec<(i64, &str, u64)> = tail.iter().map(|(s, k, t)| (*s, k.as_str(), *t)).collect();
+    assert_eq!(
+        tail,
+        [
+            (19, "prune", 4),
+            (20, "request", 0),
+            (21, "prune", 8),
+            (22, "prune", 12),
+            (23, "prune", 15),
+        ]
+    );
+    let ids: Vec<String> = reader
+        .list(&Default::default())
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids, ["between", "new-1"]);
+}
+
+#[test]
+fn a_batch_still_locked_on_retry_fails_the_rest_without_waiting_for_each() {
+    let (_dir, db) = store();
+    let (mut thread, _sender, counters) = thread(&db, None, PRUNE_CHUNK);
+    // The production timeout is 5 s; the behaviour is the same with a short one.
+    thread.conn.busy_timeout(Duration::from_millis(50)).unwrap();
+    let operator = attacker(&db);
+    operator.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let batch = (0..3)
+        .map(|i| Pending {
+            record: AuditRecord::Request(testing::request(
+                &format!("ex-{i}"),
+                T0,
+                identity(1, None),
+            ))
+            .into(),
+            ack: None,
+        })
+        .collect();
+    thread.commit_batch(batch);
+    let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    // The batch and the first retry waited on the lock; the other two were failed at once.
+    assert_eq!(count(&counters.failed_transactions), 2);
+    assert_eq!(count(&counters.failed_records), 3);
+    operator.execute_batch("ROLLBACK").unwrap();
+
+    let (ack, mut done) = oneshot::channel();
+    let record = AuditRecord::Request(testing::request("ex-after", T0, identity(1, None)));
+    thread.commit_batch(vec![Pending {
+        record: record.into(),
+        ack: Some(ack),
+    }]);
+    assert_eq!(done.try_recv().unwrap().unwrap(), 1);
+    drop(thread);
+    assert_eq!(AuditReader::open(&db).unwrap().verify().unwrap().records, 1);
 }

@@ -161,7 +161,7 @@ fn list(config: &Config, args: &ListArgs) -> anyhow::Result<()> {
     let reader = open_reader(config)?;
     let summaries = reader.list(&args.filter.to_filter(Some(args.limit)))?;
     if args.json {
-        return print(&format!("{}\n", serde_json::to_string_pretty(&summaries)?));
+        return print_json(serde_json::to_string_pretty(&summaries)?);
     }
     if summaries.is_empty() {
         eprintln!("no exchanges match");
@@ -176,7 +176,7 @@ fn show(config: &Config, args: &ShowArgs) -> anyhow::Result<()> {
         .exchange(&args.id)?
         .ok_or_else(|| anyhow!("no exchange {}", args.id))?;
     if args.json {
-        return print(&format!("{}\n", serde_json::to_string_pretty(&detail)?));
+        return print_json(serde_json::to_string_pretty(&detail)?);
     }
     print(&show::render(
         &detail.id,
@@ -209,9 +209,9 @@ fn export_jsonl(reader: &AuditReader, filter: &ExchangeFilter) -> anyhow::Result
     // one, and is kept here to be reported as what it is.
     let mut write_error: Option<io::Error> = None;
     let walked = reader.for_each_exchange(filter, |detail| {
-        let written = serde_json::to_writer(&mut out, &detail)
+        let written = serde_json::to_string(&detail)
             .map_err(io::Error::from)
-            .and_then(|()| out.write_all(b"\n"));
+            .and_then(|json| writeln!(out, "{}", text::json_terminal_safe(json)));
         written.map_err(|error| {
             let stop = AuditError::Io {
                 path: PathBuf::from("<stdout>"),
@@ -228,6 +228,11 @@ fn export_jsonl(reader: &AuditReader, filter: &ExchangeFilter) -> anyhow::Result
             finish_output(out.flush())
         }
     }
+}
+
+/// Print JSON to stdout, escaped so it cannot drive a terminal it is printed on.
+fn print_json(json: String) -> anyhow::Result<()> {
+    print(&format!("{}\n", text::json_terminal_safe(json)))
 }
 
 /// Print to stdout; a reader that went away (`| head`) is not an error.

@@ -286,6 +286,31 @@ Response
     }
 
     #[test]
+    fn recorded_escape_sequences_are_shown_not_obeyed() {
+        let mut request = chat_request(true);
+        request.model = Some("gpt\u{1b}]52;c;cm0gLXJmIH4=\u{7}".into());
+        request.path = "/v1/\u{1b}[2Jchat".into();
+        let mut response = streamed_response();
+        if let Some(assembled) = response.assembled.as_mut() {
+            assembled.text = "ok\u{1b}[2J\u{1b}]0;owned\u{7}".into();
+        }
+        let rendered = render("ex-1", "ok", &request, Some(&response), None);
+        assert!(
+            !rendered.contains('\u{1b}') && !rendered.contains('\u{7}'),
+            "{rendered}"
+        );
+        assert!(rendered.contains("  model       gpt\\u{1b}]52;c;cm0gLXJmIH4=\\u{7}\n"));
+        assert!(rendered.contains("/v1/\\u{1b}[2Jchat"), "{rendered}");
+        assert!(rendered.contains("    ok\\u{1b}[2J\\u{1b}]0;owned\\u{7}\n"));
+        let replayed = crate::cli::sessions::timeline::render(&request, Some(&response));
+        assert!(
+            !replayed.contains('\u{1b}') && !replayed.contains('\u{7}'),
+            "{replayed}"
+        );
+        assert!(replayed.contains("model=gpt\\u{1b}]52;c;"), "{replayed}");
+    }
+
+    #[test]
     fn shows_the_connection_and_an_incomplete_exchange() {
         let connection = ConnectionRecord {
             id: "c-1".into(),

@@ -43,13 +43,14 @@ fn line(cells: &[String; 8], widths: &[usize; 8]) -> String {
 
 fn cells(row: &ExchangeSummary) -> [String; 8] {
     let dash = || "-".to_string();
+    // Read back from the store, which is a file: nothing in it reaches the terminal raw.
     [
-        row.id.clone(),
+        one_line(&row.id),
         table_time(&row.started_at),
         identity(row),
         row.model.as_deref().map_or_else(dash, one_line),
-        row.endpoint.clone(),
-        row.outcome.clone(),
+        one_line(&row.endpoint),
+        one_line(&row.outcome),
         row.total_tokens
             .map_or_else(dash, |tokens| tokens.to_string()),
         row.duration_ms.map_or_else(dash, duration),

@@ -1,0 +1,367 @@
+//! The audit writer thread: group commit, retry of failed batches record by record, and
+//! retention passes run in chunks between batches.
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc, Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::{
+    chain::{load_head, ChainHead, ChainRecord, RecordColumns, SealedRecord},
+    index::{self, index_entry, Applied, IndexEntry},
+    retention,
+    writer::now_us,
+    AuditError,
+};
+
+/// Records per transaction at most, so one transaction stays bounded under a burst.
+const BATCH_CAP: usize = 4096;
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+pub(super) type Ack = oneshot::Sender<Result<u64, AuditError>>;
+
+// Records are moved through the channel once; Shutdown is sent once per writer.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Message {
+    Append {
+        record: ChainRecord,
+        ack: Option<Ack>,
+    },
+    Shutdown,
+}
+
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) records: AtomicU64,
+    pub(super) transactions: AtomicU64,
+    pub(super) failed_transactions: AtomicU64,
+    pub(super) failed_records: AtomicU64,
+    pub(super) prunes: AtomicU64,
+}
+
+pub(super) struct Pending {
+    pub(super) record: ChainRecord,
+    pub(super) ack: Option<Ack>,
+}
+
+/// A record sealed into a batch, kept whole so a failed batch can be retried record by record.
+struct Sealed {
+    record: ChainRecord,
+    sealed: SealedRecord,
+    entry: IndexEntry,
+    ack: Option<Ack>,
+}
+
+impl Sealed {
+    fn new(head: ChainHead, record: ChainRecord, body: String, ack: Option<Ack>) -> Sealed {
+        let sealed = SealedRecord::seal(head, &record, body);
+        let entry = index_entry(&record, sealed.seq);
+        Sealed {
+            record,
+            sealed,
+            entry,
+            ack,
+        }
+    }
+
+    /// The same record sealed after another head (its neighbours' fate changed its seq).
+    fn reseal(self, head: ChainHead) -> Sealed {
+        Sealed::new(head, self.record, self.sealed.body, self.ack)
+    }
+}
+
+pub(super) struct Thread {
+    pub(super) conn: Connection,
+    /// Advanced only after a transaction commits: a failed batch leaves no gap in the chain.
+    pub(super) head: ChainHead,
+    pub(super) receiver: mpsc::Receiver<Message>,
+    pub(super) retention_days: Option<u32>,
+    /// Records deleted per retention transaction at most (`PRUNE_CHUNK`; small in tests).
+    pub(super) prune_chunk: usize,
+    pub(super) counters: Arc<Counters>,
+}
+
+impl Thread {
+    pub(super) fn run(mut self) {
+        let mut next_prune = Instant::now();
+        // The cutoff of the retention pass under way: one chunk per turn of the loop, with the
+        // records queued meanwhile committed in between.
+        let mut pruning: Option<i64> = None;
+        loop {
+            if let Some(days) = self.retention_days {
+                if pruning.is_none() && Instant::now() >= next_prune {
+                    pruning = Some(retention::cutoff_us(days, now_us()));
+                    next_prune = Instant::now() + PRUNE_INTERVAL;
+                }
+            }
+            if let Some(cutoff_us) = pruning {
+                pruning = self.prune_chunk(cutoff_us).then_some(cutoff_us);
+            }
+            let first = if pruning.is_some() {
+                match self.receiver.try_recv() {
+                    Ok(message) => message,
+                    Err(mpsc::TryRecvError::Empty) => continue,
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                }
+            } else if self.retention_days.is_some() {
+                match self
+                    .receiver
+                    .recv_timeout(next_prune.saturating_duration_since(Instant::now()))
+                {
+                    Ok(message) => message,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match self.receiver.recv() {
+                    Ok(message) => message,
+                    Err(mpsc::RecvError) => return,
+                }
+            };
+            let mut batch = Vec::new();
+            let mut stop = false;
+            let mut next = Some(first);
+            while let Some(message) = next {
+                match message {
+                    Message::Append { record, ack } => batch.push(Pending { record, ack }),
+                    Message::Shutdown => {
+                        stop = true;
+                        break;
+                    }
+                }
+                next = (batch.len() < BATCH_CAP)
+                    .then(|| self.receiver.try_recv().ok())
+                    .flatten();
+            }
+            self.commit_batch(batch);
+            if stop {
+                self.refuse_remaining();
+                return;
+            }
+        }
+    }
+
+    pub(super) fn commit_batch(&mut self, batch: Vec<Pending>) {
+        let mut head = self.head;
+        let mut sealed = Vec::with_capacity(batch.len());
+        for Pending { record, ack } in batch {
+            // A record that cannot be serialized fails alone, not its whole batch.
+            match record.canonical_body() {
+                Ok(body) => {
+                    let record_sealed = Sealed::new(head, record, body, ack);
+                    head = record_sealed.sealed.head();
+                    sealed.push(record_sealed);
+                }
+                Err(err) => self.lose(ack, err, &record.columns()),
+            }
+        }
+        if sealed.is_empty() {
+            return;
+        }
+        let entries: Vec<_> = sealed.iter().map(|s| (&s.sealed, &s.entry)).collect();
+        let written = write(&mut self.conn, &entries);
+        drop(entries);
+        match written {
+            Ok(()) => self.committed(head, sealed),
+            Err(err) => {
+                self.counters
+                    .failed_transactions
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    error = %err,
+                    records = sealed.len(),
+                    "audit batch commit failed; retrying its records one by one"
+                );
+                if self.reload_head(head) {
+                    self.committed(head, sealed);
+                } else {
+                    self.retry_one_by_one(sealed);
+                }
+            }
+        }
+    }
+
+    /// After a failed batch, each record in its own transaction, so one bad record or a
+    /// transient error does not take its neighbours down with it. A record that fails again is
+    /// lost; the chain head only moves past records that committed, so the chain has no gap.
+    fn retry_one_by_one(&mut self, batch: Vec<Sealed>) {
+        let total = batch.len();
+        let mut lost = 0usize;
+        // Still locked after the busy timeout: the rest would each wait it out again while every
+        // request commit queues behind them, so they fail at once instead.
+        let mut locked: Option<String> = None;
+        for item in batch {
+            if let Some(message) = &locked {
+                let columns = item.sealed.columns.clone();
+                self.lose(
+                    item.ack,
+                    AuditError::CommitFailed(message.clone()),
+                    &columns,
+                );
+                lost += 1;
+                continue;
+            }
+            let item = item.reseal(self.head);
+            let head = item.sealed.head();
+            match write(&mut self.conn, &[(&item.sealed, &item.entry)]) {
+                Ok(()) => self.committed(head, vec![item]),
+                Err(err) => {
+                    self.counters
+                        .failed_transactions
+                        .fetch_add(1, Ordering::Relaxed);
+                    if self.reload_head(head) {
+                        self.committed(head, vec![item]);
+                        continue;
+                    }
+                    let message = err.to_string();
+                    if is_locked(&err) {
+                        locked = Some(message.clone());
+                    }
+                    let columns = item.sealed.columns.clone();
+                    self.lose(item.ack, AuditError::CommitFailed(message), &columns);
+                    lost += 1;
+                }
+            }
+        }
+        if lost > 0 {
+            tracing::error!(
+                lost,
+                of = total,
+                "audit records lost after retrying their batch"
+            );
+        }
+    }
+
+    /// Records the commit of `batch`, whose last record is `head`, and acks its committers.
+    fn committed(&mut self, head: ChainHead, batch: Vec<Sealed>) {
+        self.head = head;
+        self.counters.transactions.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .records
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        for item in batch {
+            respond(item.ack, Ok(item.sealed.seq));
+        }
+    }
+
+    /// After a failed transaction, takes the head from the file: normally the rollback left it
+    /// where it was, but if COMMIT failed after the data reached the file, reusing the old head
+    /// would collide with those seqs in every later batch. True when the file's head is
+    /// `expected`: the transaction did commit after all.
+    fn reload_head(&mut self, expected: ChainHead) -> bool {
+        match load_head(&self.conn) {
+            Ok(head) => {
+                self.head = head;
+                head == expected
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "audit head reload failed");
+                false
+            }
+        }
+    }
+
+    /// A record that was not stored: its committer is told; a fire-and-forget one is logged by
+    /// its ids (never its body). Counted either way.
+    fn lose(&self, ack: Option<Ack>, err: AuditError, columns: &RecordColumns) {
+        self.counters.failed_records.fetch_add(1, Ordering::Relaxed);
+        match ack {
+            Some(ack) => respond(Some(ack), Err(err)),
+            None => tracing::error!(
+                kind = columns.kind.as_str(),
+                exchange_id = columns.exchange_id.as_deref(),
+                connection_id = columns.connection_id.as_deref(),
+                error = %err,
+                "audit record lost"
+            ),
+        }
+    }
+
+    /// One chunk of the retention pass with this cutoff; true when another chunk is due.
+    fn prune_chunk(&mut self, cutoff_us: i64) -> bool {
+        match retention::prune_chunk(
+            &mut self.conn,
+            self.head,
+            cutoff_us,
+            now_us(),
+            self.prune_chunk,
+        ) {
+            Ok(Some(chunk)) => {
+                self.head = chunk.head;
+                self.counters.prunes.fetch_add(1, Ordering::Relaxed);
+                self.counters.transactions.fetch_add(1, Ordering::Relaxed);
+                self.counters.records.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    through_seq = chunk.through_seq,
+                    cutoff_us,
+                    "audit retention pruned old records"
+                );
+                chunk.more
+            }
+            Ok(None) => false,
+            Err(err) => {
+                tracing::error!(error = %err, "audit retention failed");
+                // Like a failed batch: the file's head is the truth.
+                let head = self.head;
+                self.reload_head(head);
+                false
+            }
+        }
+    }
+
+    /// Records that raced with shutdown: fail them rather than drop them silently.
+    fn refuse_remaining(&self) {
+        while let Ok(message) = self.receiver.try_recv() {
+            if let Message::Append { record, ack } = message {
+                match ack {
+                    Some(ack) => respond(Some(ack), Err(AuditError::WriterClosed)),
+                    None => tracing::error!(
+                        kind = record.kind().as_str(),
+                        "audit record dropped: the audit writer has shut down"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock past the busy timeout.
+fn is_locked(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+fn write(
+    conn: &mut Connection,
+    entries: &[(&SealedRecord, &index::IndexEntry)],
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for (sealed, entry) in entries {
+        sealed.insert(&tx)?;
+        if index::apply(&tx, entry)? == Applied::Skipped {
+            // Ids only: never bodies or header values.
+            tracing::warn!(
+                seq = sealed.seq,
+                kind = sealed.columns.kind.as_str(),
+                exchange_id = sealed.columns.exchange_id.as_deref(),
+                connection_id = sealed.columns.connection_id.as_deref(),
+                "audit record appended without its index row (no matching request or a duplicate id)"
+            );
+        }
+    }
+    tx.commit()
+}
+
+/// Acks a committer. It may have stopped waiting (its request was cancelled); nothing to do then.
+fn respond(ack: Option<Ack>, result: Result<u64, AuditError>) {
+    if let Some(ack) = ack {
+        let _ = ack.send(result);
+    }
+}
