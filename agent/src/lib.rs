@@ -7,5 +7,6 @@ pub mod config;
 pub mod ebpf;
 pub mod identity;
 pub mod openai;
+pub mod policy;
 pub mod proxy;
 pub mod tls;

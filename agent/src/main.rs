@@ -25,6 +25,7 @@ fn main() -> ExitCode {
             .load_config()
             .and_then(|config| cli::audit::run(&config, args))
             .map(|()| ExitCode::SUCCESS),
+        Command::Policy(args) => cli::policy::run(&cli, args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|error| {
         eprintln!("warden: {}", describe(&error));

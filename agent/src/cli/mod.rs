@@ -2,6 +2,7 @@
 pub mod audit;
 pub mod ca;
 pub mod exec;
+pub mod policy;
 pub mod run;
 pub mod sessions;
 pub mod status;
@@ -45,6 +46,8 @@ pub enum Command {
     Sessions(sessions::SessionsArgs),
     /// Check the audit store's tamper evidence (root).
     Audit(audit::AuditArgs),
+    /// Work with policy files: `check` validates them with precise errors.
+    Policy(policy::PolicyArgs),
 }
 
 impl Cli {
@@ -89,5 +92,27 @@ mod tests {
         };
         assert_eq!(args.command, ["python3", "-c", "1"]);
         assert_eq!(cli.config.as_deref(), Some(std::path::Path::new("/x.toml")));
+    }
+
+    #[test]
+    fn policy_check_takes_an_optional_path() {
+        let cli = Cli::try_parse_from(["warden", "policy", "check", "/srv/p.toml"]).unwrap();
+        let Command::Policy(policy::PolicyArgs {
+            command: policy::PolicyCommand::Check(check),
+        }) = cli.command
+        else {
+            panic!("not policy check")
+        };
+        assert_eq!(
+            check.path.as_deref(),
+            Some(std::path::Path::new("/srv/p.toml"))
+        );
+        let cli = Cli::try_parse_from(["warden", "policy", "check"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Policy(policy::PolicyArgs {
+                command: policy::PolicyCommand::Check(policy::CheckArgs { path: None })
+            })
+        ));
     }
 }

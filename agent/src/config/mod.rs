@@ -17,6 +17,9 @@
 //! [[account]]                                 # service-account names for workloads
 //! name = "billing-agent"
 //! unit = "billing-agent.service"              # or exactly one of: cgroup, uid, exe
+//! [policy]
+//! dir = "/etc/warden/policies"                # every *.toml file in it is a policy file
+//! max_inspect_bytes = 16777216                # larger bodies are refused when a content rule applies
 //! ```
 //!
 //! This module holds the typed model and loading; `locate` maps key paths to source lines for
@@ -45,6 +48,7 @@ pub struct Config {
     pub select: SelectConfig,
     pub upstream: UpstreamConfig,
     pub audit: AuditConfig,
+    pub policy: PolicyConfig,
     #[serde(rename = "account")]
     pub accounts: Vec<AccountConfig>,
 }
@@ -64,6 +68,26 @@ impl Default for AuditConfig {
         AuditConfig {
             retention_days: None,
             max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where policies are and how much of a body they may inspect.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Every `*.toml` file in this directory is loaded; a missing directory means no rules.
+    pub dir: PathBuf,
+    /// Bodies larger than this are not inspected: they are refused (413) when a rule that reads
+    /// the body applies, so that nothing unmasked slips through because it was big.
+    pub max_inspect_bytes: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            dir: PathBuf::from("/etc/warden/policies"),
+            max_inspect_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -119,6 +143,7 @@ impl Default for Config {
             select: SelectConfig::default(),
             upstream: UpstreamConfig::default(),
             audit: AuditConfig::default(),
+            policy: PolicyConfig::default(),
             accounts: Vec::new(),
         }
     }

@@ -190,3 +190,28 @@ fn audit_settings_parse_and_are_validated() {
         "{unknown}"
     );
 }
+
+#[test]
+fn policy_settings_parse_and_are_validated() {
+    let defaults = parse("").unwrap().policy;
+    assert_eq!(defaults.dir, Path::new("/etc/warden/policies"));
+    assert_eq!(defaults.max_inspect_bytes, 16 * 1024 * 1024);
+    let config = parse("[policy]\ndir = \"/srv/policies\"\nmax_inspect_bytes = 65536\n").unwrap();
+    assert_eq!(config.policy.dir, Path::new("/srv/policies"));
+    assert_eq!(config.policy.max_inspect_bytes, 65536);
+    let relative = error("[policy]\ndir = \"policies\"\n");
+    assert!(
+        relative.ends_with(":2: policy.dir: must be an absolute path"),
+        "{relative}"
+    );
+    let small = error("[policy]\n\nmax_inspect_bytes = 10\n");
+    assert!(
+        small.ends_with(":3: policy.max_inspect_bytes: must be at least 1024"),
+        "{small}"
+    );
+    let unknown = error("[policy]\ndirectory = \"/x\"\n");
+    assert!(
+        unknown.contains(":2: unknown key `directory` in [policy]"),
+        "{unknown}"
+    );
+}

@@ -76,6 +76,16 @@ impl Config {
         if self.audit.max_body_bytes < 1024 {
             return Err((audit.key("max_body_bytes"), "must be at least 1024".into()));
         }
+        let policy = KeyPath::root().key("policy");
+        if !self.policy.dir.is_absolute() {
+            return Err((policy.key("dir"), "must be an absolute path".into()));
+        }
+        if self.policy.max_inspect_bytes < 1024 {
+            return Err((
+                policy.key("max_inspect_bytes"),
+                "must be at least 1024".into(),
+            ));
+        }
         let mut names = HashSet::new();
         for (i, account) in self.accounts.iter().enumerate() {
             validate_account(

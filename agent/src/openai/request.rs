@@ -96,7 +96,8 @@ pub fn request_fields(body: &[u8]) -> RequestFields {
         params: RequestParams {
             stream: body.stream,
             temperature: body.temperature,
-            max_tokens: body.max_tokens.or(body.max_completion_tokens),
+            // Both names cap the output; a policy cap must see the larger, or one could hide the other.
+            max_tokens: body.max_tokens.max(body.max_completion_tokens),
             max_output_tokens: body.max_output_tokens,
             tools,
         },
@@ -142,14 +143,16 @@ mod tests {
     }
 
     #[test]
-    fn max_tokens_wins_over_max_completion_tokens() {
+    fn the_larger_of_max_tokens_and_max_completion_tokens_counts() {
         let fields = request_fields(
-            br#"{"model":"gpt-4","max_tokens":10,"max_completion_tokens":20,"temperature":1}"#,
+            br#"{"model":"gpt-4","max_tokens":10,"max_completion_tokens":20000,"temperature":1}"#,
         );
-        assert_eq!(fields.params.max_tokens, Some(10));
+        assert_eq!(fields.params.max_tokens, Some(20000));
         assert_eq!(fields.params.temperature, Some(1.0));
         assert_eq!(fields.params.stream, None);
         assert!(!fields.include_usage);
+        let fields = request_fields(br#"{"model":"gpt-4","max_tokens":10}"#);
+        assert_eq!(fields.params.max_tokens, Some(10));
     }
 
     #[test]

@@ -1,0 +1,178 @@
+//! Maps between key paths (`rule[1].match.model_in[0]`) and line numbers in a policy file's text.
+//!
+//! A trimmed copy of `config::locate`: the config's helpers are private to it, and policies report
+//! problems as `file:line: key: reason` the same way.
+use std::{fmt, ops::Range, path::Path};
+
+use crate::config::Location;
+
+/// A key's place in the document: `rule[1].match.model_in[0]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct KeyPath(Vec<Segment>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+impl KeyPath {
+    pub(super) fn root() -> Self {
+        KeyPath(Vec::new())
+    }
+
+    pub(super) fn key(&self, key: &str) -> Self {
+        let mut path = self.clone();
+        path.0.push(Segment::Key(key.to_string()));
+        path
+    }
+
+    pub(super) fn index(&self, index: usize) -> Self {
+        let mut path = self.clone();
+        path.0.push(Segment::Index(index));
+        path
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            match segment {
+                Segment::Key(k) if i == 0 => write!(f, "{k}")?,
+                Segment::Key(k) => write!(f, ".{k}")?,
+                Segment::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A node of the document while walking it: tables of `[[x]]` arrays and array elements are not Items.
+#[derive(Clone, Copy)]
+enum Node<'a> {
+    Item(&'a toml_edit::Item),
+    Table(&'a toml_edit::Table),
+    Value(&'a toml_edit::Value),
+}
+
+impl<'a> Node<'a> {
+    fn table_like(self) -> Option<&'a dyn toml_edit::TableLike> {
+        match self {
+            Node::Item(item) => item.as_table_like(),
+            Node::Table(table) => Some(table),
+            Node::Value(value) => value
+                .as_inline_table()
+                .map(|t| t as &dyn toml_edit::TableLike),
+        }
+    }
+
+    fn element(self, index: usize) -> Option<Node<'a>> {
+        match self {
+            Node::Item(toml_edit::Item::ArrayOfTables(tables)) => {
+                tables.get(index).map(Node::Table)
+            }
+            Node::Item(toml_edit::Item::Value(value)) | Node::Value(value) => {
+                value.as_array()?.get(index).map(Node::Value)
+            }
+            _ => None,
+        }
+    }
+
+    fn span(self) -> Option<Range<usize>> {
+        match self {
+            Node::Item(item) => item.span(),
+            Node::Table(table) => table.span(),
+            Node::Value(value) => value.span(),
+        }
+    }
+
+    /// Direct children with their paths and the spans that point at them (key, then value).
+    fn children(self, at: &KeyPath) -> Vec<(KeyPath, Node<'a>, Option<Range<usize>>)> {
+        if let Some(table) = self.table_like() {
+            return table
+                .iter()
+                .filter_map(|(name, _)| table.get_key_value(name))
+                .map(|(key, item)| (at.key(key.get()), Node::Item(item), key.span()))
+                .collect();
+        }
+        (0..)
+            .map_while(|i| self.element(i).map(|node| (at.index(i), node, None)))
+            .collect()
+    }
+}
+
+/// Maps between key paths and source positions using toml_edit's spans.
+pub(super) struct Locator<'a> {
+    text: &'a str,
+    doc: &'a toml_edit::ImDocument<&'a str>,
+    file: &'a Path,
+}
+
+impl<'a> Locator<'a> {
+    /// `doc` must be `text` parsed by toml_edit, so that its spans index into `text`.
+    pub(super) fn new(
+        text: &'a str,
+        doc: &'a toml_edit::ImDocument<&'a str>,
+        file: &'a Path,
+    ) -> Self {
+        Locator { text, doc, file }
+    }
+
+    pub(super) fn location(&self, span: Option<Range<usize>>) -> Location {
+        Location {
+            file: self.file.to_path_buf(),
+            line: span.map(|span| line_of(self.text, span.start)),
+        }
+    }
+
+    /// Where the key (or, for array elements, the value) at `path` is; no line when it is absent.
+    pub(super) fn location_of(&self, path: &KeyPath) -> Location {
+        self.location(self.span_of(path))
+    }
+
+    fn span_of(&self, path: &KeyPath) -> Option<Range<usize>> {
+        let mut node = Node::Table(self.doc.as_table());
+        let mut span = None;
+        for segment in &path.0 {
+            match segment {
+                Segment::Key(k) => {
+                    let (key, item) = node.table_like()?.get_key_value(k)?;
+                    node = Node::Item(item);
+                    span = key.span().or_else(|| item.span());
+                }
+                Segment::Index(i) => {
+                    node = node.element(*i)?;
+                    span = node.span();
+                }
+            }
+        }
+        span
+    }
+
+    /// The deepest key whose name or value contains `offset`.
+    pub(super) fn path_at(&self, offset: usize) -> Option<KeyPath> {
+        let mut best = None;
+        let mut stack = vec![(KeyPath::root(), Node::Table(self.doc.as_table()))];
+        while let Some((at, node)) = stack.pop() {
+            for (path, child, key_span) in node.children(&at) {
+                let hit =
+                    |s: &Option<Range<usize>>| s.as_ref().is_some_and(|s| s.contains(&offset));
+                if hit(&key_span) || hit(&child.span()) {
+                    best = Some(path.clone());
+                }
+                stack.push((path, child));
+            }
+        }
+        best
+    }
+}
+
+/// 1-based line number of byte `offset`; offsets past the end count as the last line.
+pub(super) fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}

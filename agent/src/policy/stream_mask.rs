@@ -1,0 +1,379 @@
+//! Masks streamed text deltas exactly as the whole text would be, holding back only what could start a match.
+//!
+//! Every recognizer's regex, with its look-around assertions dropped (so that it accepts a
+//! superset of what the regex can match), is compiled once per policy into an anchored DFA.
+//! Each character that can begin a match starts a thread that follows the text through that
+//! DFA; a thread dies when no continuation can match any more or when it outgrows the
+//! recognizer's `max_len`. Text is released up to the earliest live thread, never cutting
+//! through the span a dead thread covered, and masked with the real regexes, looking back into
+//! already released text for word boundaries. Cutting only where no possible match crosses
+//! makes the concatenated output equal to `Masker::mask` of the whole text.
+
+mod channels;
+mod chat;
+mod prefixes;
+mod responses;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use regex_automata::dfa::Automaton;
+use regex_automata::util::primitives::StateID;
+
+use super::mask::MaskCounts;
+use super::recognizers::Recognizer;
+
+pub use channels::ChunkMaskers;
+pub use chat::mask_chat_chunk;
+pub use prefixes::{StreamMaskError, StreamPrefixes};
+pub use responses::mask_responses_event;
+
+/// One possible match being followed: it began at `start` (in the held buffer).
+#[derive(Clone, Copy, Debug)]
+struct Thread {
+    start: usize,
+    recognizer: usize,
+    state: StateID,
+    matched: bool,
+}
+
+/// Where a dead thread forbids cutting: every position strictly between `start` and `end`.
+/// `matched`: the thread passed a match, so this stretch needs the regexes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    end: usize,
+    matched: bool,
+}
+
+/// Masks one text channel of a stream (one choice's content, one tool call's arguments, one
+/// Responses output text, …). Create one per channel with `StreamMasker::new`.
+#[derive(Debug)]
+pub struct StreamMasker {
+    prefixes: Arc<StreamPrefixes>,
+    /// The channel carries JSON text (tool-call arguments): keep it valid JSON.
+    json: bool,
+    /// `buf[..context]` is the last released character, kept as look-behind; the rest is held.
+    buf: String,
+    context: usize,
+    /// JSON channels: `buf` is preceded by an odd run of backslashes (its first byte is escaped).
+    escaped_start: bool,
+    threads: Vec<Thread>,
+    /// Sorted by start, disjoint.
+    spans: Vec<Span>,
+    /// Scratch for masking: each recognizer's next accepted match.
+    candidates: Vec<Option<Range<usize>>>,
+}
+
+impl StreamMasker {
+    pub fn new(prefixes: Arc<StreamPrefixes>) -> StreamMasker {
+        StreamMasker {
+            prefixes,
+            json: false,
+            buf: String::new(),
+            context: 0,
+            escaped_start: false,
+            threads: Vec::new(),
+            spans: Vec::new(),
+            candidates: Vec::new(),
+        }
+    }
+
+    /// For JSON-encoded text (tool-call arguments): a replacement that would follow an escaping
+    /// backslash (`\nbob@example.com` matches from the `n`) gets that backslash escaped, so
+    /// the arguments stay valid JSON. Otherwise identical to `new`.
+    pub fn new_json(prefixes: Arc<StreamPrefixes>) -> StreamMasker {
+        StreamMasker {
+            json: true,
+            ..StreamMasker::new(prefixes)
+        }
+    }
+
+    /// Takes the next delta; returns the text that can be released now (masked), holding back
+    /// only the shortest suffix that could still start a match.
+    pub fn push(&mut self, delta: &str, counts: &mut MaskCounts) -> String {
+        let mut out = String::new();
+        if delta.is_empty() {
+            return out;
+        }
+        self.follow(delta);
+        self.release(false, &mut out, counts);
+        out
+    }
+
+    /// The stream (or this channel) ended: release everything held, masked.
+    pub fn finish(&mut self, counts: &mut MaskCounts) -> String {
+        let mut out = String::new();
+        self.release(true, &mut out, counts);
+        self.buf.clear();
+        self.context = 0;
+        self.escaped_start = false;
+        self.threads.clear();
+        self.spans.clear();
+        out
+    }
+
+    /// Bytes held back now.
+    pub fn held(&self) -> usize {
+        self.buf.len() - self.context
+    }
+
+    /// Appends `delta` and moves every thread over it, starting new ones where a match can begin.
+    fn follow(&mut self, delta: &str) {
+        let from = self.buf.len();
+        self.buf.push_str(delta);
+        let prefixes = &*self.prefixes;
+        let bytes = self.buf.as_bytes();
+        let mut kept = 0;
+        for index in 0..self.threads.len() {
+            match advance(prefixes, self.threads[index], bytes, from) {
+                Ok(thread) => {
+                    self.threads[kept] = thread;
+                    kept += 1;
+                }
+                Err(span) => add_span(&mut self.spans, span, bytes),
+            }
+        }
+        self.threads.truncate(kept);
+        for (at, &byte) in bytes.iter().enumerate().skip(from) {
+            for step in &prefixes.first[usize::from(byte)] {
+                let thread = Thread {
+                    start: at,
+                    recognizer: step.recognizer,
+                    state: step.state,
+                    matched: prefixes.automata[step.recognizer]
+                        .dfa
+                        .is_match_state(step.state),
+                };
+                match advance(prefixes, thread, bytes, at + 1) {
+                    Ok(thread) => self.threads.push(thread),
+                    Err(span) => add_span(&mut self.spans, span, bytes),
+                }
+            }
+        }
+        let end = bytes.len();
+        let mut kept = 0;
+        for index in 0..self.threads.len() {
+            let thread = self.threads[index];
+            if prefixes.automata[thread.recognizer].is_spent(thread.state) {
+                let span = Span {
+                    start: thread.start,
+                    end,
+                    matched: true,
+                };
+                add_span(&mut self.spans, span, bytes);
+            } else {
+                self.threads[kept] = thread;
+                kept += 1;
+            }
+        }
+        self.threads.truncate(kept);
+    }
+
+    /// Masks and appends to `out` everything up to the earliest position a live thread began
+    /// (all of it at `end_of_stream`), backing off so as not to cut through a dead thread's span.
+    fn release(&mut self, end_of_stream: bool, out: &mut String, counts: &mut MaskCounts) {
+        let end = self.buf.len();
+        let mut cut = if end_of_stream {
+            end
+        } else {
+            self.threads.iter().map(|t| t.start).min().unwrap_or(end)
+        };
+        // Spans are disjoint, so moving to the start of the one containing `cut` suffices.
+        if let Some(span) = self.spans.iter().find(|s| s.start < cut && cut < s.end) {
+            cut = span.start;
+        }
+        if cut <= self.context {
+            return;
+        }
+        let needs_regexes = (end_of_stream && !self.threads.is_empty())
+            || self
+                .spans
+                .iter()
+                .take_while(|span| span.start < cut)
+                .any(|span| span.matched);
+        if needs_regexes {
+            self.mask_held(cut, out, counts);
+        } else {
+            out.push_str(&self.buf[self.context..cut]);
+        }
+        if end_of_stream {
+            return; // `finish` resets everything.
+        }
+        self.spans.retain(|span| span.start >= cut);
+        let keep_from = self.buf[..cut]
+            .char_indices()
+            .next_back()
+            .map_or(cut, |(at, _)| at);
+        self.escaped_start = odd_backslashes_before(&self.buf, keep_from, self.escaped_start);
+        self.buf.drain(..keep_from);
+        self.context = cut - keep_from;
+        for thread in &mut self.threads {
+            thread.start -= keep_from;
+        }
+        for span in &mut self.spans {
+            span.start -= keep_from;
+            span.end -= keep_from;
+        }
+    }
+
+    /// `Masker::mask` of `buf[context..cut]`, searching `buf[..cut]` so that assertions see the
+    /// released character before it. Mirrors `Masker::mask` choice for choice: the leftmost
+    /// match of any recognizer, the longest on ties, the earlier recognizer on equal length.
+    fn mask_held(&mut self, cut: usize, out: &mut String, counts: &mut MaskCounts) {
+        let masker = &**self.prefixes.masker();
+        let recognizers = masker.recognizers();
+        let text = &self.buf[..cut];
+        let candidates = &mut self.candidates;
+        candidates.clear();
+        candidates.extend(
+            recognizers
+                .iter()
+                .map(|recognizer| find_valid(recognizer, text, self.context)),
+        );
+        let mut cursor = self.context;
+        loop {
+            let mut best: Option<(Range<usize>, usize)> = None;
+            for (index, candidate) in candidates.iter_mut().enumerate() {
+                if matches!(candidate, Some(found) if found.start < cursor) {
+                    *candidate = find_valid(&recognizers[index], text, cursor);
+                }
+                if let Some(found) = candidate {
+                    let better = best.as_ref().is_none_or(|(current, _)| {
+                        found.start < current.start
+                            || (found.start == current.start && found.end > current.end)
+                    });
+                    if better {
+                        best = Some((found.clone(), index));
+                    }
+                }
+            }
+            let Some((found, index)) = best else { break };
+            out.push_str(&text[cursor..found.start]);
+            if self.json && odd_backslashes_before(text, found.start, self.escaped_start) {
+                out.push('\\');
+            }
+            out.push_str(masker.replacement(index).unwrap_or_default());
+            counts.add(&recognizers[index].name, 1);
+            cursor = found.end;
+        }
+        out.push_str(&text[cursor..]);
+    }
+}
+
+/// Moves `thread` over `bytes[from..]`: the thread, still live, or the span it covered.
+fn advance(
+    prefixes: &StreamPrefixes,
+    mut thread: Thread,
+    bytes: &[u8],
+    from: usize,
+) -> Result<Thread, Span> {
+    let automaton = &prefixes.automata[thread.recognizer];
+    let dfa = &automaton.dfa;
+    let died = |end: usize, matched: bool| Span {
+        start: thread.start,
+        end,
+        matched,
+    };
+    // A match of at most `max_len` bytes ends by `start + max_len`; cutting after it is safe.
+    if from - thread.start > automaton.max_len {
+        return Err(died(from, thread.matched));
+    }
+    for (at, &byte) in bytes.iter().enumerate().skip(from) {
+        let next = dfa.next_state(thread.state, byte);
+        // Matches are reported one byte late, so the byte that kills a thread ends no match:
+        // every match ended before `at`.
+        if dfa.is_dead_state(next) {
+            return Err(died(at, thread.matched));
+        }
+        thread.state = next;
+        thread.matched |= dfa.is_match_state(next);
+        if at + 1 - thread.start > automaton.max_len {
+            return Err(died(at + 1, thread.matched));
+        }
+    }
+    Ok(thread)
+}
+
+/// Records a dead thread's span, merging it with the spans it overlaps. A span with no
+/// character boundary inside forbids no cut; it is kept only if it needs the regexes.
+fn add_span(spans: &mut Vec<Span>, span: Span, bytes: &[u8]) {
+    let first_char_end = span.start + utf8_len(bytes[span.start]);
+    if span.end <= first_char_end && !span.matched {
+        return;
+    }
+    let mut merged = span;
+    let mut at = spans.partition_point(|s| s.start <= merged.start);
+    while at > 0 && spans[at - 1].end > merged.start {
+        at -= 1;
+        merged = union(spans.remove(at), merged);
+    }
+    while at < spans.len() && spans[at].start < merged.end {
+        merged = union(spans.remove(at), merged);
+    }
+    spans.insert(at, merged);
+}
+
+fn union(a: Span, b: Span) -> Span {
+    Span {
+        start: a.start.min(b.start),
+        end: a.end.max(b.end),
+        matched: a.matched || b.matched,
+    }
+}
+
+fn utf8_len(first_byte: u8) -> usize {
+    match first_byte {
+        0xF0.. => 4,
+        0xE0.. => 3,
+        0xC0.. => 2,
+        _ => 1,
+    }
+}
+
+/// Whether `text[..at]` ends with an odd run of backslashes; `escaped_start` carries the
+/// parity of the run before `text` when the run reaches its beginning.
+fn odd_backslashes_before(text: &str, at: usize, escaped_start: bool) -> bool {
+    let run = text.as_bytes()[..at]
+        .iter()
+        .rev()
+        .take_while(|&&byte| byte == b'\\')
+        .count();
+    let odd = run % 2 == 1;
+    if run == at {
+        odd != escaped_start
+    } else {
+        odd
+    }
+}
+
+/// The first non-empty match of `recognizer` at or after `from` that passes its check; the
+/// same search as `Masker`'s.
+fn find_valid(recognizer: &Recognizer, text: &str, from: usize) -> Option<Range<usize>> {
+    let mut at = from;
+    while at <= text.len() {
+        let found = recognizer.regex.find_at(text, at)?;
+        let accepted =
+            !found.is_empty() && recognizer.check.is_none_or(|check| check(found.as_str()));
+        if accepted {
+            return Some(found.range());
+        }
+        at = text[found.start()..]
+            .chars()
+            .next()
+            .map_or(found.start() + 1, |next| found.start() + next.len_utf8());
+    }
+    None
+}
+
+#[cfg(test)]
+#[path = "stream_mask/tests.rs"]
+mod tests;
+
+#[cfg(test)]
+#[path = "stream_mask/hold_tests.rs"]
+mod hold_tests;
+
+#[cfg(test)]
+#[path = "stream_mask/events_tests.rs"]
+mod events_tests;
