@@ -118,6 +118,7 @@ pub fn request(shape: &Shape, payload: &Payload) -> AuditRecord {
         },
         headers: payload.request_headers.clone(),
         body: recorded_body(&payload.request_body),
+        policy: Default::default(),
     })
 }
 

@@ -119,7 +119,23 @@ pub struct ExchangeRequest {
     pub params: RequestParams,
     /// Header name and value; `authorization` holds a fingerprint, never the credential.
     pub headers: Vec<(String, String)>,
+    /// As forwarded: masked where a policy masked it (the original is never recorded).
     pub body: RecordedBody,
+    #[serde(default)]
+    pub policy: PolicyRecord,
+}
+
+/// What the policy decided for a request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    /// `allow`, `deny` or `approve`.
+    pub verdict: String,
+    /// The rule behind a deny or approve.
+    pub rule: Option<String>,
+    /// Every rule that matched.
+    pub matched: Vec<String>,
+    /// Per mask rule, how many values of each recognizer were masked in the request.
+    pub masked: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
 
 /// One server-sent event of a streamed response, with when it arrived.

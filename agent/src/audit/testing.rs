@@ -62,6 +62,7 @@ pub fn request(id: &str, started_at_us: i64, identity: IdentitySnapshot) -> Exch
             text: Some(r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#.into()),
             truncated: false,
         },
+        policy: Default::default(),
     }
 }
 

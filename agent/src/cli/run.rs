@@ -13,6 +13,7 @@ use crate::{
     config::Config,
     ebpf::{selection::Selection, Redirector},
     identity::IdentityResolver,
+    policy::active::ActivePolicy,
     proxy::{self, upstream::Upstream, Listeners, ProxyContext},
     tls::{self, CertificateAuthority, LeafCache},
 };
@@ -52,6 +53,10 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     let tls_server = tls::server_config(Arc::new(LeafCache::new(Arc::new(ca))));
     let upstream = Upstream::new(&config)?;
     let cgroupfs = CgroupFs::discover()?;
+    let policy = Arc::new(
+        ActivePolicy::load(&config.policy.dir)
+            .with_context(|| format!("loading the policies in {}", config.policy.dir.display()))?,
+    );
     let audit_db = audit::audit_db_path(&config.state_dir);
     let audit = AuditWriter::start(&audit_db, config.audit.retention_days)
         .with_context(|| format!("opening the audit store {}", audit_db.display()))?;
@@ -90,6 +95,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         tls_server,
         upstream,
         audit: audit.clone(),
+        policy: policy.clone(),
         counters: Default::default(),
     });
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -101,6 +107,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     });
     tokio::spawn(admin.serve(admin_listener, shutdown.clone()));
     tokio::spawn(selection.clone().watch(shutdown.clone()));
+    tokio::spawn(policy.clone().watch(shutdown.clone()));
     let drain = Duration::from_secs(config.proxy.drain_timeout_secs);
     let proxy = tokio::spawn(proxy::serve(context, listeners, shutdown, drain));
 

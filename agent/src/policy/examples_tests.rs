@@ -55,6 +55,7 @@ fn decide<'p>(
         model,
         params: &params,
         prompt_texts: &["mail jane@example.com about EMP-123456"],
+        body_inspected: true,
     };
     let decision = policy.decide(&facts);
     let masks = decision.masks.iter().map(|m| m.rule.clone()).collect();

@@ -1,4 +1,5 @@
 //! Policies: rules that deny, mask, require approval or allow API calls, loaded from TOML files.
+pub mod active;
 mod compile;
 mod conditions;
 pub mod load;

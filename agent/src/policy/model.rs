@@ -184,6 +184,9 @@ pub struct RequestFacts<'a> {
     pub params: &'a RequestParams,
     /// Every prompt text of the body (`policy::prompt::prompt_texts`); empty for non-JSON bodies.
     pub prompt_texts: &'a [&'a str],
+    /// False for bodies Warden does not inspect (uploads, media, non-JSON): then only rules whose
+    /// conditions are about identity, host and endpoint can match.
+    pub body_inspected: bool,
 }
 
 /// The outcome of evaluating a policy against one request.
@@ -255,9 +258,10 @@ impl Policy {
 }
 
 impl Rule {
-    /// Every present condition holds.
+    /// Every present condition holds (and the body was inspected, if a condition is about it).
     pub fn matches(&self, request: &RequestFacts) -> bool {
-        self.conditions.hold_for(request)
+        (request.body_inspected || !self.conditions.read_body())
+            && self.conditions.hold_for(request)
     }
 }
 

@@ -55,6 +55,7 @@ impl Sample {
             model: self.model.as_deref(),
             params: &self.params,
             prompt_texts: &texts,
+            body_inspected: true,
         };
         f(&facts)
     }
@@ -374,4 +375,27 @@ fn rules_keep_their_source_and_compiled_parts() {
     };
     assert_eq!(mask.replacement, DEFAULT_REPLACEMENT);
     assert_eq!(mask.direction, Direction::Both);
+}
+
+#[test]
+fn rules_about_the_body_do_not_match_a_body_that_was_not_inspected() {
+    let policy = crate::policy::load::parse_rules(
+        "[[rule]]\nname = \"models\"\naction = \"deny\"\nmessage = \"m\"\n[rule.match]\nmodel_not_in = [\"gpt-4o-mini\"]\n\n[[rule]]\nname = \"host\"\naction = \"deny\"\nmessage = \"h\"\n[rule.match]\nhost = [\"api.openai.com\"]\n",
+        std::path::Path::new("/p.toml"),
+    )
+    .unwrap();
+    let identity = crate::audit::record::IdentitySnapshot::default();
+    let params = crate::audit::record::RequestParams::default();
+    let facts = RequestFacts {
+        identity: &identity,
+        host: "api.openai.com",
+        endpoint: crate::openai::endpoint::EndpointKind::Files,
+        model: None,
+        params: &params,
+        prompt_texts: &[],
+        body_inspected: false,
+    };
+    let rules: Vec<&Rule> = policy.iter().filter(|rule| rule.matches(&facts)).collect();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].name, "host");
 }

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use super::{
     counters::Counters,
     exchange_log::{ExchangeLog, Recorder, RequestSummary},
+    policy_check::check_policy,
     recording::{is_binary, new_id, now_us, recorded_body, recorded_headers, recorded_target},
     upstream::UpstreamBody,
     ProxyContext,
@@ -22,9 +23,6 @@ use crate::{
     identity::Identity,
     openai::{endpoint::EndpointKind, error::ApiError, request::request_fields},
 };
-
-/// The largest JSON request body Warden reads to parse the API call.
-pub const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 
 /// The port the upstream URI leaves implicit.
 const HTTPS_PORT: u16 = 443;
@@ -72,26 +70,43 @@ pub async fn handle(
         summary,
     );
 
-    let (forwarded_body, whole) = match read_body(&parts.headers, body).await {
-        RequestBody::Whole(bytes) => {
-            log.summary.set_request_bytes(bytes.len() as u64);
-            let body = Full::new(bytes.clone())
-                .map_err(|never| match never {})
-                .boxed_unsync();
-            (Ok(body), Some(bytes))
-        }
-        RequestBody::Streamed(body) => (
-            Ok(log.summary.count_request_body(body).boxed_unsync()),
-            None,
-        ),
-        RequestBody::Unreadable(error, outcome) => (Err((error, outcome)), None),
-    };
+    let context = &connection.context;
+    let inspect_limit = context.config.policy.max_inspect_bytes as usize;
+    let (mut whole, streamed, unreadable) =
+        match read_body(&parts.headers, body, inspect_limit).await {
+            RequestBody::Whole(bytes) => (Some(bytes), None, None),
+            RequestBody::Streamed(body) => (None, Some(log.summary.count_request_body(body)), None),
+            RequestBody::Unreadable(error, outcome) => (None, None, Some((error, outcome))),
+        };
     let fields = whole.as_deref().map(request_fields).unwrap_or_default();
     log.summary.model = fields.model.clone();
 
+    // The policy decides on the request as it came, and masks it before anything is recorded
+    // or forwarded: the original values go nowhere.
+    let policy = context.policy.current();
+    let checked = check_policy(&policy, &connection, endpoint, &fields, whole.as_deref());
+    if let Some(masked) = checked.masked_body {
+        whole = Some(masked);
+        // The body changed length: hyper sets the new Content-Length from it.
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    let forwarded_body: Result<UpstreamBody, (ApiError, Outcome)> =
+        match (unreadable, &whole, streamed) {
+            (Some(error), _, _) => Err(error),
+            (None, Some(bytes), _) => {
+                log.summary.set_request_bytes(bytes.len() as u64);
+                Ok(Full::new(bytes.clone())
+                    .map_err(|never| match never {})
+                    .boxed_unsync())
+            }
+            (None, None, Some(body)) => Ok(body.boxed_unsync()),
+            (None, None, None) => Ok(Full::new(Bytes::new())
+                .map_err(|never| match never {})
+                .boxed_unsync()),
+        };
+
     // The request is on record before anything of it goes upstream; if it cannot be recorded it
     // does not go at all.
-    let context = &connection.context;
     let body_limit = context.config.audit.max_body_bytes as usize;
     let size = whole
         .as_ref()
@@ -110,6 +125,7 @@ pub async fn handle(
         params: fields.params,
         headers: recorded_headers(&parts.headers),
         body: recorded_body(&parts.headers, whole.as_deref(), size, body_limit),
+        policy: checked.record,
     };
     log.record_to(Recorder {
         audit: context.audit.clone(),
@@ -127,6 +143,10 @@ pub async fn handle(
         )
         .with_code("audit_unavailable");
         return Ok(log.error_response(error, "audit store unavailable", Outcome::Denied));
+    }
+
+    if let Some((error, reason)) = checked.refusal {
+        return Ok(log.error_response(error, &reason, Outcome::Denied));
     }
 
     let forwarded_body = match forwarded_body {
@@ -216,18 +236,18 @@ enum RequestBody {
 
 /// Everything but clearly binary bodies is read whole: a prompt must not get past the record by
 /// leaving out or changing its Content-Type.
-async fn read_body(headers: &HeaderMap, body: Incoming) -> RequestBody {
+async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> RequestBody {
     if is_binary(headers) {
         return RequestBody::Streamed(body);
     }
-    match Limited::new(body, MAX_JSON_BODY).collect().await {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => RequestBody::Whole(collected.to_bytes()),
         Err(error) => {
             // Too big is Warden's refusal; anything else is the client going away mid-upload.
             let (status, message, outcome) = if error.is::<http_body_util::LengthLimitError>() {
                 (
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("Request body exceeds Warden's limit of {MAX_JSON_BODY} bytes"),
+                    format!("Request body exceeds Warden's inspection limit of {limit} bytes ([policy] max_inspect_bytes)"),
                     Outcome::Denied,
                 )
             } else {

@@ -6,6 +6,7 @@ mod counting;
 mod exchange_log;
 mod http;
 mod log_fields;
+mod policy_check;
 mod prefixed;
 mod recording;
 pub mod upstream;
@@ -33,6 +34,7 @@ pub struct ProxyContext {
     pub tls_server: Arc<rustls::ServerConfig>,
     pub upstream: Upstream,
     pub audit: crate::audit::AuditWriter,
+    pub policy: Arc<crate::policy::active::ActivePolicy>,
     /// Shared with exchange logs, which can outlive their request handler.
     pub counters: Arc<Counters>,
 }

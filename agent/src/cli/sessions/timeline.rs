@@ -165,6 +165,7 @@ pub(super) mod tests {
                 text: Some(body.into()),
                 truncated: false,
             },
+            policy: Default::default(),
         }
     }
 

@@ -1,0 +1,224 @@
+//! The policy in force: loaded and compiled once per (re)load, swapped whole on SIGHUP or when a
+//! file in the policy directory changes; an invalid directory keeps the previous policy.
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use inotify::{Inotify, WatchMask};
+use tokio::{io::unix::AsyncFd, sync::watch};
+
+use super::{
+    load_dir,
+    mask::Masker,
+    model::{MaskRule, Policy},
+    recognizers::{builtin, custom},
+    stream_mask::{StreamMaskError, StreamPrefixes},
+    PolicyError,
+};
+
+/// Several file changes in a row (an editor's write + rename) cause one reload.
+const SETTLE: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActivePolicyError {
+    #[error(transparent)]
+    Load(#[from] PolicyError),
+    #[error("rule {rule}: recognizer {name} is unknown")]
+    UnknownRecognizer { rule: String, name: String },
+    #[error("rule {rule}: pattern {name}: {source}")]
+    Pattern {
+        rule: String,
+        name: String,
+        #[source]
+        source: regex::Error,
+    },
+    #[error("rule {rule}: {source}")]
+    Stream {
+        rule: String,
+        #[source]
+        source: StreamMaskError,
+    },
+}
+
+/// A mask rule, compiled: its masker and the automata streamed responses need.
+pub struct CompiledMask {
+    pub masker: Arc<Masker>,
+    /// Only for rules that mask responses.
+    pub stream: Option<Arc<StreamPrefixes>>,
+}
+
+/// A policy with everything its rules need compiled, ready for the request path.
+pub struct CompiledPolicy {
+    pub policy: Policy,
+    masks: HashMap<String, CompiledMask>,
+}
+
+impl CompiledPolicy {
+    pub fn compile(policy: Policy) -> Result<CompiledPolicy, ActivePolicyError> {
+        let mut masks = HashMap::new();
+        for rule in &policy.rules {
+            if let super::model::Action::Mask(mask) = &rule.action {
+                masks.insert(mask.rule.clone(), compile_mask(mask)?);
+            }
+        }
+        Ok(CompiledPolicy { policy, masks })
+    }
+
+    pub fn mask(&self, rule: &str) -> Option<&CompiledMask> {
+        self.masks.get(rule)
+    }
+}
+
+fn compile_mask(rule: &MaskRule) -> Result<CompiledMask, ActivePolicyError> {
+    let mut recognizers = Vec::new();
+    for name in &rule.recognizers {
+        let recognizer = builtin(name).ok_or_else(|| ActivePolicyError::UnknownRecognizer {
+            rule: rule.rule.clone(),
+            name: name.clone(),
+        })?;
+        recognizers.push(recognizer);
+    }
+    for pattern in &rule.patterns {
+        let recognizer = custom(&pattern.name, pattern.regex.as_str()).map_err(|source| {
+            ActivePolicyError::Pattern {
+                rule: rule.rule.clone(),
+                name: pattern.name.clone(),
+                source,
+            }
+        })?;
+        recognizers.push(recognizer);
+    }
+    let masker = Arc::new(Masker::new(recognizers, &rule.replacement));
+    let stream = if rule.direction.covers_response() {
+        let prefixes =
+            StreamPrefixes::new(masker.clone()).map_err(|source| ActivePolicyError::Stream {
+                rule: rule.rule.clone(),
+                source,
+            })?;
+        Some(Arc::new(prefixes))
+    } else {
+        None
+    };
+    Ok(CompiledMask { masker, stream })
+}
+
+/// The policy in force for the daemon.
+pub struct ActivePolicy {
+    dir: PathBuf,
+    current: RwLock<Arc<CompiledPolicy>>,
+}
+
+impl ActivePolicy {
+    /// Loads the directory; at startup an invalid policy is an error (the daemon does not start).
+    pub fn load(dir: &Path) -> Result<ActivePolicy, ActivePolicyError> {
+        let compiled = CompiledPolicy::compile(load_dir(dir)?)?;
+        log_loaded(dir, &compiled.policy, "policy loaded");
+        Ok(ActivePolicy {
+            dir: dir.to_path_buf(),
+            current: RwLock::new(Arc::new(compiled)),
+        })
+    }
+
+    /// The policy for one request: a cheap clone of the current one, unaffected by reloads.
+    pub fn current(&self) -> Arc<CompiledPolicy> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Reloads; on any error the previous policy stays in force and every problem is logged.
+    pub fn reload(&self, why: &str) {
+        let loaded = load_dir(&self.dir)
+            .map_err(ActivePolicyError::from)
+            .and_then(CompiledPolicy::compile);
+        match loaded {
+            Ok(compiled) => {
+                log_loaded(&self.dir, &compiled.policy, "policy reloaded");
+                *self
+                    .current
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(compiled);
+            }
+            Err(ActivePolicyError::Load(error)) => {
+                for problem in error.problems() {
+                    tracing::error!(error = %problem, trigger = why, "policy reload refused; the previous policy stays in force");
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, trigger = why, "policy reload refused; the previous policy stays in force")
+            }
+        }
+    }
+
+    /// Reloads on SIGHUP and when a file in the directory changes, until `shutdown`.
+    pub async fn watch(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => Some(hangup),
+            Err(error) => {
+                tracing::warn!(%error, "no SIGHUP handler: policies reload on file changes only");
+                None
+            }
+        };
+        let mut changes = self.watch_dir();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let why = tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = recv(&mut hangup) => "SIGHUP",
+                Some(mut guard) = readable(&mut changes) => {
+                    let _ = guard.try_io(|fd| fd.get_mut().read_events(&mut buffer).map(|_| ()));
+                    drop(guard);
+                    tokio::time::sleep(SETTLE).await;
+                    if let Some(fd) = changes.as_mut() {
+                        // Drain what the settle period added.
+                        let _ = fd.get_mut().read_events(&mut buffer);
+                    }
+                    "policy directory changed"
+                }
+            };
+            let active = self.clone();
+            let _ = tokio::task::spawn_blocking(move || active.reload(why)).await;
+        }
+    }
+
+    fn watch_dir(&self) -> Option<AsyncFd<Inotify>> {
+        let inotify = Inotify::init().ok()?;
+        let mask = WatchMask::CLOSE_WRITE
+            | WatchMask::MOVED_TO
+            | WatchMask::MOVED_FROM
+            | WatchMask::DELETE
+            | WatchMask::CREATE;
+        if let Err(error) = inotify.watches().add(&self.dir, mask) {
+            tracing::warn!(%error, dir = %self.dir.display(), "cannot watch the policy directory: policies reload on SIGHUP only");
+            return None;
+        }
+        // SAFETY: `inotify` owns its fd, and the AsyncFd owns `inotify` while registered.
+        unsafe { AsyncFd::register(inotify) }.ok()
+    }
+}
+
+fn log_loaded(dir: &Path, policy: &Policy, message: &'static str) {
+    let names: Vec<&str> = policy.rules.iter().map(|rule| rule.name.as_str()).collect();
+    tracing::info!(dir = %dir.display(), files = policy.files.len(), rules = ?names, "{message}");
+}
+
+async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn readable(
+    inotify: &mut Option<AsyncFd<Inotify>>,
+) -> Option<tokio::io::unix::AsyncFdReadyMutGuard<'_, Inotify>> {
+    match inotify {
+        Some(fd) => fd.readable_mut().await.ok(),
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,114 @@
+//! The policy's word on one request: its verdict, the request body with its masks applied, and
+//! what to record about both.
+use bytes::Bytes;
+use http::StatusCode;
+
+use super::http::ConnectionInfo;
+use crate::{
+    audit::record::PolicyRecord,
+    openai::{endpoint::EndpointKind, error::ApiError, request::RequestFields},
+    policy::{
+        active::CompiledPolicy,
+        mask::MaskCounts,
+        prompt::{mask_request, prompt_texts},
+        RequestFacts, Verdict,
+    },
+};
+
+pub struct CheckedRequest {
+    /// The body to forward and record instead of the original, when a mask changed it.
+    pub masked_body: Option<Bytes>,
+    /// The error the agent gets, and why, when the policy refuses the request.
+    pub refusal: Option<(ApiError, String)>,
+    pub record: PolicyRecord,
+}
+
+pub fn check_policy(
+    policy: &CompiledPolicy,
+    connection: &ConnectionInfo,
+    endpoint: EndpointKind,
+    fields: &RequestFields,
+    body: Option<&[u8]>,
+) -> CheckedRequest {
+    // Only JSON bodies are inspected: for uploads and other bodies, rules about the model,
+    // parameters or text cannot hold, and only identity, host and endpoint rules apply.
+    let mut parsed: Option<serde_json::Value> = body.and_then(|b| serde_json::from_slice(b).ok());
+    let texts: Vec<&str> = parsed.as_ref().map(prompt_texts).unwrap_or_default();
+    let facts = RequestFacts {
+        identity: connection.identity.as_ref(),
+        host: &connection.server_name,
+        endpoint,
+        model: fields.model.as_deref(),
+        params: &fields.params,
+        prompt_texts: &texts,
+        body_inspected: parsed.is_some(),
+    };
+    let decision = policy.policy.decide(&facts);
+    drop(texts);
+
+    let mut record = PolicyRecord {
+        verdict: "allow".to_string(),
+        matched: decision
+            .matched
+            .iter()
+            .map(|name| name.to_string())
+            .collect(),
+        ..PolicyRecord::default()
+    };
+    let refusal = match &decision.verdict {
+        Verdict::Allow => None,
+        Verdict::Deny { rule, message } => {
+            record.verdict = "deny".to_string();
+            record.rule = Some(rule.to_string());
+            let error = ApiError::new(
+                StatusCode::FORBIDDEN,
+                "policy_violation",
+                message.to_string(),
+            )
+            .with_code(rule.to_string())
+            .with_should_retry(false);
+            Some((error, format!("denied by rule {rule}")))
+        }
+        Verdict::Approve { rule, .. } => {
+            record.verdict = "approve".to_string();
+            record.rule = Some(rule.to_string());
+            let message = format!(
+                "This request requires human approval (rule {rule}), and approvals are not enabled in this Warden yet"
+            );
+            let error = ApiError::new(StatusCode::FORBIDDEN, "policy_violation", message)
+                .with_code(rule.to_string())
+                .with_should_retry(false);
+            Some((
+                error,
+                format!("approval required by rule {rule}; approvals are not enabled"),
+            ))
+        }
+    };
+
+    let mut changed = false;
+    if let Some(value) = parsed.as_mut() {
+        for mask in decision
+            .masks
+            .iter()
+            .filter(|mask| mask.direction.covers_request())
+        {
+            let Some(compiled) = policy.mask(&mask.rule) else {
+                continue;
+            };
+            let mut counts = MaskCounts::default();
+            changed |= mask_request(value, &compiled.masker, &mut counts);
+            if !counts.is_empty() {
+                record.masked.insert(mask.rule.clone(), counts.0);
+            }
+        }
+    }
+    let masked_body = match (changed, parsed) {
+        (true, Some(value)) => serde_json::to_vec(&value).ok().map(Bytes::from),
+        _ => None,
+    };
+    CheckedRequest {
+        masked_body,
+        refusal,
+        record,
+    }
+}
