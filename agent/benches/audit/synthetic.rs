@@ -151,6 +151,7 @@ pub fn response(shape: &Shape, outcome: Outcome, payload: &Payload) -> AuditReco
         duration_ms,
         outcome,
         reason: (outcome != Outcome::Ok).then(|| "bench".into()),
+        masked: Default::default(),
     })
 }
 

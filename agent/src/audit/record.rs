@@ -196,6 +196,9 @@ pub struct ExchangeResponse {
     pub outcome: Outcome,
     /// The rule or reason behind the outcome.
     pub reason: Option<String>,
+    /// Per mask rule, how many values of each recognizer were masked in the response.
+    #[serde(default)]
+    pub masked: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
 
 /// What the writer appends to the chain.

@@ -92,6 +92,7 @@ pub fn response(id: &str, ended_at_us: i64, outcome: Outcome) -> ExchangeRespons
         duration_ms: 250.25,
         outcome,
         reason: None,
+        masked: Default::default(),
     }
 }
 

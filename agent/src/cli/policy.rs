@@ -1,11 +1,27 @@
-//! `warden policy`: check policy files before the daemon loads them.
-use std::path::{Path, PathBuf};
+//! `warden policy`: check policy files, and try them on a request before the daemon enforces them.
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    io::Read,
+    path::{Path, PathBuf},
+};
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::Cli;
-use crate::policy::{self, Policy};
+use crate::{
+    audit::record::IdentitySnapshot,
+    identity::selector::IdentitySelector,
+    openai::{endpoint::EndpointKind, request::request_fields},
+    policy::{self, active::CompiledPolicy, Policy, PolicyError},
+    proxy::policy_check::{check_request, CheckedRequest},
+};
+
+/// `policy test` input errors exit with this code, like clap's usage errors.
+const BAD_INPUT: i32 = 2;
 
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
@@ -18,6 +34,10 @@ pub enum PolicyCommand {
     /// Validate a policy file or directory: prints `ok: N rules in M files`, or every problem of
     /// every file as FILE:LINE: KEY: REASON and exits non-zero.
     Check(CheckArgs),
+    /// Evaluate a request body against the policy as the daemon would: prints the decision, every
+    /// matching rule, the mask counts and the masked body. Exits 0 whatever the decision, and 2
+    /// when an input (policy, request, options) is invalid.
+    Test(TestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -28,9 +48,48 @@ pub struct CheckArgs {
     pub path: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The request's JSON body (what the agent would POST); `-` reads it from stdin.
+    #[arg(long, value_name = "FILE.json")]
+    pub request: PathBuf,
+    /// The API the request calls: chat.completions, responses, embeddings, completions, files,
+    /// batches, models or other.
+    #[arg(long, value_name = "E", default_value = "chat.completions")]
+    pub endpoint: EndpointKind,
+    /// The caller, one field per flag: account:NAME, unit:NAME, user:NAME, uid:N, cgroup:PATH,
+    /// exe:PATH, pid:N, sa:NAMESPACE/NAME. Fields not given are unknown (uid is then 4294967295,
+    /// which no `uid:` selector of a real user matches).
+    #[arg(long = "identity", value_name = "SEL")]
+    pub identity: Vec<IdentitySelector>,
+    /// Evaluate as if the body named this model (it replaces the body's `model`).
+    #[arg(long, value_name = "M")]
+    pub model: Option<String>,
+    /// The TLS server name the request goes to.
+    #[arg(long, value_name = "HOST", default_value = "api.openai.com")]
+    pub host: String,
+    /// A policy file or directory. Default: `[policy] dir` of the configuration.
+    #[arg(long, value_name = "PATH")]
+    pub policy: Option<PathBuf>,
+    /// Print one JSON object: decision, rule, message, matched, masked, body.
+    #[arg(long)]
+    pub json: bool,
+}
+
 pub fn run(cli: &Cli, args: &PolicyArgs) -> anyhow::Result<()> {
     match &args.command {
         PolicyCommand::Check(check) => run_check(cli, check),
+        PolicyCommand::Test(test) => match run_test(cli, test) {
+            Ok(output) => {
+                print!("{output}");
+                Ok(())
+            }
+            Err(error) => {
+                // main maps every error to exit 1; bad input is 2 here, as for usage errors.
+                eprintln!("warden: policy test: {error}");
+                std::process::exit(BAD_INPUT)
+            }
+        },
     }
 }
 
@@ -40,15 +99,11 @@ fn run_check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<()> {
         Some(path) => (path.clone(), true),
         None => (cli.load_config()?.policy.dir, false),
     };
-    let loaded = if path.is_dir() {
-        policy::load_dir(&path)
-    } else if path.exists() || explicit {
-        policy::load_file(&path)
-    } else {
+    if !path.exists() && !explicit {
         println!("ok: 0 rules in 0 files ({} does not exist)", path.display());
         return Ok(());
-    };
-    match loaded {
+    }
+    match load_policy(&path) {
         Ok(policy) => {
             println!("{}", summary(&policy, &path));
             Ok(())
@@ -67,6 +122,14 @@ fn run_check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<()> {
     }
 }
 
+/// A directory is loaded whole; anything else as one file (a missing file is an error).
+fn load_policy(path: &Path) -> Result<Policy, PolicyError> {
+    match path.is_dir() {
+        true => policy::load_dir(path),
+        false => policy::load_file(path),
+    }
+}
+
 fn summary(policy: &Policy, path: &Path) -> String {
     let rules = count(policy.rules.len(), "rule", "rules");
     let files = count(policy.files.len(), "file", "files");
@@ -79,3 +142,266 @@ fn summary(policy: &Policy, path: &Path) -> String {
 fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestError {
+    #[error("{0}")]
+    Config(String),
+    /// Every problem on its own line (FILE:LINE: KEY: REASON), then how many, as `check` prints.
+    #[error("{}", policy_problems(.path, .problems))]
+    Policy {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    #[error("--request {source_name}: {reason}")]
+    Request { source_name: String, reason: String },
+    #[error("--identity {given}: {reason}")]
+    Identity { given: String, reason: String },
+}
+
+fn policy_problems(path: &Path, problems: &[String]) -> String {
+    let mut text: String = problems.iter().map(|p| format!("{p}\n")).collect();
+    let _ = write!(
+        text,
+        "{} in {}",
+        count(problems.len(), "problem", "problems"),
+        path.display()
+    );
+    text
+}
+
+/// Loads and compiles the policy, evaluates the request, and renders the report.
+fn run_test(cli: &Cli, args: &TestArgs) -> Result<String, TestError> {
+    let path = match &args.policy {
+        Some(path) => path.clone(),
+        None => {
+            let config = cli
+                .load_config()
+                .map_err(|error| TestError::Config(describe(&error)))?;
+            config.policy.dir
+        }
+    };
+    let policy_error = |problems: Vec<String>| TestError::Policy {
+        path: path.clone(),
+        problems,
+    };
+    // An absent default directory means no rules, as in the daemon; a path given must exist.
+    let policy = if args.policy.is_none() && !path.exists() {
+        eprintln!("note: {} does not exist: no rules apply", path.display());
+        Policy::default()
+    } else {
+        load_policy(&path).map_err(|error| {
+            policy_error(error.problems().iter().map(|p| p.to_string()).collect())
+        })?
+    };
+    let compiled =
+        CompiledPolicy::compile(policy).map_err(|error| policy_error(vec![error.to_string()]))?;
+    let caller = caller_identity(&args.identity)?;
+    let body = read_request(&args.request)?;
+    let body = parse_request(&body, &source_name(&args.request), args.model.as_deref())?;
+    let report = evaluate(&compiled, &caller, &args.host, args.endpoint, body);
+    Ok(match args.json {
+        true => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        false => report.render_text(),
+    })
+}
+
+/// The error and its causes on one line, skipping causes whose text is already there.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain().map(ToString::to_string) {
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+fn source_name(path: &Path) -> String {
+    match path == Path::new("-") {
+        true => "stdin".to_string(),
+        false => path.display().to_string(),
+    }
+}
+
+fn read_request(path: &Path) -> Result<Vec<u8>, TestError> {
+    let mut bytes = Vec::new();
+    let read = match path == Path::new("-") {
+        true => std::io::stdin().read_to_end(&mut bytes).map(|_| ()),
+        false => std::fs::read(path).map(|read| bytes = read),
+    };
+    read.map_err(|error| TestError::Request {
+        source_name: source_name(path),
+        reason: format!("cannot read: {error}"),
+    })?;
+    Ok(bytes)
+}
+
+/// The caller the `--identity` fields describe. Each field is a value, not a pattern, and may be
+/// given once.
+pub fn caller_identity(fields: &[IdentitySelector]) -> Result<IdentitySnapshot, TestError> {
+    let mut caller = IdentitySnapshot {
+        // (uid_t)-1 is never a user's uid: an unspecified uid matches no `uid:` selector.
+        uid: u32::MAX,
+        ..IdentitySnapshot::default()
+    };
+    let mut seen = Vec::new();
+    for field in fields {
+        let error = |reason: &str| TestError::Identity {
+            given: field.to_string(),
+            reason: reason.to_string(),
+        };
+        if seen.contains(&field.prefix()) {
+            return Err(error(&format!(
+                "{}: is given more than once; a caller has one",
+                field.prefix()
+            )));
+        }
+        seen.push(field.prefix());
+        let value = |slot: &mut Option<String>, glob: &crate::identity::selector::Glob| {
+            let literal = glob.literal().ok_or_else(|| {
+                error("describes the caller, so it is a value, not a pattern: no * or ?")
+            })?;
+            *slot = Some(literal.to_string());
+            Ok::<(), TestError>(())
+        };
+        match field {
+            IdentitySelector::Account(glob) => value(&mut caller.account, glob)?,
+            IdentitySelector::Unit(glob) => value(&mut caller.unit, glob)?,
+            IdentitySelector::User(glob) => value(&mut caller.user, glob)?,
+            IdentitySelector::Cgroup(glob) => value(&mut caller.cgroup, glob)?,
+            IdentitySelector::Exe(glob) => value(&mut caller.exe, glob)?,
+            IdentitySelector::ServiceAccount(glob) => value(&mut caller.k8s_sa, glob)?,
+            IdentitySelector::Uid(uid) => caller.uid = *uid,
+            IdentitySelector::Pid(pid) => caller.pid = *pid,
+        }
+    }
+    Ok(caller)
+}
+
+/// The request body as JSON, with `model` replaced when `--model` is given.
+pub fn parse_request(
+    bytes: &[u8],
+    source_name: &str,
+    model: Option<&str>,
+) -> Result<Value, TestError> {
+    let error = |reason: String| TestError::Request {
+        source_name: source_name.to_string(),
+        reason,
+    };
+    let mut body: Value =
+        serde_json::from_slice(bytes).map_err(|e| error(format!("not valid JSON: {e}")))?;
+    let Value::Object(fields) = &mut body else {
+        return Err(error(format!(
+            "expected a JSON object (an OpenAI request body), found {}",
+            json_kind(&body)
+        )));
+    };
+    if let Some(model) = model {
+        fields.insert("model".to_string(), Value::String(model.to_string()));
+    }
+    Ok(body)
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// What `policy test` prints; also its `--json` shape.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct TestReport {
+    /// `allow`, `deny` or `approve`.
+    pub decision: String,
+    /// The rule behind a deny or approve.
+    pub rule: Option<String>,
+    /// What the agent is told when the request is refused.
+    pub message: Option<String>,
+    /// Every rule that matched, in policy order.
+    pub matched: Vec<String>,
+    /// Per mask rule, how many values of each recognizer were masked.
+    pub masked: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The body as the daemon forwards and records it.
+    pub body: Value,
+}
+
+/// Evaluates with the daemon's own request check (`check_request`).
+pub fn evaluate(
+    policy: &CompiledPolicy,
+    caller: &IdentitySnapshot,
+    host: &str,
+    endpoint: EndpointKind,
+    body: Value,
+) -> TestReport {
+    // Serializing a `Value` cannot fail: its keys are strings.
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let fields = request_fields(&bytes);
+    let CheckedRequest {
+        masked_body,
+        refusal,
+        record,
+        ..
+    } = check_request(policy, caller, host, endpoint, &fields, Some(&bytes));
+    let body = masked_body
+        .and_then(|masked| serde_json::from_slice(&masked).ok())
+        .unwrap_or(body);
+    TestReport {
+        decision: record.verdict,
+        rule: record.rule,
+        message: refusal.map(|(error, _)| error.message),
+        matched: record.matched,
+        masked: record.masked,
+        body,
+    }
+}
+
+impl TestReport {
+    pub fn render_text(&self) -> String {
+        let rule = self.rule.as_deref().unwrap_or("?");
+        let decision = match self.decision.as_str() {
+            "deny" => format!(
+                "deny by {rule}: {}",
+                self.message.as_deref().unwrap_or_default()
+            ),
+            "approve" => format!(
+                "approval required by {rule} (approvals are not enabled yet: the daemon refuses it with 403)"
+            ),
+            other => other.to_string(),
+        };
+        let mut out = format!("decision: {decision}\n");
+        match self.matched.is_empty() {
+            true => out.push_str("matched: none\n"),
+            false => {
+                let _ = writeln!(out, "matched: {}", self.matched.join(", "));
+            }
+        }
+        match self.masked.is_empty() {
+            true => out.push_str("masked: nothing\n"),
+            false => out.push_str("masked:\n"),
+        }
+        for (rule, labels) in &self.masked {
+            for (label, n) in labels {
+                let _ = writeln!(out, "  {rule} {label}: {n}");
+            }
+        }
+        let body = serde_json::to_string_pretty(&self.body).unwrap_or_default();
+        let _ = writeln!(out, "body:\n{body}");
+        out
+    }
+}
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;

@@ -81,12 +81,40 @@ pub fn redact_command_line(args: &[String]) -> String {
             line = changed;
         }
     }
-    line
+    // A prompt passed as an argument must not reach the log or the audit store with its personal
+    // data: every built-in recognizer masks the command line, whatever the policy says.
+    let mut counts = crate::policy::mask::MaskCounts::default();
+    match PII.mask(&line, &mut counts) {
+        Cow::Owned(masked) => masked,
+        Cow::Borrowed(_) => line,
+    }
 }
+
+/// All built-in recognizers, compiled once.
+static PII: std::sync::LazyLock<crate::policy::mask::Masker> = std::sync::LazyLock::new(|| {
+    let recognizers = crate::policy::recognizers::BUILTIN_NAMES
+        .iter()
+        .filter_map(|name| crate::policy::recognizers::builtin(name))
+        .collect();
+    crate::policy::mask::Masker::new(recognizers, "[{NAME}]")
+});
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn personal_data_in_arguments_is_masked() {
+        let line = redact(&["llm", "mail alice@example.com card 4111 1111 1111 1111"]);
+        assert!(
+            !line.contains("alice@example.com") && !line.contains("4111"),
+            "{line}"
+        );
+        assert!(
+            line.contains("[EMAIL]") && line.contains("[CREDIT_CARD]"),
+            "{line}"
+        );
+    }
 
     fn redact(args: &[&str]) -> String {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();

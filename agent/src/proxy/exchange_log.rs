@@ -25,6 +25,7 @@ use tracing::Level;
 use super::{
     counters::Counters,
     recording::{recorded_headers, ResponseCapture},
+    response_mask::SharedMaskCounts,
     upstream::UpstreamBody,
 };
 use crate::{
@@ -98,6 +99,8 @@ pub struct ExchangeLog {
     recorder: Option<Recorder>,
     capture: Option<ResponseCapture>,
     response_headers: Vec<(String, String)>,
+    /// What response masking masked, filled in as the response streams.
+    response_masks: Option<SharedMaskCounts>,
 }
 
 impl ExchangeLog {
@@ -117,6 +120,7 @@ impl ExchangeLog {
             recorder: None,
             capture: None,
             response_headers: Vec::new(),
+            response_masks: None,
         }
     }
 
@@ -124,6 +128,11 @@ impl ExchangeLog {
     /// record is committed, so that a handler dropped during the commit still closes the exchange.
     pub fn record_to(&mut self, recorder: Recorder) {
         self.recorder = Some(recorder);
+    }
+
+    /// The response is masked: its record carries what was masked.
+    pub fn record_response_masks(&mut self, counts: SharedMaskCounts) {
+        self.response_masks = Some(counts);
     }
 
     /// The request record could not be committed: there is no exchange to close in the store.
@@ -251,6 +260,16 @@ impl ExchangeLog {
             outcome,
             reason.map(str::to_string),
         );
+        let mut record = record;
+        if let Some(masks) = &self.response_masks {
+            let masks = masks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            record.masked = masks
+                .iter()
+                .map(|(rule, counts)| (rule.clone(), counts.0.clone()))
+                .collect();
+        }
         recorder.audit.submit(AuditRecord::Response(record));
     }
 }

@@ -15,6 +15,7 @@ use super::{
     exchange_log::{ExchangeLog, Recorder, RequestSummary},
     policy_check::check_policy,
     recording::{is_binary, new_id, now_us, recorded_body, recorded_headers, recorded_target},
+    response_mask::{ResponseMasks, SharedMaskCounts},
     upstream::UpstreamBody,
     ProxyContext,
 };
@@ -209,6 +210,44 @@ pub async fn handle(
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             let streamed = is_event_stream(&parts.headers);
+            let body: UpstreamBody = if checked.response_rules.is_empty() {
+                body.boxed_unsync()
+            } else {
+                let masks = ResponseMasks {
+                    policy: policy.clone(),
+                    rules: checked.response_rules,
+                    counts: SharedMaskCounts::default(),
+                };
+                log.record_response_masks(masks.counts.clone());
+                if streamed {
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                    masks.mask_stream(endpoint, body).boxed_unsync()
+                } else if content_type_is(&parts.headers, "application/json") {
+                    // A JSON body is masked whole before the agent sees any of it; one too big to
+                    // inspect is not passed on unmasked.
+                    match Limited::new(body, inspect_limit).collect().await {
+                        Ok(collected) => {
+                            let original = collected.to_bytes();
+                            let masked = masks.mask_whole(endpoint, &original).unwrap_or(original);
+                            parts
+                                .headers
+                                .insert(header::CONTENT_LENGTH, masked.len().into());
+                            Full::new(masked)
+                                .map_err(|never| match never {})
+                                .boxed_unsync()
+                        }
+                        Err(error) => {
+                            let reason =
+                                format!("response could not be inspected for masking: {error}");
+                            let error =
+                                crate::openai::error::bad_gateway(&connection.server_name, &reason);
+                            return Ok(log.error_response(error, &reason, Outcome::UpstreamError));
+                        }
+                    }
+                } else {
+                    body.boxed_unsync()
+                }
+            };
             let body = log.into_response_body(parts.status, &parts.headers, streamed, body);
             Ok(Response::from_parts(parts, body.boxed_unsync()))
         }

@@ -6,9 +6,10 @@ mod counting;
 mod exchange_log;
 mod http;
 mod log_fields;
-mod policy_check;
+pub mod policy_check;
 mod prefixed;
 mod recording;
+mod response_mask;
 pub mod upstream;
 
 use std::{

@@ -6,6 +6,7 @@ use http::StatusCode;
 use super::http::ConnectionInfo;
 use crate::{
     audit::record::PolicyRecord,
+    identity::selector::SelectorSubject,
     openai::{endpoint::EndpointKind, error::ApiError, request::RequestFields},
     policy::{
         active::CompiledPolicy,
@@ -21,6 +22,8 @@ pub struct CheckedRequest {
     /// The error the agent gets, and why, when the policy refuses the request.
     pub refusal: Option<(ApiError, String)>,
     pub record: PolicyRecord,
+    /// The mask rules that apply to the response, in policy order.
+    pub response_rules: Vec<String>,
 }
 
 pub fn check_policy(
@@ -30,13 +33,34 @@ pub fn check_policy(
     fields: &RequestFields,
     body: Option<&[u8]>,
 ) -> CheckedRequest {
+    let identity = connection.identity.as_ref();
+    check_request(
+        policy,
+        identity,
+        &connection.server_name,
+        endpoint,
+        fields,
+        body,
+    )
+}
+
+/// `check_policy` without a connection, for `warden policy test`: `identity` is the caller and
+/// `host` the TLS server name.
+pub fn check_request(
+    policy: &CompiledPolicy,
+    identity: &dyn SelectorSubject,
+    host: &str,
+    endpoint: EndpointKind,
+    fields: &RequestFields,
+    body: Option<&[u8]>,
+) -> CheckedRequest {
     // Only JSON bodies are inspected: for uploads and other bodies, rules about the model,
     // parameters or text cannot hold, and only identity, host and endpoint rules apply.
     let mut parsed: Option<serde_json::Value> = body.and_then(|b| serde_json::from_slice(b).ok());
     let texts: Vec<&str> = parsed.as_ref().map(prompt_texts).unwrap_or_default();
     let facts = RequestFacts {
-        identity: connection.identity.as_ref(),
-        host: &connection.server_name,
+        identity,
+        host,
         endpoint,
         model: fields.model.as_deref(),
         params: &fields.params,
@@ -106,9 +130,16 @@ pub fn check_policy(
         (true, Some(value)) => serde_json::to_vec(&value).ok().map(Bytes::from),
         _ => None,
     };
+    let response_rules = decision
+        .masks
+        .iter()
+        .filter(|mask| mask.direction.covers_response())
+        .map(|mask| mask.rule.clone())
+        .collect();
     CheckedRequest {
         masked_body,
         refusal,
         record,
+        response_rules,
     }
 }

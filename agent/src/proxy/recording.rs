@@ -336,6 +336,7 @@ impl ResponseCapture {
             duration_ms,
             outcome,
             reason,
+            masked: Default::default(),
         }
     }
 }

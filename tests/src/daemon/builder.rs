@@ -1,7 +1,7 @@
 //! How to start a daemon: the config it gets, the cgroup it runs in, and `warden run` itself.
 
 use std::fs::{self, File};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use super::{config, Account, Daemon, UpstreamOverride};
@@ -11,7 +11,8 @@ use crate::fake_upstream::FakeUpstream;
 use crate::net;
 
 /// How to start a daemon. Defaults: a free listen port, intercept port 443, intercepted host
-/// `api.openai.com`, nothing selected, no overrides, log level info.
+/// `api.openai.com`, nothing selected, no overrides, log level info, and an empty policy directory
+/// of its own (so that the machine's `/etc/warden/policies` never applies to a test).
 #[derive(Debug, Clone)]
 pub struct DaemonBuilder {
     e2e: E2e,
@@ -24,6 +25,10 @@ pub struct DaemonBuilder {
     accounts: Vec<Account>,
     parent_cgroup: Option<String>,
     log_filter: String,
+    /// File name and TOML text of each policy file the daemon starts with.
+    policy_files: Vec<(String, String)>,
+    /// File name and target of each symlink in the policy directory the daemon starts with.
+    policy_links: Vec<(String, PathBuf)>,
 }
 
 impl DaemonBuilder {
@@ -39,6 +44,8 @@ impl DaemonBuilder {
             accounts: Vec::new(),
             parent_cgroup: None,
             log_filter: "info".to_owned(),
+            policy_files: Vec::new(),
+            policy_links: Vec::new(),
         }
     }
 
@@ -98,12 +105,38 @@ impl DaemonBuilder {
         self
     }
 
+    /// Puts a policy file named `name` (e.g. `models.toml`) holding `toml_text` in the daemon's
+    /// policy directory (`[policy] dir`) before it starts.
+    pub fn policy_file(mut self, name: &str, toml_text: &str) -> Self {
+        self.policy_files
+            .push((name.to_owned(), toml_text.to_owned()));
+        self
+    }
+
+    /// Puts a symlink named `name` to `target` (a policy file kept elsewhere, as configuration
+    /// tools deploy them) in the daemon's policy directory before it starts.
+    pub fn policy_link(mut self, name: &str, target: &Path) -> Self {
+        self.policy_links
+            .push((name.to_owned(), target.to_path_buf()));
+        self
+    }
+
     /// Writes the config, starts `warden run`, and waits for "warden ready".
     pub fn start(self) -> Daemon {
         let dir = tempfile::tempdir().expect("creating the daemon's tempdir");
         let state_dir = dir.path().join("state");
         let config_path = dir.path().join("warden.toml");
         let listen_port = self.listen_port.unwrap_or_else(net::free_dual_stack_port);
+        let policy_dir = dir.path().join("policies");
+        fs::create_dir(&policy_dir).expect("creating the daemon's policy directory");
+        for (name, text) in &self.policy_files {
+            fs::write(policy_dir.join(name), text)
+                .unwrap_or_else(|e| panic!("writing policy file {name}: {e}"));
+        }
+        for (name, target) in &self.policy_links {
+            std::os::unix::fs::symlink(target, policy_dir.join(name))
+                .unwrap_or_else(|e| panic!("linking policy file {name}: {e}"));
+        }
         let config = config::ConfigFile {
             state_dir: state_dir.clone(),
             proxy: config::Proxy {
@@ -119,6 +152,9 @@ impl DaemonBuilder {
                 overrides: self.overrides.clone(),
             }),
             accounts: self.accounts.clone(),
+            policy: config::PolicySection {
+                dir: policy_dir.clone(),
+            },
         };
         fs::write(&config_path, config.render()).expect("writing the daemon config");
 
@@ -143,6 +179,7 @@ impl DaemonBuilder {
             exit: None,
             config_path,
             state_dir,
+            policy_dir,
             log_path,
             log_filter: self.log_filter,
             restarts: 0,

@@ -13,6 +13,13 @@ pub(crate) struct ConfigFile {
     pub upstream: Option<Upstream>,
     #[serde(rename = "account", skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<Account>,
+    pub policy: PolicySection,
+}
+
+/// `[policy]`: where the daemon reads its policy files.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PolicySection {
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +142,9 @@ mod tests {
                 Account::cgroup("billing-agent", "/warden-test-a"),
                 Account::uid("root-jobs", 0),
             ],
+            policy: PolicySection {
+                dir: "/tmp/x/policies".into(),
+            },
         };
         let text = config.render();
         let parsed: toml::Value = toml::from_str(&text).unwrap();
@@ -170,5 +180,6 @@ mod tests {
         assert_eq!(parsed["account"][1]["uid"].as_integer(), Some(0));
         assert!(text.contains("[[upstream.override]]"), "{text}");
         assert!(text.contains("[[account]]"), "{text}");
+        assert_eq!(parsed["policy"]["dir"].as_str(), Some("/tmp/x/policies"));
     }
 }

@@ -3,6 +3,7 @@
 
 mod builder;
 mod config;
+mod policy_files;
 mod status;
 
 use std::ffi::OsString;
@@ -38,6 +39,8 @@ pub struct Daemon {
     exit: Option<ExitStatus>,
     config_path: PathBuf,
     state_dir: PathBuf,
+    /// `[policy] dir`: a directory of this daemon's own.
+    policy_dir: PathBuf,
     log_path: PathBuf,
     log_filter: String,
     /// How many times [`Daemon::restart`] started it again; earlier logs are `daemon.log.N`.

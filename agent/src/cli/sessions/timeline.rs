@@ -215,6 +215,7 @@ pub(super) mod tests {
             duration_ms: 1234.0,
             outcome: Outcome::Ok,
             reason: None,
+            masked: Default::default(),
         }
     }
 
@@ -253,6 +254,7 @@ pub(super) mod tests {
             outcome: Outcome::ClientAborted,
             status: None,
             reason: Some("client closed the connection".into()),
+            masked: Default::default(),
             ..streamed_response()
         };
         let rendered = render(&chat_request(false), Some(&response));
