@@ -94,6 +94,8 @@ pub(crate) struct State {
     requests: Mutex<Vec<RecordedRequest>>,
     connections: AtomicUsize,
     reply: String,
+    /// The deltas a stream sends; they join into `reply`.
+    pieces: Vec<String>,
     chunk_delay: Duration,
     response_delay: Duration,
     behavior: Behavior,
@@ -118,6 +120,8 @@ pub struct FakeUpstreamBuilder {
     ip: Option<IpAddr>,
     port: u16,
     reply: String,
+    /// Exact stream deltas; `None`: the reply word by word.
+    stream_deltas: Option<Vec<String>>,
     chunk_delay: Duration,
     response_delay: Duration,
     behavior: Behavior,
@@ -146,6 +150,16 @@ impl FakeUpstreamBuilder {
     /// The assistant text every endpoint answers with (streams send it word by word).
     pub fn reply(mut self, reply: &str) -> Self {
         self.reply = reply.to_owned();
+        self.stream_deltas = None;
+        self
+    }
+
+    /// The reply is these deltas joined, and streams send exactly these deltas (one event each),
+    /// so a test chooses where the text is split.
+    pub fn stream_deltas<S: Into<String>>(mut self, deltas: impl IntoIterator<Item = S>) -> Self {
+        let deltas: Vec<String> = deltas.into_iter().map(Into::into).collect();
+        self.reply = deltas.concat();
+        self.stream_deltas = Some(deltas);
         self
     }
 
@@ -205,6 +219,9 @@ impl FakeUpstreamBuilder {
         let state = Arc::new(State {
             requests: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
+            pieces: self
+                .stream_deltas
+                .unwrap_or_else(|| openai::reply_pieces(&self.reply)),
             reply: self.reply,
             chunk_delay: self.chunk_delay,
             response_delay: self.response_delay,
@@ -294,6 +311,7 @@ impl FakeUpstream {
             ip: None,
             port: 443,
             reply: DEFAULT_REPLY.to_owned(),
+            stream_deltas: None,
             chunk_delay: DEFAULT_CHUNK_DELAY,
             response_delay: Duration::ZERO,
             behavior: Behavior::Serve,

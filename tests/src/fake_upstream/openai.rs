@@ -70,13 +70,24 @@ fn chunk(model: &str, choices: Value, usage: Value) -> Value {
 
 /// `POST /v1/chat/completions` with `"stream": true`: the SSE events, one string each, in order.
 pub fn chat_completion_events(model: &str, reply: &str, include_usage: bool) -> Vec<String> {
+    chat_completion_events_of(model, &reply_pieces(reply), include_usage)
+}
+
+/// [`chat_completion_events`] sending exactly these content deltas.
+pub fn chat_completion_events_of(
+    model: &str,
+    pieces: &[String],
+    include_usage: bool,
+) -> Vec<String> {
+    let reply = pieces.concat();
+    let reply = reply.as_str();
     let delta = |delta: Value, finish: Value| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
     let mut events = vec![sse_data(&chunk(
         model,
         delta(json!({"role": "assistant", "content": ""}), Value::Null),
         Value::Null,
     ))];
-    for piece in reply_pieces(reply) {
+    for piece in pieces {
         events.push(sse_data(&chunk(
             model,
             delta(json!({"content": piece}), Value::Null),
@@ -147,6 +158,13 @@ fn sse_event(sequence: &mut u64, kind: &str, mut data: Value) -> String {
 
 /// `POST /v1/responses` with `"stream": true`: created, text deltas, done events, completed.
 pub fn response_events(model: &str, reply: &str) -> Vec<String> {
+    response_events_of(model, &reply_pieces(reply))
+}
+
+/// [`response_events`] sending exactly these `output_text` deltas.
+pub fn response_events_of(model: &str, pieces: &[String]) -> Vec<String> {
+    let reply = pieces.concat();
+    let reply = reply.as_str();
     let mut seq = 0;
     let item_id = "msg_fake_1";
     let mut events = vec![
@@ -170,7 +188,7 @@ pub fn response_events(model: &str, reply: &str) -> Vec<String> {
                    "part": {"type": "output_text", "text": "", "annotations": []}}),
         ),
     ];
-    for piece in reply_pieces(reply) {
+    for piece in pieces {
         events.push(sse_event(
             &mut seq,
             "response.output_text.delta",

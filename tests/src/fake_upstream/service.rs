@@ -41,14 +41,14 @@ pub(super) async fn handle(
 
     let response = match (&parts.method, parts.uri.path()) {
         (&Method::POST, "/v1/chat/completions") if stream => sse(
-            openai::chat_completion_events(model, reply, include_usage),
+            openai::chat_completion_events_of(model, &state.pieces, include_usage),
             &state,
         ),
         (&Method::POST, "/v1/chat/completions") => {
             json_response(StatusCode::OK, &openai::chat_completion(model, reply))
         }
         (&Method::POST, "/v1/responses") if stream => {
-            sse(openai::response_events(model, reply), &state)
+            sse(openai::response_events_of(model, &state.pieces), &state)
         }
         (&Method::POST, "/v1/responses") => json_response(
             StatusCode::OK,
