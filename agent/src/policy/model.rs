@@ -223,6 +223,14 @@ impl Policy {
     }
 
     /// Deny > approve > allow; with no matching deny or approve rule the request is allowed.
+    /// Whether any rule needs to see request bodies: conditions on the model, parameters or text,
+    /// or a mask. Without such a rule, a body too big to inspect can pass uninspected.
+    pub fn reads_bodies(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| rule.conditions.read_body() || matches!(rule.action, Action::Mask(_)))
+    }
+
     pub fn decide<'p>(&'p self, request: &RequestFacts) -> Decision<'p> {
         let mut decision = Decision {
             verdict: Verdict::Allow,

@@ -5,7 +5,7 @@
 //! by event.
 use std::{convert::Infallible, sync::Arc, time::Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -73,18 +73,51 @@ pub async fn handle(
 
     let context = &connection.context;
     let inspect_limit = context.config.policy.max_inspect_bytes as usize;
-    let (mut whole, streamed, unreadable) =
-        match read_body(&parts.headers, body, inspect_limit).await {
-            RequestBody::Whole(bytes) => (Some(bytes), None, None),
-            RequestBody::Streamed(body) => (None, Some(log.summary.count_request_body(body)), None),
-            RequestBody::Unreadable(error, outcome) => (None, None, Some((error, outcome))),
-        };
+    let policy = context.policy.current();
+    let mut uninspected_prefix = None;
+    let (mut whole, streamed, unreadable) = match read_body(&parts.headers, body, inspect_limit)
+        .await
+    {
+        RequestBody::Whole(bytes) => (Some(bytes), None, None),
+        RequestBody::Streamed(body) => (
+            None,
+            Some(
+                log.summary
+                    .count_request_body(PrefixedBody::new(Bytes::new(), body)),
+            ),
+            None,
+        ),
+        // Fail closed: a body too big to inspect passes only when no rule would inspect it.
+        RequestBody::TooLarge(prefix, rest) if !policy.policy.reads_bodies() => {
+            uninspected_prefix = Some(prefix.clone());
+            (
+                None,
+                Some(
+                    log.summary
+                        .count_request_body(PrefixedBody::new(prefix, rest)),
+                ),
+                None,
+            )
+        }
+        RequestBody::TooLarge(..) => {
+            let message = format!(
+                "Request body exceeds Warden's inspection limit of {inspect_limit} bytes ([policy] max_inspect_bytes), and a policy rule would inspect it"
+            );
+            let error = ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                message,
+            )
+            .with_code("invalid_body");
+            (None, None, Some((error, Outcome::Denied)))
+        }
+        RequestBody::Unreadable(error, outcome) => (None, None, Some((error, outcome))),
+    };
     let fields = whole.as_deref().map(request_fields).unwrap_or_default();
     log.summary.model = fields.model.clone();
 
     // The policy decides on the request as it came, and masks it before anything is recorded
     // or forwarded: the original values go nowhere.
-    let policy = context.policy.current();
     let checked = check_policy(&policy, &connection, endpoint, &fields, whole.as_deref());
     if let Some(masked) = checked.masked_body {
         whole = Some(masked);
@@ -125,9 +158,23 @@ pub async fn handle(
         model: fields.model,
         params: fields.params,
         headers: recorded_headers(&parts.headers),
-        body: recorded_body(&parts.headers, whole.as_deref(), size, body_limit),
+        body: recorded_body(
+            &parts.headers,
+            whole.as_deref().or(uninspected_prefix.as_deref()),
+            size,
+            body_limit.min(uninspected_prefix.as_ref().map_or(usize::MAX, Bytes::len)),
+        ),
         policy: checked.record,
     };
+    let mut record = record;
+    if uninspected_prefix.is_some() {
+        // Only the beginning was read; the rest went upstream as it came.
+        record.body.truncated = true;
+        record.body.size = record
+            .body
+            .size
+            .max(record.body.text.as_ref().map_or(0, |t| t.len() as u64));
+    }
     log.record_to(Recorder {
         audit: context.audit.clone(),
         exchange_id: exchange_id.clone(),
@@ -266,40 +313,76 @@ pub async fn handle(
 }
 
 /// A request body as the handler has it: read whole (so the API call can be parsed and recorded),
-/// left streaming (uploads and media), or refused with the error the agent gets and the outcome.
+/// left streaming (uploads and media), too large to inspect (what was read, and the rest), or
+/// refused with the error the agent gets and the outcome.
 enum RequestBody {
     Whole(Bytes),
     Streamed(Incoming),
+    TooLarge(Bytes, Incoming),
     Unreadable(ApiError, Outcome),
 }
 
 /// Everything but clearly binary bodies is read whole: a prompt must not get past the record by
 /// leaving out or changing its Content-Type.
-async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> RequestBody {
+async fn read_body(headers: &HeaderMap, mut body: Incoming, limit: usize) -> RequestBody {
     if is_binary(headers) {
         return RequestBody::Streamed(body);
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => RequestBody::Whole(collected.to_bytes()),
-        Err(error) => {
-            // Too big is Warden's refusal; anything else is the client going away mid-upload.
-            let (status, message, outcome) = if error.is::<http_body_util::LengthLimitError>() {
-                (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("Request body exceeds Warden's inspection limit of {limit} bytes ([policy] max_inspect_bytes)"),
-                    Outcome::Denied,
-                )
-            } else {
-                (
-                    StatusCode::BAD_REQUEST,
-                    format!("Reading the request body failed: {error}"),
-                    Outcome::ClientAborted,
-                )
-            };
-            let error =
-                ApiError::new(status, "invalid_request_error", message).with_code("invalid_body");
-            RequestBody::Unreadable(error, outcome)
+    let mut collected = BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => return RequestBody::Whole(collected.freeze()),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    collected.extend_from_slice(&data);
+                    if collected.len() > limit {
+                        return RequestBody::TooLarge(collected.freeze(), body);
+                    }
+                }
+            }
+            Some(Err(error)) => {
+                // The client went away mid-upload.
+                let message = format!("Reading the request body failed: {error}");
+                let error =
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+                        .with_code("invalid_body");
+                return RequestBody::Unreadable(error, Outcome::ClientAborted);
+            }
         }
+    }
+}
+
+/// A request body forwarded as it streams, after the part already read from it.
+pub struct PrefixedBody {
+    prefix: Option<Bytes>,
+    rest: Incoming,
+}
+
+impl PrefixedBody {
+    fn new(prefix: Bytes, rest: Incoming) -> Self {
+        PrefixedBody {
+            prefix: (!prefix.is_empty()).then_some(prefix),
+            rest,
+        }
+    }
+}
+
+impl http_body::Body for PrefixedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(prefix))));
+        }
+        std::pin::Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
     }
 }
 

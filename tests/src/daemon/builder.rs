@@ -29,6 +29,8 @@ pub struct DaemonBuilder {
     policy_files: Vec<(String, String)>,
     /// File name and target of each symlink in the policy directory the daemon starts with.
     policy_links: Vec<(String, PathBuf)>,
+    /// `[policy] max_inspect_bytes`; `None` leaves the daemon's default.
+    max_inspect_bytes: Option<u64>,
 }
 
 impl DaemonBuilder {
@@ -46,6 +48,7 @@ impl DaemonBuilder {
             log_filter: "info".to_owned(),
             policy_files: Vec::new(),
             policy_links: Vec::new(),
+            max_inspect_bytes: None,
         }
     }
 
@@ -121,6 +124,12 @@ impl DaemonBuilder {
         self
     }
 
+    /// `[policy] max_inspect_bytes`: the largest body the policy reads (default: the daemon's).
+    pub fn max_inspect_bytes(mut self, bytes: u64) -> Self {
+        self.max_inspect_bytes = Some(bytes);
+        self
+    }
+
     /// Writes the config, starts `warden run`, and waits for "warden ready".
     pub fn start(self) -> Daemon {
         let dir = tempfile::tempdir().expect("creating the daemon's tempdir");
@@ -154,6 +163,7 @@ impl DaemonBuilder {
             accounts: self.accounts.clone(),
             policy: config::PolicySection {
                 dir: policy_dir.clone(),
+                max_inspect_bytes: self.max_inspect_bytes,
             },
         };
         fs::write(&config_path, config.render()).expect("writing the daemon config");

@@ -16,10 +16,13 @@ pub(crate) struct ConfigFile {
     pub policy: PolicySection,
 }
 
-/// `[policy]`: where the daemon reads its policy files.
+/// `[policy]`: where the daemon reads its policy files, and how much of a body it may inspect.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct PolicySection {
     pub dir: PathBuf,
+    /// Absent: the daemon's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_inspect_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,6 +147,7 @@ mod tests {
             ],
             policy: PolicySection {
                 dir: "/tmp/x/policies".into(),
+                max_inspect_bytes: Some(65536),
             },
         };
         let text = config.render();
@@ -181,5 +185,9 @@ mod tests {
         assert!(text.contains("[[upstream.override]]"), "{text}");
         assert!(text.contains("[[account]]"), "{text}");
         assert_eq!(parsed["policy"]["dir"].as_str(), Some("/tmp/x/policies"));
+        assert_eq!(
+            parsed["policy"]["max_inspect_bytes"].as_integer(),
+            Some(65536)
+        );
     }
 }
