@@ -82,16 +82,21 @@ impl Tool<'_> {
 /// for the numeric fields, duplicate keys, not JSON at all) yields the defaults: the upstream
 /// rejects such requests too.
 pub fn request_fields(body: &[u8]) -> RequestFields {
-    let Ok(body) = serde_json::from_slice::<RequestBody>(body) else {
-        return RequestFields::default();
-    };
+    try_request_fields(body).unwrap_or_default()
+}
+
+/// The fields, or None when the body does not parse as an API call (invalid JSON, a duplicated
+/// field, a field of the wrong type): a policy that reads bodies must then refuse it rather than
+/// judge it by defaults.
+pub fn try_request_fields(body: &[u8]) -> Option<RequestFields> {
+    let body = serde_json::from_slice::<RequestBody>(body).ok()?;
     let tools = body
         .tools
         .unwrap_or_default()
         .into_iter()
         .filter_map(Tool::display_name)
         .collect();
-    RequestFields {
+    Some(RequestFields {
         model: body.model.into_string(),
         params: RequestParams {
             stream: body.stream,
@@ -105,7 +110,7 @@ pub fn request_fields(body: &[u8]) -> RequestFields {
             .stream_options
             .and_then(|options| options.include_usage)
             .unwrap_or(false),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -136,6 +136,13 @@ impl ActivePolicy {
             .map_err(ActivePolicyError::from)
             .and_then(CompiledPolicy::compile);
         match loaded {
+            Ok(compiled)
+                if compiled.policy.files.is_empty() && !self.current().policy.files.is_empty() =>
+            {
+                // An emptied directory (a checkout in progress, a mistaken rm) must not silently
+                // turn every rule off.
+                tracing::error!(dir = %self.dir.display(), trigger = why, "policy reload refused: the directory has no policy files now; the previous policy stays in force (restart to run without policies)");
+            }
             Ok(compiled) => {
                 log_loaded(&self.dir, &compiled.policy, "policy reloaded");
                 *self

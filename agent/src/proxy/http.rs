@@ -22,7 +22,11 @@ use super::{
 use crate::{
     audit::record::{AuditRecord, ExchangeRequest, IdentitySnapshot, Outcome},
     identity::Identity,
-    openai::{endpoint::EndpointKind, error::ApiError, request::request_fields},
+    openai::{
+        endpoint::EndpointKind,
+        error::ApiError,
+        request::{request_fields, try_request_fields},
+    },
 };
 
 /// The port the upstream URI leaves implicit.
@@ -73,11 +77,11 @@ pub async fn handle(
 
     let context = &connection.context;
     let inspect_limit = context.config.policy.max_inspect_bytes as usize;
-    let policy = context.policy.current();
     let mut uninspected_prefix = None;
-    let (mut whole, streamed, unreadable) = match read_body(&parts.headers, body, inspect_limit)
-        .await
-    {
+    let read = read_body(&parts.headers, body, inspect_limit).await;
+    // Taken after the (possibly slow) read, so that a reload during it applies to this request.
+    let policy = context.policy.current();
+    let (mut whole, streamed, mut unreadable) = match read {
         RequestBody::Whole(bytes) => (Some(bytes), None, None),
         RequestBody::Streamed(body) => (
             None,
@@ -113,6 +117,23 @@ pub async fn handle(
         }
         RequestBody::Unreadable(error, outcome) => (None, None, Some((error, outcome))),
     };
+    if policy.policy.reads_bodies() {
+        match whole.as_deref().map(normalized_body) {
+            // What the policy judged is exactly what goes upstream: one copy of every key.
+            Some(Ok(normalized)) => {
+                whole = Some(normalized);
+                parts.headers.remove(header::CONTENT_LENGTH);
+            }
+            Some(Err(why)) => {
+                let message = format!("Warden could not inspect this request body ({why}), and a policy rule must inspect it");
+                let error =
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+                        .with_code("invalid_body");
+                unreadable = Some((error, Outcome::Denied));
+            }
+            None => {}
+        }
+    }
     let fields = whole.as_deref().map(request_fields).unwrap_or_default();
     log.summary.model = fields.model.clone();
 
@@ -220,6 +241,16 @@ pub async fn handle(
         }
     }
 
+    if ambiguous_path(parts.uri.path()) {
+        let error = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "Warden refuses request paths with dot segments, percent-escapes or backslashes",
+        )
+        .with_code("invalid_path");
+        return Ok(log.error_response(error, "ambiguous request path", Outcome::Denied));
+    }
+
     if let Some(protocol) = requested_upgrade(&parts) {
         let error = crate::openai::error::upgrade_not_supported(&connection.server_name);
         let reason = format!("protocol upgrade ({protocol}) not supported");
@@ -244,6 +275,12 @@ pub async fn handle(
         }
     };
     strip_hop_by_hop(&mut parts.headers);
+    // Warden must read the response to record and mask it: ask for it uncompressed (the hop to the
+    // agent is local).
+    parts.headers.insert(
+        header::ACCEPT_ENCODING,
+        http::HeaderValue::from_static("identity"),
+    );
     // The upstream connection's own authority is set from the URI (Host for h1, :authority for h2).
     parts.headers.remove(header::HOST);
     parts.version = http::Version::HTTP_11;
@@ -266,6 +303,17 @@ pub async fn handle(
                     counts: SharedMaskCounts::default(),
                 };
                 log.record_response_masks(masks.counts.clone());
+                let encoded = parts
+                    .headers
+                    .get(header::CONTENT_ENCODING)
+                    .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+                if encoded {
+                    // Warden asked for identity; a compressed answer cannot be masked, so it is
+                    // not passed on.
+                    let reason = "the upstream sent a compressed response that masking cannot read";
+                    let error = crate::openai::error::bad_gateway(&connection.server_name, reason);
+                    return Ok(log.error_response(error, reason, Outcome::UpstreamError));
+                }
                 if streamed {
                     parts.headers.remove(header::CONTENT_LENGTH);
                     masks.mask_stream(endpoint, body).boxed_unsync()
@@ -275,7 +323,19 @@ pub async fn handle(
                     match Limited::new(body, inspect_limit).collect().await {
                         Ok(collected) => {
                             let original = collected.to_bytes();
-                            let masked = masks.mask_whole(endpoint, &original).unwrap_or(original);
+                            let Some(masked) = masks.mask_whole(endpoint, &original) else {
+                                let reason =
+                                    "the upstream's JSON response could not be parsed for masking";
+                                let error = crate::openai::error::bad_gateway(
+                                    &connection.server_name,
+                                    reason,
+                                );
+                                return Ok(log.error_response(
+                                    error,
+                                    reason,
+                                    Outcome::UpstreamError,
+                                ));
+                            };
                             parts
                                 .headers
                                 .insert(header::CONTENT_LENGTH, masked.len().into());
@@ -310,6 +370,32 @@ pub async fn handle(
             Ok(log.error_response(error, &reason, outcome))
         }
     }
+}
+
+/// A body re-serialized from its parsed JSON, or why it cannot be inspected: compressed, not JSON
+/// an API call can be read from (duplicated or mistyped fields), so that what a policy judges and
+/// what the upstream receives cannot differ.
+fn normalized_body(body: &[u8]) -> Result<Bytes, &'static str> {
+    if body.is_empty() {
+        return Ok(Bytes::new());
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| "not JSON")?;
+    if try_request_fields(body).is_none() {
+        return Err("duplicated or mistyped fields");
+    }
+    serde_json::to_vec(&value)
+        .map(Bytes::from)
+        .map_err(|_| "not serializable")
+}
+
+/// Paths an upstream or CDN could read differently than Warden: dot segments, escapes,
+/// backslashes. Refused on intercepted hosts, so that endpoint rules and masking cannot be dodged.
+fn ambiguous_path(path: &str) -> bool {
+    path.contains('%')
+        || path.contains('\\')
+        || path
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
 }
 
 /// A request body as the handler has it: read whole (so the API call can be parsed and recorded),

@@ -47,7 +47,7 @@ impl ResponseMasks {
         all.entry(rule.to_string()).or_default().merge(counts);
     }
 
-    /// A whole JSON body, masked; None when it is not JSON or nothing changed.
+    /// A whole JSON body, masked (re-serialized); None when it is not JSON.
     pub fn mask_whole(&self, endpoint: EndpointKind, body: &[u8]) -> Option<Bytes> {
         let mut value: Value = serde_json::from_slice(body).ok()?;
         let mut changed = false;
@@ -60,7 +60,7 @@ impl ResponseMasks {
             self.add(rule, &counts);
         }
         if !changed {
-            return None;
+            return Some(Bytes::copy_from_slice(body));
         }
         serde_json::to_vec(&value).ok().map(Bytes::from)
     }
@@ -116,7 +116,16 @@ impl<B> MaskedSse<B> {
             return;
         }
         let Ok(value) = serde_json::from_str::<Value>(&event.data) else {
-            // Not JSON: nothing Warden knows how to mask in it; pass it on as it came.
+            // Not JSON: mask it as plain text with every rule, after what is still held.
+            for value in self.flush() {
+                self.emit(None, &value);
+            }
+            let mut event = event;
+            for (rule, _, counts) in &mut self.stages {
+                if let Some(compiled) = self.masks.policy.mask(rule) {
+                    event.data = compiled.masker.mask(&event.data, counts).into_owned();
+                }
+            }
             self.emit_raw(&event);
             return;
         };
@@ -240,11 +249,8 @@ where
                 Poll::Ready(None) => {
                     let this = &mut *self;
                     this.ended = true;
-                    let mut rest = Vec::new();
-                    this.parser.finish(&mut rest);
-                    for event in rest {
-                        this.rewrite(event);
-                    }
+                    // An unterminated last event is not dispatched (as browsers do): it would
+                    // otherwise turn a cut fragment into a complete event.
                     // A stream cut before [DONE]: release what is held, masked.
                     for value in this.flush() {
                         this.emit(None, &value);

@@ -102,3 +102,31 @@ fn content_types_ignore_parameters_and_case() {
     );
     assert!(is_event_stream(&headers));
 }
+
+#[test]
+fn paths_an_upstream_could_read_differently_are_ambiguous() {
+    assert!(ambiguous_path("/v1/./chat/completions"));
+    assert!(ambiguous_path("/v1/x/../chat/completions"));
+    assert!(ambiguous_path("/v1/%63hat/completions"));
+    assert!(ambiguous_path("/v1\\chat/completions"));
+    assert!(!ambiguous_path("/v1/chat/completions"));
+    assert!(!ambiguous_path("/v1/files/file-abc123/content"));
+}
+
+#[test]
+fn bodies_a_policy_could_misjudge_cannot_be_normalized() {
+    // Duplicated keys: the policy and the upstream could each see a different copy.
+    let duplicated = br#"{"model":"gpt-4o","temperature":0.1,"temperature":1.9}"#;
+    assert!(normalized_body(duplicated).is_err());
+    // A mistyped field would otherwise be judged as absent.
+    assert!(normalized_body(br#"{"model":"gpt-4o","max_tokens":"lots"}"#).is_err());
+    // Compressed or otherwise unparseable bytes.
+    assert!(normalized_body(b"\x1f\x8b\x08\x00").is_err());
+    // A clean body is re-serialized to the same JSON value.
+    let clean = br#"{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}"#;
+    let normalized = normalized_body(clean).unwrap();
+    let a: serde_json::Value = serde_json::from_slice(clean).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&normalized).unwrap();
+    assert_eq!(a, b);
+    assert!(normalized_body(b"").unwrap().is_empty());
+}
