@@ -1,11 +1,12 @@
-//! Maps between key paths (`upstream.override[0].address`) and line numbers in the config text.
+//! Maps between key paths (`upstream.override[0].address`) and line numbers in a TOML file's text
+//! (the config, and policy files).
 use std::{fmt, ops::Range, path::Path};
 
 use super::{ConfigError, Location};
 
 /// A key's place in the document: `upstream.override[0].address`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct KeyPath(Vec<Segment>);
+pub(crate) struct KeyPath(Vec<Segment>);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -14,17 +15,17 @@ enum Segment {
 }
 
 impl KeyPath {
-    pub(super) fn root() -> Self {
+    pub(crate) fn root() -> Self {
         KeyPath(Vec::new())
     }
 
-    pub(super) fn key(&self, key: &str) -> Self {
+    pub(crate) fn key(&self, key: &str) -> Self {
         let mut path = self.clone();
         path.0.push(Segment::Key(key.to_string()));
         path
     }
 
-    pub(super) fn index(&self, index: usize) -> Self {
+    pub(crate) fn index(&self, index: usize) -> Self {
         let mut path = self.clone();
         path.0.push(Segment::Index(index));
         path
@@ -63,7 +64,7 @@ impl fmt::Display for KeyPath {
 }
 
 /// Maps between key paths and source positions using toml_edit's spans.
-pub(super) struct Locator<'a> {
+pub(crate) struct Locator<'a> {
     text: &'a str,
     doc: &'a toml_edit::ImDocument<&'a str>,
     file: &'a Path,
@@ -125,7 +126,7 @@ impl<'a> Node<'a> {
 
 impl<'a> Locator<'a> {
     /// `doc` must be `text` parsed by toml_edit, so that its spans index into `text`.
-    pub(super) fn new(
+    pub(crate) fn new(
         text: &'a str,
         doc: &'a toml_edit::ImDocument<&'a str>,
         file: &'a Path,
@@ -133,7 +134,7 @@ impl<'a> Locator<'a> {
         Locator { text, doc, file }
     }
 
-    pub(super) fn location(&self, span: Option<Range<usize>>) -> Location {
+    pub(crate) fn location(&self, span: Option<Range<usize>>) -> Location {
         Location {
             file: self.file.to_path_buf(),
             line: span.map(|span| line_of(self.text, span.start)),
@@ -141,7 +142,12 @@ impl<'a> Locator<'a> {
     }
 
     /// The span of the key (or, for array elements, the value) at `path`; None when absent.
-    pub(super) fn span_of(&self, path: &KeyPath) -> Option<Range<usize>> {
+    /// Where the key (or, for array elements, the value) at `path` is; no line when it is absent.
+    pub(crate) fn location_of(&self, path: &KeyPath) -> Location {
+        self.location(self.span_of(path))
+    }
+
+    pub(crate) fn span_of(&self, path: &KeyPath) -> Option<Range<usize>> {
         let mut node = Node::Table(self.doc.as_table());
         let mut span = None;
         for segment in &path.0 {
@@ -161,7 +167,7 @@ impl<'a> Locator<'a> {
     }
 
     /// The deepest key whose name or value contains `offset`.
-    fn path_at(&self, offset: usize) -> Option<KeyPath> {
+    pub(crate) fn path_at(&self, offset: usize) -> Option<KeyPath> {
         let mut best = None;
         let mut stack = vec![(KeyPath::root(), Node::Table(self.doc.as_table()))];
         while let Some((at, node)) = stack.pop() {
@@ -208,7 +214,7 @@ impl<'a> Locator<'a> {
 }
 
 /// 1-based line number of byte `offset`; offsets past the end count as the last line.
-pub(super) fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     text.as_bytes()[..end]
         .iter()

@@ -24,7 +24,7 @@
 //!
 //! This module holds the typed model and loading; `locate` maps key paths to source lines for
 //! error messages and `validate` holds the rules a parsed config must satisfy.
-mod locate;
+pub(crate) mod locate;
 mod validate;
 
 #[cfg(test)]
