@@ -14,19 +14,8 @@ use crate::{
     openai::endpoint::EndpointKind,
 };
 
-/// Names accepted in a mask rule's `recognizers`.
-pub const RECOGNIZERS: [&str; 10] = [
-    "email",
-    "credit_card",
-    "us_ssn",
-    "phone",
-    "iban",
-    "ip_address",
-    "openai_key",
-    "aws_access_key",
-    "jwt",
-    "private_key",
-];
+/// Names accepted in a mask rule's `recognizers`: the built-in recognizers.
+pub use super::recognizers::BUILTIN_NAMES as RECOGNIZERS;
 
 /// The default `replacement` of a mask rule; `{NAME}` becomes the recognizer's label.
 pub const DEFAULT_REPLACEMENT: &str = "[{NAME}]";

@@ -25,7 +25,7 @@ use crate::{
     openai::{
         endpoint::EndpointKind,
         error::ApiError,
-        request::{request_fields, try_request_fields},
+        request::{request_fields, try_request_fields, RequestFields},
     },
 };
 
@@ -117,11 +117,13 @@ pub async fn handle(
         }
         RequestBody::Unreadable(error, outcome) => (None, None, Some((error, outcome))),
     };
+    let mut fields = None;
     if policy.policy.reads_bodies() {
         match whole.as_deref().map(normalized_body) {
             // What the policy judged is exactly what goes upstream: one copy of every key.
-            Some(Ok(normalized)) => {
+            Some(Ok((normalized, parsed))) => {
                 whole = Some(normalized);
+                fields = Some(parsed);
                 parts.headers.remove(header::CONTENT_LENGTH);
             }
             Some(Err(why)) => {
@@ -134,7 +136,9 @@ pub async fn handle(
             None => {}
         }
     }
-    let fields = whole.as_deref().map(request_fields).unwrap_or_default();
+    let fields = fields
+        .or_else(|| whole.as_deref().map(request_fields))
+        .unwrap_or_default();
     log.summary.model = fields.model.clone();
 
     // The policy decides on the request as it came, and masks it before anything is recorded
@@ -375,17 +379,15 @@ pub async fn handle(
 /// A body re-serialized from its parsed JSON, or why it cannot be inspected: compressed, not JSON
 /// an API call can be read from (duplicated or mistyped fields), so that what a policy judges and
 /// what the upstream receives cannot differ.
-fn normalized_body(body: &[u8]) -> Result<Bytes, &'static str> {
+/// Returns the fields read from it too, so the body is not parsed again for them.
+fn normalized_body(body: &[u8]) -> Result<(Bytes, RequestFields), &'static str> {
     if body.is_empty() {
-        return Ok(Bytes::new());
+        return Ok((Bytes::new(), RequestFields::default()));
     }
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| "not JSON")?;
-    if try_request_fields(body).is_none() {
-        return Err("duplicated or mistyped fields");
-    }
-    serde_json::to_vec(&value)
-        .map(Bytes::from)
-        .map_err(|_| "not serializable")
+    let fields = try_request_fields(body).ok_or("duplicated or mistyped fields")?;
+    let normalized = serde_json::to_vec(&value).map_err(|_| "not serializable")?;
+    Ok((Bytes::from(normalized), fields))
 }
 
 /// Paths an upstream or CDN could read differently than Warden: dot segments, escapes,
