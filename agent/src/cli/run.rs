@@ -47,6 +47,7 @@ fn init_logging() {
 
 async fn daemon(config: Config) -> anyhow::Result<()> {
     require_initial_pid_namespace()?;
+    raise_open_file_limit();
     let config = Arc::new(config);
     create_private_dir(&config.state_dir)?;
     let ca = CertificateAuthority::load_or_create(&config.ca_dir()).context("Warden CA")?;
@@ -178,6 +179,32 @@ fn require_initial_pid_namespace() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Every intercepted connection holds two descriptors (client and upstream), so the soft limit a
+/// service often starts with (1024) would refuse connections at about 500 open streams. The hard
+/// limit is what the administrator allowed; take all of it.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed by pointer.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            let soft = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            soft == limit.rlim_max || libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if raised {
+        tracing::info!(open_files = limit.rlim_cur, "open file limit");
+    } else {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "could not raise the open file limit; connections may be refused under load"
+        );
+    }
 }
 
 /// state_dir holds the CA key and the admin socket: root-only.

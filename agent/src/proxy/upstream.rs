@@ -2,7 +2,7 @@
 //!
 //! One hyper-util client for all hosts: connections are pooled per host. The connector decides
 //! where a host's connection goes (an `[[upstream.override]]` address, else DNS) and which roots it
-//! trusts (system roots, plus the override's `ca_file`), and negotiates h2 or http/1.1 by ALPN.
+//! trusts (system roots, plus the override's `ca_file`), and speaks HTTP/1.1 (never h2: see `tls::upstream`).
 use std::{
     collections::HashMap,
     future::Future,
@@ -161,17 +161,12 @@ impl tower_service::Service<Uri> for UpstreamConnector {
     }
 }
 
-/// A TLS connection to an upstream, telling the pool whether ALPN chose h2.
+/// A TLS connection to an upstream (HTTP/1.1: see `tls::upstream` for why never h2).
 pub struct UpstreamIo(TokioIo<TlsStream<TcpStream>>);
 
 impl Connection for UpstreamIo {
     fn connected(&self) -> Connected {
-        let (_, session) = self.0.inner().get_ref();
-        if session.alpn_protocol() == Some(b"h2") {
-            Connected::new().negotiated_h2()
-        } else {
-            Connected::new()
-        }
+        Connected::new()
     }
 }
 

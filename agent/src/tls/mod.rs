@@ -14,7 +14,7 @@ pub use ca::{cert_path, key_path, CertificateAuthority};
 pub use leaf::{server_config, LeafCache, LEAF_CACHE_CAPACITY};
 pub use upstream::upstream_client_config;
 
-/// ALPN protocols Warden offers and accepts, in preference order.
+/// ALPN protocols Warden accepts from clients, in preference order (upstream it speaks http/1.1).
 pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// The crypto provider every Warden TLS config uses. Always `ring`, passed explicitly, so nothing

@@ -6,10 +6,17 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
-use super::{crypto_provider, TlsError, ALPN_PROTOCOLS};
+use super::{crypto_provider, TlsError};
+
+/// Upstream connections speak HTTP/1.1 only. Over h2 the pool would carry every agent's requests on
+/// one connection per host, and hyper's pool never opens a second one when the server's
+/// SETTINGS_MAX_CONCURRENT_STREAMS (often 100–256) is reached: long model streams would then
+/// block every other agent's requests. One pooled h1 connection per request in flight has no such
+/// ceiling.
+const UPSTREAM_ALPN: &[u8] = b"http/1.1";
 
 /// The TLS client config for upstream connections: system roots plus every certificate in
-/// `extra_ca_file` (PEM), ALPN h2 then http/1.1, the ring provider.
+/// `extra_ca_file` (PEM), ALPN http/1.1, the ring provider.
 pub fn upstream_client_config(extra_ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
     add_system_roots(&mut roots);
@@ -24,7 +31,7 @@ pub fn upstream_client_config(extra_ca_file: Option<&Path>) -> Result<Arc<Client
         .map_err(TlsError::ClientConfig)?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    config.alpn_protocols = vec![UPSTREAM_ALPN.to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -77,19 +84,17 @@ mod tests {
     use crate::tls::{server_config, CertificateAuthority, LeafCache};
 
     #[tokio::test]
-    async fn extra_ca_file_makes_warden_leaves_trusted() {
+    async fn extra_ca_file_makes_warden_leaves_trusted_and_http1_is_negotiated() {
         let tmp = tempfile::tempdir().unwrap();
         let ca = Arc::new(CertificateAuthority::load_or_create(tmp.path()).unwrap());
         let client = upstream_client_config(Some(&crate::tls::cert_path(tmp.path()))).unwrap();
-        assert_eq!(
-            client.alpn_protocols,
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        );
+        assert_eq!(client.alpn_protocols, vec![b"http/1.1".to_vec()]);
         let server = server_config(Arc::new(LeafCache::new(ca)));
         let alpn = handshake(client, server, "fake-upstream.test")
             .await
             .unwrap();
-        assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+        // The server offers h2 first; Warden still gets HTTP/1.1.
+        assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
     }
 
     #[tokio::test]
