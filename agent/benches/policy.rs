@@ -23,85 +23,9 @@ use warden::{
     proxy::policy_check::check_request,
 };
 
-/// Ten rules of every kind; the benchmark's request is allowed, so every rule is evaluated in full
-/// and the mask rules applied.
-const POLICY: &str = r#"
-[[rule]]
-name = "approved-models-only"
-action = "deny"
-message = "Only approved models may be used from this host"
-[rule.match]
-endpoint = ["chat.completions", "responses", "embeddings", "completions"]
-model_not_in = ["gpt-4o-mini", "gpt-4.1*", "text-embedding-3-*"]
-
-[[rule]]
-name = "temperature-cap"
-action = "deny"
-message = "temperature above 1.0 is not allowed"
-[rule.match]
-param_above = { temperature = 1.0 }
-
-[[rule]]
-name = "max-tokens-cap"
-action = "deny"
-message = "max_tokens above 4096 is not allowed"
-[rule.match]
-param_above = { max_tokens = 4096, max_output_tokens = 4096 }
-
-[[rule]]
-name = "sandboxes-offline"
-action = "deny"
-message = "Sandboxed workloads may not call LLM APIs"
-[rule.match]
-identity = ["unit:sandbox-*.service", "cgroup:/system.slice/sandbox-*", "uid:65534", "exe:/opt/untrusted/*"]
-
-[[rule]]
-name = "no-prompt-injection"
-action = "deny"
-message = "The prompt looks like an injection attempt"
-[rule.match]
-text_matches = ["(?i)ignore (all )?(previous|prior) instructions", "(?i)\\bexfiltrat(e|ion)\\b", "(?i)BEGIN SYSTEM PROMPT"]
-
-[[rule]]
-name = "prod-needs-review"
-action = "approve"
-approvers = ["group:secops"]
-timeout = "10m"
-[rule.match]
-identity = ["account:prod-*", "sa:prod/*"]
-endpoint = ["chat.completions", "responses"]
-
-[[rule]]
-name = "no-uploads-from-agents"
-action = "deny"
-message = "Agents may not upload files"
-[rule.match]
-identity = ["account:*-agent"]
-endpoint = ["files", "batches"]
-
-[[rule]]
-name = "mask-pii"
-action = "mask"
-direction = "both"
-recognizers = ["email", "credit_card", "us_ssn", "phone", "iban", "ip_address",
-               "openai_key", "aws_access_key", "jwt", "private_key"]
-patterns = [{ name = "employee_id", regex = "EMP-\\d{6}" }]
-
-[[rule]]
-name = "mask-internal"
-action = "mask"
-direction = "request"
-patterns = [{ name = "ticket", regex = "TCK-\\d{5}" },
-            { name = "internal_host", regex = "[a-z0-9-]+\\.corp\\.example\\.com" }]
-replacement = "<{NAME}>"
-
-[[rule]]
-name = "billing-agent-allowed"
-action = "allow"
-[rule.match]
-identity = ["account:billing-agent"]
-host = ["api.openai.com"]
-"#;
+/// Ten rules of every kind, the policy `cargo xtask bench` runs Warden with; the benchmark's request
+/// is allowed, so every rule is evaluated in full and the mask rules applied.
+const POLICY: &str = include_str!("../../bench/policy.toml");
 
 const PROMPT_BYTES: usize = 4096;
 

@@ -1,0 +1,117 @@
+//! `warden-bench`: Warden's cost against a direct connection and against mitmproxy, measured in one
+//! run on loopback. Run it through `cargo xtask bench`, which builds and installs what it needs.
+
+mod loadgen;
+mod mitm;
+mod payload;
+mod report;
+mod run;
+mod setups;
+mod stats;
+mod upstream;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "warden-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs every setup (direct, warden, mitmproxy) through every phase and writes the report.
+    ///
+    /// Needs root: Warden's eBPF redirect, cgroups and a private mount namespace for the clients'
+    /// /etc/hosts. Every connection stays on 127.0.0.1.
+    Run {
+        /// Shorter measurements (2 s each after 0.5 s of warm-up instead of 10 s after 2 s).
+        #[arg(long)]
+        quick: bool,
+        /// The `warden` binary to measure (a release build).
+        #[arg(long, env = "WARDEN_BIN")]
+        warden_bin: PathBuf,
+        /// mitmproxy's `mitmdump`.
+        #[arg(long)]
+        mitmdump: PathBuf,
+        /// Where the raw figures go, as JSON.
+        #[arg(long, default_value = "target/bench/report.json")]
+        out: PathBuf,
+        /// The upstream's delay before each response's headers, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        upstream_latency_ms: u64,
+        /// Content events in each streamed response.
+        #[arg(long, default_value_t = 20)]
+        stream_events: usize,
+        /// Only these setups (direct, warden, mitmproxy); ratios need all three.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// How the report says it was produced.
+        #[arg(long, default_value = "cargo xtask bench")]
+        command_line: String,
+    },
+    /// One load-generator run (started by `run`): prints its result as JSON on the last line.
+    #[command(hide = true)]
+    Loadgen {
+        #[arg(long)]
+        spec: String,
+    },
+    /// Opens streams and holds them (started by `run` for the memory figure).
+    #[command(hide = true)]
+    OpenStreams {
+        #[arg(long)]
+        spec: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let outcome = match Cli::parse().command {
+        Command::Run {
+            quick,
+            warden_bin,
+            mitmdump,
+            out,
+            upstream_latency_ms,
+            stream_events,
+            command_line,
+            only,
+        } => run::run(run::Options {
+            only,
+            quick,
+            tools: setups::Tools {
+                warden_bin,
+                mitmdump,
+            },
+            out,
+            upstream: upstream::UpstreamBehavior {
+                latency: Duration::from_millis(upstream_latency_ms),
+                stream_events,
+            },
+            command: command_line,
+        }),
+        Command::Loadgen { spec } => print_result(&spec, loadgen::run),
+        Command::OpenStreams { spec } => print_result(&spec, loadgen::open_streams),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("warden-bench: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_result(
+    spec: &str,
+    run: fn(loadgen::LoadSpec) -> anyhow::Result<loadgen::LoadResult>,
+) -> anyhow::Result<()> {
+    let spec = serde_json::from_str(spec)?;
+    let result = run(spec)?;
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! The three setups the bench compares (direct, Warden, mitmproxy): how each is started, where the
+//! load generator connects, and which process's memory is measured.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use warden_tests::daemon::UpstreamOverride;
+use warden_tests::{CgroupGuard, Client, Daemon, E2e, HostsFile};
+
+use crate::mitm::Mitmproxy;
+use crate::upstream::FakeUpstream;
+
+/// The representative policy Warden runs with: ten rules of every kind, masking included.
+pub const BENCH_POLICY: &str = include_str!("../policy.toml");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SetupKind {
+    Direct,
+    Warden,
+    Mitmproxy,
+}
+
+impl SetupKind {
+    pub const ALL: [SetupKind; 3] = [SetupKind::Direct, SetupKind::Warden, SetupKind::Mitmproxy];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SetupKind::Direct => "direct",
+            SetupKind::Warden => "warden",
+            SetupKind::Mitmproxy => "mitmproxy",
+        }
+    }
+}
+
+/// What a setup needs from outside: the binaries it runs.
+pub struct Tools {
+    pub warden_bin: PathBuf,
+    pub mitmdump: PathBuf,
+}
+
+/// A started setup. Dropping it stops whatever it started.
+pub enum Setup {
+    Direct {
+        upstream: SocketAddr,
+        ca_file: PathBuf,
+    },
+    Warden {
+        // Field order is drop order: the daemon stops before its clients' cgroup goes.
+        daemon: Box<Daemon>,
+        clients: CgroupGuard,
+        hosts: HostsFile,
+    },
+    Mitmproxy(Mitmproxy),
+}
+
+impl Setup {
+    pub fn start(kind: SetupKind, tools: &Tools, upstream: &FakeUpstream) -> Result<Self> {
+        Ok(match kind {
+            SetupKind::Direct => Setup::Direct {
+                upstream: upstream.addr(),
+                ca_file: upstream.ca_file().to_owned(),
+            },
+            SetupKind::Warden => {
+                let clients = CgroupGuard::new("bench-clients");
+                let e2e = E2e {
+                    warden_bin: tools.warden_bin.clone(),
+                };
+                let daemon = Daemon::builder(&e2e)
+                    .select(&clients)
+                    .upstream_override(UpstreamOverride::new(
+                        "api.openai.com",
+                        upstream.addr(),
+                        Some(upstream.ca_file()),
+                    ))
+                    .policy_file("bench.toml", BENCH_POLICY)
+                    .start();
+                let hosts = HostsFile::new().with("api.openai.com", Ipv4Addr::LOCALHOST);
+                Setup::Warden {
+                    daemon: Box::new(daemon),
+                    clients,
+                    hosts,
+                }
+            }
+            SetupKind::Mitmproxy => {
+                let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+                Setup::Mitmproxy(Mitmproxy::start(
+                    &tools.mitmdump,
+                    listen,
+                    upstream.addr(),
+                    upstream.ca_file(),
+                )?)
+            }
+        })
+    }
+
+    /// Where the load generator connects: through the redirect for Warden (api.openai.com:443,
+    /// loopback by the private hosts file), straight to a listener otherwise.
+    pub fn connect_to(&self) -> String {
+        match self {
+            Setup::Direct { upstream, .. } => upstream.to_string(),
+            Setup::Warden { .. } => "api.openai.com:443".to_owned(),
+            Setup::Mitmproxy(proxy) => proxy.listen().to_string(),
+        }
+    }
+
+    /// The CA a client must trust to reach the upstream through this setup.
+    pub fn ca_file(&self) -> PathBuf {
+        match self {
+            Setup::Direct { ca_file, .. } => ca_file.clone(),
+            Setup::Warden { daemon, .. } => daemon.ca_pem(),
+            Setup::Mitmproxy(proxy) => proxy.ca_file(),
+        }
+    }
+
+    /// Puts a load generator where this setup's clients run: for Warden, in the selected cgroup
+    /// and a mount namespace whose /etc/hosts maps api.openai.com to 127.0.0.1.
+    pub fn place(&self, client: Client) -> Client {
+        match self {
+            Setup::Warden { clients, hosts, .. } => client.in_cgroup(clients).hosts(hosts),
+            _ => client,
+        }
+    }
+
+    /// The interception process whose memory is measured (none for a direct connection).
+    pub fn proxy_pid(&self) -> Option<u32> {
+        match self {
+            Setup::Direct { .. } => None,
+            Setup::Warden { daemon, .. } => Some(daemon.pid()),
+            Setup::Mitmproxy(proxy) => Some(proxy.pid()),
+        }
+    }
+
+    /// Warden's audit store, for counting what it recorded.
+    pub fn audit_db(&self) -> Option<PathBuf> {
+        match self {
+            Setup::Warden { daemon, .. } => Some(daemon.state_dir().join("audit.db")),
+            _ => None,
+        }
+    }
+}
+
+/// A port nothing listens on right now, on 127.0.0.1.
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("finding a free port on 127.0.0.1")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Resident memory of `pid` in MiB (VmRSS).
+pub fn rss_mib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
+    Ok(kib / 1024.0)
+}
+
+/// Lets a process that just did something settle before its memory is read.
+pub const SETTLE: Duration = Duration::from_millis(500);
+
+/// Counts in Warden's audit store, read through SQLite (read-only; the daemon keeps writing).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct AuditCounts {
+    pub records: u64,
+    pub exchanges: u64,
+    /// Exchanges whose response record is written too.
+    pub complete_exchanges: u64,
+}
+
+impl AuditCounts {
+    pub fn read(db: &Path) -> Result<Self> {
+        let conn = rusqlite::Connection::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening {}", db.display()))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let count = |sql: &str| -> Result<u64> {
+            Ok(conn.query_row(sql, [], |row| row.get::<_, i64>(0))? as u64)
+        };
+        Ok(Self {
+            records: count("SELECT count(*) FROM records")?,
+            exchanges: count("SELECT count(*) FROM exchanges")?,
+            complete_exchanges: count(
+                "SELECT count(*) FROM exchanges WHERE response_seq IS NOT NULL",
+            )?,
+        })
+    }
+}
