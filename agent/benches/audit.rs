@@ -17,7 +17,7 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throug
 use warden::{
     audit::{
         audit_db_path, schema::SCHEMA_VERSION, AuditReader, AuditRecord, AuditWriter,
-        ConnectionRecord, Disposition, ExchangeFilter, Outcome,
+        ConnectionRecord, Disposition, ExchangeFilter, Outcome, WriterOptions,
     },
     identity::selector::IdentitySelector,
 };
@@ -103,7 +103,8 @@ fn bench_commit_exchange_records(c: &mut Criterion) {
         .prefix("audit-bench-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .expect("tempdir under target/tmp");
-    let writer = AuditWriter::start(&audit_db_path(dir.path()), None).expect("start writer");
+    let writer = AuditWriter::start(&audit_db_path(dir.path()), WriterOptions::default())
+        .expect("start writer");
     let recorder = Recorder {
         writer: writer.clone(),
         payload: Arc::new(Payload::realistic()),
@@ -202,7 +203,7 @@ fn build_list_store(db: &Path, exchanges: u64) {
     );
     let started = Instant::now();
     let payload = Payload::compact();
-    let writer = AuditWriter::start(db, None).expect("start writer");
+    let writer = AuditWriter::start(db, WriterOptions::default()).expect("start writer");
     for n in 0..exchanges {
         let shape = synthetic_shape(n, exchanges);
         let request = request(&shape, &payload);

@@ -5,7 +5,7 @@ use crate::{
         query::{select_sql, Order, Pages},
         record::{AuditRecord, IdentitySnapshot, Outcome},
         testing::{self, identity, store, T0},
-        AuditWriter,
+        AuditWriter, WriterOptions,
     },
     identity::selector::IdentitySelector,
 };
@@ -462,7 +462,7 @@ fn export_pages_oldest_first_without_holding_a_snapshot_while_the_consumer_runs(
 
     // While the consumer holds an exchange, the daemon commits and the WAL can be checkpointed
     // all the way (a read snapshot held across the export would keep it from being truncated).
-    let writer = AuditWriter::start(&db, None).unwrap();
+    let writer = AuditWriter::start(&db, WriterOptions::default()).unwrap();
     let operator = testing::attacker(&db);
     let mut seen = Vec::new();
     reader

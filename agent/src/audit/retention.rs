@@ -94,7 +94,7 @@ mod tests {
         chain::load_head,
         testing::{self, identity, store},
         writer::now_us,
-        AuditReader,
+        AuditReader, Durability,
     };
 
     #[test]
@@ -113,7 +113,7 @@ mod tests {
         records.extend(testing::exchange("new", now, identity(1, None)));
         testing::write(&db, records);
 
-        let mut conn = schema::open_for_writing(&db).unwrap();
+        let mut conn = schema::open_for_writing(&db, Durability::default()).unwrap();
         let mut head = load_head(&conn).unwrap();
         let reader = AuditReader::open(&db).unwrap();
         let cutoff = cutoff_us(2, now);

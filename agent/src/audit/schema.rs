@@ -8,7 +8,7 @@ use std::{
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::AuditError;
+use super::{AuditError, Durability};
 
 /// Migration N (1-based) brings `PRAGMA user_version` from N-1 to N. Never edit a shipped one:
 /// append a new one.
@@ -100,8 +100,9 @@ CREATE TABLE meta (
 "#;
 
 /// Opens (creating if needed) the store for the writer: directory 0700, files 0600, WAL,
-/// `synchronous=FULL`, schema migrated to `SCHEMA_VERSION`.
-pub fn open_for_writing(path: &Path) -> Result<Connection, AuditError> {
+/// `synchronous=FULL` for [`Durability::EveryCommit`] and `NORMAL` otherwise (the writer thread
+/// then fsyncs the WAL itself), schema migrated to `SCHEMA_VERSION`.
+pub fn open_for_writing(path: &Path, durability: Durability) -> Result<Connection, AuditError> {
     let io = |source| AuditError::Io {
         path: path.to_owned(),
         source,
@@ -142,7 +143,11 @@ pub fn open_for_writing(path: &Path) -> Result<Connection, AuditError> {
             source: std::io::Error::other(format!("journal_mode is {mode}, not wal")),
         });
     }
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    let synchronous = match durability {
+        Durability::EveryCommit => "FULL",
+        Durability::Interval(_) => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
     migrate(&mut conn)?;
     // SQLite gives these the database file's mode already; make sure of it anyway.
     for companion in [sidecar(path, "-wal"), sidecar(path, "-shm")] {
@@ -206,7 +211,8 @@ fn user_version(conn: &Connection) -> Result<i64, AuditError> {
     Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)
 }
 
-fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+/// SQLite's companion file of `path` (`-wal`, `-shm`).
+pub(super) fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
@@ -242,7 +248,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let db = super::super::audit_db_path(&state);
-        let conn = open_for_writing(&db).unwrap();
+        let conn = open_for_writing(&db, Durability::EveryCommit).unwrap();
         conn.execute("INSERT INTO meta (key, value) VALUES ('probe', 'x')", [])
             .unwrap();
         assert_eq!(mode_of(&state), 0o700);
@@ -260,13 +266,24 @@ mod tests {
     }
 
     #[test]
+    fn interval_durability_leaves_the_fsync_to_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.db");
+        let conn = open_for_writing(&db, Durability::default()).unwrap();
+        let sync: i64 = conn
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .unwrap();
+        assert_eq!(sync, 1, "synchronous=NORMAL");
+    }
+
+    #[test]
     fn tightens_existing_modes() {
         let dir = tempfile::tempdir().unwrap();
         fs::set_permissions(dir.path(), Permissions::from_mode(0o755)).unwrap();
         let db = dir.path().join("audit.db");
         fs::write(&db, b"").unwrap();
         fs::set_permissions(&db, Permissions::from_mode(0o644)).unwrap();
-        drop(open_for_writing(&db).unwrap());
+        drop(open_for_writing(&db, Durability::default()).unwrap());
         assert_eq!(mode_of(dir.path()), 0o700);
         assert_eq!(mode_of(&db), 0o600);
     }
@@ -275,8 +292,8 @@ mod tests {
     fn migrations_are_idempotent_and_newer_schemas_refused() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("audit.db");
-        drop(open_for_writing(&db).unwrap());
-        let conn = open_for_writing(&db).unwrap();
+        drop(open_for_writing(&db, Durability::default()).unwrap());
+        let conn = open_for_writing(&db, Durability::default()).unwrap();
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
         meta_set(&conn, "k", "v1").unwrap();
         meta_set(&conn, "k", "v2").unwrap();
@@ -287,7 +304,7 @@ mod tests {
             .unwrap();
         drop(conn);
         assert!(matches!(
-            open_for_writing(&db),
+            open_for_writing(&db, Durability::default()),
             Err(AuditError::SchemaTooNew { .. })
         ));
         assert!(matches!(

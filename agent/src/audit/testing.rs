@@ -8,7 +8,7 @@ use super::{
         AuditRecord, ConnectionRecord, Disposition, ExchangeRequest, ExchangeResponse,
         IdentitySnapshot, Outcome, RecordedBody, RequestParams,
     },
-    AuditWriter,
+    AuditWriter, WriterOptions,
 };
 use crate::openai::assemble::{Assembled, Usage};
 
@@ -132,7 +132,7 @@ pub fn store() -> (tempfile::TempDir, PathBuf) {
 
 /// Appends `records` in order with a fresh writer, then shuts it down.
 pub fn write(db: &Path, records: impl IntoIterator<Item = AuditRecord>) {
-    let writer = AuditWriter::start(db, None).expect("start writer");
+    let writer = AuditWriter::start(db, WriterOptions::default()).expect("start writer");
     for record in records {
         writer.commit_blocking(record).expect("commit");
     }

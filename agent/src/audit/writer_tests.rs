@@ -21,7 +21,7 @@ fn thread(
     retention_days: Option<u32>,
     prune_chunk: usize,
 ) -> (Thread, mpsc::Sender<Message>, Arc<Counters>) {
-    let conn = schema::open_for_writing(db).unwrap();
+    let conn = schema::open_for_writing(db, Durability::default()).unwrap();
     let head = load_head(&conn).unwrap();
     let (sender, receiver) = mpsc::channel();
     let counters = Arc::new(Counters::default());
@@ -32,6 +32,9 @@ fn thread(
         retention_days,
         prune_chunk,
         counters: Arc::clone(&counters),
+        wal_path: schema::sidecar(db, "-wal"),
+        sync_interval: None,
+        sync_due: None,
     };
     (thread, sender, counters)
 }
@@ -39,7 +42,7 @@ fn thread(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_commits_share_transactions() {
     let (_dir, db) = store();
-    let writer = AuditWriter::start(&db, None).unwrap();
+    let writer = AuditWriter::start(&db, WriterOptions::default()).unwrap();
     let start = Arc::new(tokio::sync::Barrier::new(64));
     let tasks: Vec<_> = (0..64)
         .map(|i| {
@@ -75,7 +78,7 @@ async fn concurrent_commits_share_transactions() {
 #[test]
 fn a_failed_transaction_fails_its_batch_and_does_not_advance_the_head() {
     let (_dir, db) = store();
-    let writer = AuditWriter::start(&db, None).unwrap();
+    let writer = AuditWriter::start(&db, WriterOptions::default()).unwrap();
     let record = |id: &str| AuditRecord::Request(testing::request(id, T0, identity(1, None)));
     assert_eq!(writer.commit_blocking(record("ex-1")).unwrap(), 1);
 
@@ -106,7 +109,7 @@ fn a_failed_transaction_fails_its_batch_and_does_not_advance_the_head() {
 #[test]
 fn shutdown_commits_what_was_queued_and_refuses_later_records() {
     let (_dir, db) = store();
-    let writer = AuditWriter::start(&db, None).unwrap();
+    let writer = AuditWriter::start(&db, WriterOptions::default()).unwrap();
     for i in 0..100 {
         let id = format!("ex-{i}");
         writer.submit(AuditRecord::Request(testing::request(
@@ -166,7 +169,14 @@ fn retention_prunes_old_records_and_keeps_the_chain_verifiable() {
     records.extend(testing::exchange("new-1", now - day / 2, identity(1, None)));
     testing::write(&db, records);
 
-    let writer = AuditWriter::start(&db, Some(2)).unwrap();
+    let writer = AuditWriter::start(
+        &db,
+        WriterOptions {
+            retention_days: Some(2),
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
     writer.shutdown();
     assert_eq!(writer.stats().prunes, 1);
 
@@ -220,7 +230,14 @@ fn retention_moves_the_anchor_when_only_the_previous_prune_is_old() {
         &db,
         testing::exchange("old", now - 10 * MICROS_PER_DAY, identity(1, None)),
     );
-    let writer = AuditWriter::start(&db, Some(2)).unwrap();
+    let writer = AuditWriter::start(
+        &db,
+        WriterOptions {
+            retention_days: Some(2),
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
     writer.shutdown();
     // Everything was old: the chain is now the prune record alone, linked to the anchor.
     let reader = AuditReader::open(&db).unwrap();
@@ -234,7 +251,7 @@ fn retention_moves_the_anchor_when_only_the_previous_prune_is_old() {
 #[test]
 fn a_reader_sees_commits_while_the_writer_runs() {
     let (_dir, db) = store();
-    let writer = AuditWriter::start(&db, None).unwrap();
+    let writer = AuditWriter::start(&db, WriterOptions::default()).unwrap();
     let request = |id: &str| AuditRecord::Request(testing::request(id, T0, identity(1, None)));
     writer.commit_blocking(request("ex-1")).unwrap();
     let reader = AuditReader::open(&db).unwrap();

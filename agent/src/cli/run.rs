@@ -59,7 +59,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("loading the policies in {}", config.policy.dir.display()))?,
     );
     let audit_db = audit::audit_db_path(&config.state_dir);
-    let audit = AuditWriter::start(&audit_db, config.audit.retention_days)
+    let audit = AuditWriter::start(&audit_db, config.audit.writer_options())
         .with_context(|| format!("opening the audit store {}", audit_db.display()))?;
 
     // Bind before attaching: a redirect with nothing listening would break the selected workloads.

@@ -17,6 +17,11 @@
 //! [[account]]                                 # service-account names for workloads
 //! name = "billing-agent"
 //! unit = "billing-agent.service"              # or exactly one of: cgroup, uid, exe
+//! [audit]
+//! retention_days = 90                         # absent: records are kept forever
+//! max_body_bytes = 16777216                   # bodies recorded up to this size each
+//! sync = "interval"                           # fsync commits within sync_interval_ms; "commit": each one
+//! sync_interval_ms = 100
 //! [policy]
 //! dir = "/etc/warden/policies"                # every *.toml file in it is a policy file
 //! max_inspect_bytes = 16777216                # larger bodies are refused when a content rule applies
@@ -34,7 +39,11 @@ use std::{
     fmt, fs, io,
     net::SocketAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
+
+use crate::audit::writer::DEFAULT_SYNC_INTERVAL;
+use crate::audit::{Durability, WriterOptions};
 
 use locate::{line_of, Locator};
 
@@ -61,6 +70,37 @@ pub struct AuditConfig {
     pub retention_days: Option<u32>,
     /// Request and response bodies are recorded up to this many bytes each (the rest is marked truncated).
     pub max_body_bytes: u64,
+    /// When a committed record is forced to disk (see [`AuditSync`]).
+    pub sync: AuditSync,
+    /// With `sync = "interval"`: the longest a commit waits for its fsync.
+    pub sync_interval_ms: u64,
+}
+
+/// `[audit] sync`: every record is committed before its request is forwarded either way; this says
+/// when the commit is fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditSync {
+    /// Within `sync_interval_ms`: a crash of Warden loses nothing, a power loss at most that window.
+    #[default]
+    Interval,
+    /// At every commit: nothing is lost even to power loss; each request waits for an fsync.
+    Commit,
+}
+
+impl AuditConfig {
+    /// The writer's options this section asks for.
+    pub fn writer_options(&self) -> WriterOptions {
+        WriterOptions {
+            retention_days: self.retention_days,
+            durability: match self.sync {
+                AuditSync::Commit => Durability::EveryCommit,
+                AuditSync::Interval => {
+                    Durability::Interval(Duration::from_millis(self.sync_interval_ms))
+                }
+            },
+        }
+    }
 }
 
 impl Default for AuditConfig {
@@ -68,6 +108,8 @@ impl Default for AuditConfig {
         AuditConfig {
             retention_days: None,
             max_body_bytes: 16 * 1024 * 1024,
+            sync: AuditSync::default(),
+            sync_interval_ms: DEFAULT_SYNC_INTERVAL.as_millis() as u64,
         }
     }
 }

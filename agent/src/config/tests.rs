@@ -192,6 +192,33 @@ fn audit_settings_parse_and_are_validated() {
 }
 
 #[test]
+fn audit_sync_defaults_to_an_interval_and_can_ask_for_every_commit() {
+    use crate::audit::Durability;
+    use std::time::Duration;
+    let defaults = parse("").unwrap().audit.writer_options();
+    assert_eq!(
+        defaults.durability,
+        Durability::Interval(Duration::from_millis(100))
+    );
+    let every = parse("[audit]\nsync = \"commit\"\n").unwrap();
+    assert_eq!(
+        every.audit.writer_options().durability,
+        Durability::EveryCommit
+    );
+    let slower = parse("[audit]\nsync_interval_ms = 1000\nretention_days = 7\n").unwrap();
+    let options = slower.audit.writer_options();
+    assert_eq!(
+        options.durability,
+        Durability::Interval(Duration::from_secs(1))
+    );
+    assert_eq!(options.retention_days, Some(7));
+    let zero = error("[audit]\nsync_interval_ms = 0\n");
+    assert!(zero.contains(":2: audit.sync_interval_ms"), "{zero}");
+    let bad = error("[audit]\nsync = \"sometimes\"\n");
+    assert!(bad.contains(":2:") && bad.contains("sync"), "{bad}");
+}
+
+#[test]
 fn policy_settings_parse_and_are_validated() {
     let defaults = parse("").unwrap().policy;
     assert_eq!(defaults.dir, Path::new("/etc/warden/policies"));

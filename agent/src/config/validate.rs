@@ -76,6 +76,12 @@ impl Config {
         if self.audit.max_body_bytes < 1024 {
             return Err((audit.key("max_body_bytes"), "must be at least 1024".into()));
         }
+        if !(1..=60_000).contains(&self.audit.sync_interval_ms) {
+            return Err((
+                audit.key("sync_interval_ms"),
+                "must be between 1 and 60000 (use sync = \"commit\" to fsync every commit)".into(),
+            ));
+        }
         let policy = KeyPath::root().key("policy");
         if !self.policy.dir.is_absolute() {
             return Err((policy.key("dir"), "must be an absolute path".into()));
