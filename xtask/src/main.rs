@@ -1,5 +1,6 @@
-//! `cargo xtask`: the project's developer commands (toolchain setup, build, run, test), dispatched by clap.
+//! `cargo xtask`: the project's developer commands (toolchain setup, build, run, test, bench), dispatched by clap.
 
+mod bench;
 mod build_cmd;
 mod host_packages;
 mod llvm_linkage;
@@ -57,10 +58,41 @@ enum Command {
     ///
     /// Sets up the toolchain, installs curl and python3-venv with apt-get when missing, creates
     /// the Python venv target/e2e-venv with a pinned `openai` package, builds warden and the tests,
-    /// then runs `cargo test -p warden -p warden-tests ARGS` with WARDEN_BIN and
+    /// then runs `cargo test -p warden -p warden-tests -p warden-bench ARGS` with WARDEN_BIN and
     /// WARDEN_TEST_PYTHON set. Example: `cargo xtask test -- e2e -- --nocapture`.
     Test {
         /// Arguments passed to `cargo test` (put them after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+
+    /// Measure Warden's cost against a direct connection and against mitmproxy. Needs root (sudo -E).
+    ///
+    /// Sets up the toolchain and host packages, creates the Python venv target/bench-venv with
+    /// mitmproxy 11.0.2 pinned, and builds warden and warden-bench in release.
+    ///
+    /// Then `warden-bench run` puts a fake OpenAI upstream on loopback and reaches it three ways:
+    /// direct, through Warden (eBPF redirect, TLS interception, audit) and through mitmdump. Each
+    /// is measured over HTTP/1.1 and HTTP/2: chat latency and throughput (1 and 64 in flight),
+    /// time to the first streamed event, new connections with full handshakes, memory with 1000
+    /// open streams, and Warden's audit write rate. It prints a table and writes the raw figures
+    /// to target/bench/report.json.
+    ///
+    /// Last, the criterion micro-benchmarks run (sse, masking, tls_leaf, policy; results under
+    /// target/criterion). The audit bench is left out because it builds a store of a million
+    /// records and takes many minutes: run it with `cargo bench -p warden --bench audit`.
+    ///
+    /// Full mode measures each case for 10 s after 2 s of warm-up (warden-bench alone takes
+    /// about 6 to 8 minutes). --quick measures 2 s after 0.5 s with short criterion times and
+    /// aims to finish within 3 minutes after the builds. Figures are only comparable on an
+    /// otherwise idle machine. Example: `cargo xtask bench --quick -- --upstream-latency-ms 50`.
+    Bench {
+        /// Short measurements: a smoke run with rough figures.
+        #[arg(long)]
+        quick: bool,
+
+        /// Arguments passed to `warden-bench run` (put them after `--`), e.g. `--only direct,warden`,
+        /// `--upstream-latency-ms N`, `--stream-events N`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -68,6 +100,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    forget_cargo_run_env();
     if let Err(err) = process::put_cargo_bin_on_path() {
         eprintln!("xtask: error: {err:#}");
         return ExitCode::FAILURE;
@@ -77,6 +110,7 @@ fn main() -> ExitCode {
         Command::Build { release } => build_cmd::build(build_cmd::Profile::from_release(release)),
         Command::Run { debug, args } => run::run(build_cmd::Profile::from_release(!debug), &args),
         Command::Test { args } => test::test(&args),
+        Command::Bench { quick, args } => bench::bench(quick, &args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,6 +119,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cargo run` (behind the `cargo xtask` alias) hands us xtask's own CARGO_MANIFEST_* and
+/// CARGO_PKG_*, and every cargo we start would pass them on. Build scripts that watch them (ring's
+/// does) then see a changed environment whenever `cargo xtask` and plain cargo take turns in one
+/// target dir, and ring with everything above it (rustls, rcgen, warden) rebuilds each time.
+fn forget_cargo_run_env() {
+    let inherited: Vec<_> = std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| name.to_str().is_some_and(is_cargo_run_crate_var))
+        .collect();
+    for name in inherited {
+        // Single-threaded at this point (called first thing in main), so mutating the environment is sound.
+        std::env::remove_var(name);
+    }
+}
+
+/// The variables cargo sets to describe the crate it runs, as opposed to cargo's own settings.
+fn is_cargo_run_crate_var(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_MANIFEST_")
 }
 
 #[cfg(test)]
@@ -115,6 +169,57 @@ mod tests {
             Command::Run { debug, args } => {
                 assert!(!debug);
                 assert_eq!(args, ["--config", "/tmp/w.toml"]);
+            }
+            _ => panic!("wrong subcommand"),
+        }
+    }
+
+    #[test]
+    fn only_the_run_crate_description_is_forgotten() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+        ] {
+            assert!(is_cargo_run_crate_var(name), "{name}");
+        }
+        for name in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_TERM_COLOR",
+            "PATH",
+        ] {
+            assert!(!is_cargo_run_crate_var(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn bench_takes_quick_and_passes_the_rest_to_warden_bench() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "bench",
+            "--quick",
+            "--",
+            "--only",
+            "direct,warden",
+            "--stream-events",
+            "5",
+        ])
+        .expect("parses");
+        match cli.command {
+            Command::Bench { quick, args } => {
+                assert!(quick);
+                assert_eq!(args, ["--only", "direct,warden", "--stream-events", "5"]);
+            }
+            _ => panic!("wrong subcommand"),
+        }
+        let cli = Cli::try_parse_from(["xtask", "bench"]).expect("parses");
+        match cli.command {
+            Command::Bench { quick, args } => {
+                assert!(!quick);
+                assert!(args.is_empty());
             }
             _ => panic!("wrong subcommand"),
         }

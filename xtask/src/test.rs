@@ -8,7 +8,7 @@ use crate::build_cmd::{self, Profile};
 use crate::process::{cargo, header, is_root, repo_root, run_checked};
 use crate::{host_packages, python, toolchain};
 
-const TEST_PACKAGES: &[&str] = &["-p", "warden", "-p", "warden-tests"];
+const TEST_PACKAGES: &[&str] = &["-p", "warden", "-p", "warden-tests", "-p", "warden-bench"];
 
 /// Runs the phases in order; the first failure stops the run with a non-zero exit.
 pub fn test(cargo_test_args: &[String]) -> Result<()> {
