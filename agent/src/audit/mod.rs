@@ -11,6 +11,7 @@ pub mod reader;
 pub mod record;
 mod retention;
 pub mod schema;
+mod syncer;
 #[cfg(test)]
 mod testing;
 pub mod verify;

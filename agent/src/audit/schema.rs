@@ -99,6 +99,21 @@ CREATE TABLE meta (
 );
 "#;
 
+/// What the WAL file is truncated to when it restarts after a checkpoint.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// A second read-write connection, for the syncer's checkpoints only (the writer has migrated the
+/// store already). `synchronous=NORMAL` so that a checkpoint fsyncs the WAL and the database.
+pub(super) fn open_for_checkpoints(path: &Path) -> Result<Connection, AuditError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
 /// Opens (creating if needed) the store for the writer: directory 0700, files 0600, WAL,
 /// `synchronous=FULL` for [`Durability::EveryCommit`] and `NORMAL` otherwise (the writer thread
 /// then fsyncs the WAL itself), schema migrated to `SCHEMA_VERSION`.
@@ -143,11 +158,17 @@ pub fn open_for_writing(path: &Path, durability: Durability) -> Result<Connectio
             source: std::io::Error::other(format!("journal_mode is {mode}, not wal")),
         });
     }
-    let synchronous = match durability {
-        Durability::EveryCommit => "FULL",
-        Durability::Interval(_) => "NORMAL",
-    };
-    conn.pragma_update(None, "synchronous", synchronous)?;
+    match durability {
+        Durability::EveryCommit => conn.pragma_update(None, "synchronous", "FULL")?,
+        Durability::Interval(_) => {
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            // The syncer thread checkpoints; a checkpoint inside a commit would stall the
+            // request waiting for it (an fsync of the database, and of the WAL, each time).
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            // A burst can grow the WAL; it is cut back to this when it starts over.
+            conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+        }
+    }
     migrate(&mut conn)?;
     // SQLite gives these the database file's mode already; make sure of it anyway.
     for companion in [sidecar(path, "-wal"), sidecar(path, "-shm")] {

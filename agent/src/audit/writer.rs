@@ -17,6 +17,7 @@ use super::{
     record::AuditRecord,
     retention::PRUNE_CHUNK,
     schema,
+    syncer::Syncer,
     writer_thread::{Ack, Counters, Message, Thread},
     AuditError,
 };
@@ -74,6 +75,8 @@ struct Shared {
     sender: mpsc::Sender<Message>,
     closed: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// With [`Durability::Interval`]: fsyncs and checkpoints the WAL.
+    syncer: Mutex<Option<Syncer>>,
     counters: Arc<Counters>,
 }
 
@@ -90,12 +93,6 @@ impl AuditWriter {
             receiver,
             retention_days: options.retention_days,
             prune_chunk: PRUNE_CHUNK,
-            wal_path: schema::sidecar(db, "-wal"),
-            sync_interval: match options.durability {
-                Durability::EveryCommit => None,
-                Durability::Interval(interval) => Some(interval),
-            },
-            sync_due: None,
             counters: Arc::clone(&counters),
         };
         let handle = std::thread::Builder::new()
@@ -105,11 +102,18 @@ impl AuditWriter {
                 path: db.to_owned(),
                 source,
             })?;
+        let syncer = match options.durability {
+            Durability::EveryCommit => None,
+            Durability::Interval(interval) => {
+                Some(Syncer::start(db, interval, Arc::clone(&counters))?)
+            }
+        };
         Ok(AuditWriter {
             shared: Arc::new(Shared {
                 sender,
                 closed: AtomicBool::new(false),
                 thread: Mutex::new(Some(handle)),
+                syncer: Mutex::new(syncer),
                 counters,
             }),
         })
@@ -151,6 +155,11 @@ impl AuditWriter {
             if handle.join().is_err() {
                 tracing::error!("the audit writer thread panicked");
             }
+        }
+        // After the writer's last commit, so that it is fsynced too.
+        let syncer = lock(&self.shared.syncer).take();
+        if let Some(syncer) = syncer {
+            syncer.stop();
         }
     }
 

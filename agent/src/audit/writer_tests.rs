@@ -32,9 +32,6 @@ fn thread(
         retention_days,
         prune_chunk,
         counters: Arc::clone(&counters),
-        wal_path: schema::sidecar(db, "-wal"),
-        sync_interval: None,
-        sync_due: None,
     };
     (thread, sender, counters)
 }
@@ -246,6 +243,43 @@ fn retention_moves_the_anchor_when_only_the_previous_prune_is_old() {
     // A writer started now loads its head from that prune record.
     testing::write(&db, testing::exchange("new", now, identity(1, None)));
     assert_eq!(reader.verify().unwrap().last_seq, Some(7));
+}
+
+/// How many records the database file holds on its own, as if its WAL were gone: what has been
+/// checkpointed into it.
+fn records_checkpointed(db: &Path) -> i64 {
+    let copy = db.with_file_name("checkpointed-copy.db");
+    std::fs::copy(db, &copy).unwrap();
+    // Before the first checkpoint the file does not even hold the schema.
+    let count = rusqlite::Connection::open(&copy)
+        .unwrap()
+        .query_row("SELECT count(*) FROM records", [], |row| row.get(0))
+        .unwrap_or(0);
+    std::fs::remove_file(&copy).unwrap();
+    count
+}
+
+#[test]
+fn with_interval_durability_the_syncer_checkpoints_the_wal_off_the_writer() {
+    let (_dir, db) = store();
+    let options = WriterOptions {
+        retention_days: None,
+        durability: Durability::Interval(Duration::from_millis(10)),
+    };
+    let writer = AuditWriter::start(&db, options).unwrap();
+    for i in 0..20 {
+        let record = testing::request(&format!("ex-{i}"), T0, identity(1, None));
+        writer
+            .commit_blocking(AuditRecord::Request(record))
+            .unwrap();
+    }
+    // The writer does not checkpoint (wal_autocheckpoint=0); the syncer does, within its interval.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while records_checkpointed(&db) < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(records_checkpointed(&db), 20);
+    writer.shutdown();
 }
 
 #[test]

@@ -1,8 +1,6 @@
-//! The audit writer thread: group commit, retry of failed batches record by record, the WAL's
-//! fsync when it is not done at every commit, and retention passes run in chunks between batches.
+//! The audit writer thread: group commit, retry of failed batches record by record, and
+//! retention passes run in chunks between batches.
 use std::{
-    fs::File,
-    path::PathBuf,
     sync::{
         atomic::{AtomicU64, Ordering},
         mpsc, Arc,
@@ -86,12 +84,6 @@ pub(super) struct Thread {
     /// Records deleted per retention transaction at most (`PRUNE_CHUNK`; small in tests).
     pub(super) prune_chunk: usize,
     pub(super) counters: Arc<Counters>,
-    /// The WAL, fsynced by this thread when SQLite does not at each commit (`synchronous=NORMAL`).
-    pub(super) wal_path: PathBuf,
-    /// `Some`: commits are fsynced at most this long after they happen.
-    pub(super) sync_interval: Option<Duration>,
-    /// When the oldest commit not yet fsynced must be.
-    pub(super) sync_due: Option<Instant>,
 }
 
 impl Thread {
@@ -101,9 +93,6 @@ impl Thread {
         // records queued meanwhile committed in between.
         let mut pruning: Option<i64> = None;
         loop {
-            if self.sync_due.is_some_and(|due| Instant::now() >= due) {
-                self.sync_wal();
-            }
             if let Some(days) = self.retention_days {
                 if pruning.is_none() && Instant::now() >= next_prune {
                     pruning = Some(retention::cutoff_us(days, now_us()));
@@ -113,25 +102,20 @@ impl Thread {
             if let Some(cutoff_us) = pruning {
                 pruning = self.prune_chunk(cutoff_us).then_some(cutoff_us);
             }
-            // Wake for whichever comes first: a record, the pending fsync, the next retention pass.
-            let wake_at = [self.sync_due, self.retention_days.map(|_| next_prune)]
-                .into_iter()
-                .flatten()
-                .min();
             let first = if pruning.is_some() {
                 match self.receiver.try_recv() {
                     Ok(message) => message,
                     Err(mpsc::TryRecvError::Empty) => continue,
-                    Err(mpsc::TryRecvError::Disconnected) => return self.sync_wal(),
+                    Err(mpsc::TryRecvError::Disconnected) => return,
                 }
-            } else if let Some(wake_at) = wake_at {
+            } else if self.retention_days.is_some() {
                 match self
                     .receiver
-                    .recv_timeout(wake_at.saturating_duration_since(Instant::now()))
+                    .recv_timeout(next_prune.saturating_duration_since(Instant::now()))
                 {
                     Ok(message) => message,
                     Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return self.sync_wal(),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
             } else {
                 match self.receiver.recv() {
@@ -155,31 +139,10 @@ impl Thread {
                     .flatten();
             }
             self.commit_batch(batch);
-            if let Some(interval) = self.sync_interval {
-                self.sync_due
-                    .get_or_insert_with(|| Instant::now() + interval);
-            }
             if stop {
                 self.refuse_remaining();
-                self.sync_wal();
                 return;
             }
-        }
-    }
-
-    /// Forces the WAL's committed frames to disk. SQLite's recovery keeps every frame up to the
-    /// last commit marker, so what is synced here is what a power loss cannot take.
-    fn sync_wal(&mut self) {
-        if self.sync_due.take().is_none() {
-            return;
-        }
-        // An fsync through any descriptor of the file flushes it; SQLite's own is not reachable.
-        if let Err(error) = File::open(&self.wal_path).and_then(|wal| wal.sync_data()) {
-            tracing::error!(
-                path = %self.wal_path.display(),
-                %error,
-                "could not fsync the audit WAL; recent records survive a crash of warden, not of the host"
-            );
         }
     }
 
