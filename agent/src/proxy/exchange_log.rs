@@ -207,6 +207,13 @@ impl ExchangeLog {
         }
     }
 
+    /// Whether the streamed response seen so far has passed its final event.
+    fn stream_complete(&self) -> bool {
+        self.capture
+            .as_ref()
+            .is_some_and(ResponseCapture::stream_complete)
+    }
+
     /// `status` is None when no response was sent.
     fn emit(
         &mut self,
@@ -397,7 +404,9 @@ where
 impl<B: Body> Drop for LoggedBody<B> {
     fn drop(&mut self) {
         // Runs before the inner ExchangeLog's own drop, so the line carries the response status.
-        if self.inner.is_end_stream() {
+        // A client that leaves after the stream's final event has had all of it: SDKs stop
+        // reading at `[DONE]`, and over HTTP/1.1 the end of the chunked body can come after.
+        if self.inner.is_end_stream() || self.log.stream_complete() {
             self.completed();
         } else {
             self.finish(Some(CLIENT_LEFT_MID_RESPONSE), Outcome::ClientAborted);

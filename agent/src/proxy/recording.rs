@@ -285,6 +285,13 @@ impl ResponseCapture {
         }
     }
 
+    /// Whether a streamed response has passed its final event (`[DONE]`, `response.completed`).
+    pub fn stream_complete(&self) -> bool {
+        self.stream
+            .as_ref()
+            .is_some_and(|stream| stream.assembler.is_complete())
+    }
+
     /// The response record. An aborted stream keeps what had been assembled so far; a stream that
     /// reported an error or ended before its final event is an `upstream_error`, however it ended
     /// on the wire.
