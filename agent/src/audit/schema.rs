@@ -115,8 +115,8 @@ pub(super) fn open_for_checkpoints(path: &Path) -> Result<Connection, AuditError
 }
 
 /// Opens (creating if needed) the store for the writer: directory 0700, files 0600, WAL,
-/// `synchronous=FULL` for [`Durability::EveryCommit`] and `NORMAL` otherwise (the writer thread
-/// then fsyncs the WAL itself), schema migrated to `SCHEMA_VERSION`.
+/// `synchronous=FULL` for [`Durability::EveryCommit`] and `NORMAL` otherwise (the syncer thread
+/// then fsyncs and checkpoints the WAL), schema migrated to `SCHEMA_VERSION`.
 pub fn open_for_writing(path: &Path, durability: Durability) -> Result<Connection, AuditError> {
     let io = |source| AuditError::Io {
         path: path.to_owned(),
@@ -287,7 +287,7 @@ mod tests {
     }
 
     #[test]
-    fn interval_durability_leaves_the_fsync_to_the_writer() {
+    fn interval_durability_leaves_the_fsync_to_the_syncer() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("audit.db");
         let conn = open_for_writing(&db, Durability::default()).unwrap();

@@ -119,8 +119,8 @@ impl AuditWriter {
         })
     }
 
-    /// Appends `record` and resolves once the transaction holding it has committed (fsynced),
-    /// with the record's seq.
+    /// Appends `record` and resolves, with the record's seq, once the transaction holding it has
+    /// committed (and, with [`Durability::EveryCommit`], been fsynced).
     pub async fn commit(&self, record: AuditRecord) -> Result<u64, AuditError> {
         let (ack, done) = oneshot::channel();
         self.send(record.into(), Some(ack))?;

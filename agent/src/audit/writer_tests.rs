@@ -36,6 +36,14 @@ fn thread(
     (thread, sender, counters)
 }
 
+/// The default options, with retention.
+fn retaining_days(days: u32) -> WriterOptions {
+    WriterOptions {
+        retention_days: Some(days),
+        ..WriterOptions::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_commits_share_transactions() {
     let (_dir, db) = store();
@@ -166,14 +174,7 @@ fn retention_prunes_old_records_and_keeps_the_chain_verifiable() {
     records.extend(testing::exchange("new-1", now - day / 2, identity(1, None)));
     testing::write(&db, records);
 
-    let writer = AuditWriter::start(
-        &db,
-        WriterOptions {
-            retention_days: Some(2),
-            ..WriterOptions::default()
-        },
-    )
-    .unwrap();
+    let writer = AuditWriter::start(&db, retaining_days(2)).unwrap();
     writer.shutdown();
     assert_eq!(writer.stats().prunes, 1);
 
@@ -227,14 +228,7 @@ fn retention_moves_the_anchor_when_only_the_previous_prune_is_old() {
         &db,
         testing::exchange("old", now - 10 * MICROS_PER_DAY, identity(1, None)),
     );
-    let writer = AuditWriter::start(
-        &db,
-        WriterOptions {
-            retention_days: Some(2),
-            ..WriterOptions::default()
-        },
-    )
-    .unwrap();
+    let writer = AuditWriter::start(&db, retaining_days(2)).unwrap();
     writer.shutdown();
     // Everything was old: the chain is now the prune record alone, linked to the anchor.
     let reader = AuditReader::open(&db).unwrap();
