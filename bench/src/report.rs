@@ -366,3 +366,96 @@ fn ratio(value: Option<f64>) -> String {
         _ => "–".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::LatencySummary;
+    use std::time::Duration;
+
+    fn run(p50_us: f64, p99_us: f64, throughput_rps: f64) -> LoadResult {
+        let latency = LatencySummary {
+            p50_us,
+            p99_us,
+            ..LatencySummary::default()
+        };
+        LoadResult {
+            measured_ok: 100,
+            measured_secs: 1.0,
+            throughput_rps,
+            latency,
+            first_event: Some(latency),
+            total_ok: 100,
+            errors: 0,
+            first_error: None,
+        }
+    }
+
+    fn setup(p50_us: f64, p99_us: f64, throughput_rps: f64) -> SetupReport {
+        let plan = Plan::new(true);
+        let mut report = SetupReport::default();
+        for protocol in [Protocol::H1, Protocol::H2] {
+            for phase in Phase::ALL {
+                report.runs.insert(
+                    phase.key(protocol, &plan),
+                    run(p50_us, p99_us, throughput_rps),
+                );
+            }
+        }
+        report
+    }
+
+    fn report() -> Report {
+        let machine = Machine {
+            cores: 2,
+            memory_gib: 1.0,
+            kernel: "test".into(),
+            cpu: "test".into(),
+        };
+        let upstream = UpstreamBehavior {
+            latency: Duration::ZERO,
+            stream_events: 20,
+        };
+        let mut report = Report::new(machine, "test".into(), Plan::new(true), upstream);
+        report.add_setup(SetupKind::Direct, setup(100.0, 200.0, 10_000.0), None);
+        report.add_setup(SetupKind::Warden, setup(220.0, 900.0, 7_000.0), None);
+        report.add_setup(SetupKind::Mitmproxy, setup(1_100.0, 3_000.0, 500.0), None);
+        report.finish();
+        report
+    }
+
+    #[test]
+    fn latency_rows_show_what_each_setup_adds_and_the_ratios() {
+        let report = report();
+        let row = report.row("h1 c=1 latency p50").expect("the row exists");
+        assert_eq!(row.warden_added, Some(120.0));
+        assert_eq!(row.mitmproxy_added, Some(1_000.0));
+        assert_eq!(row.warden_vs_direct, Some(2.2));
+        assert_eq!(row.warden_vs_mitmproxy, Some(0.2));
+    }
+
+    #[test]
+    fn throughput_has_ratios_and_no_added_column() {
+        let report = report();
+        let row = report.row("h2 c=64 throughput").expect("the row exists");
+        assert_eq!(row.warden_added, None);
+        assert_eq!(row.warden_vs_direct, Some(0.7));
+        assert_eq!(row.warden_vs_mitmproxy, Some(14.0));
+    }
+
+    #[test]
+    fn targets_are_judged_on_the_added_figures_and_ratios() {
+        let report = report();
+        let verdict = |target: &str| {
+            let check = report.targets.iter().find(|c| c.target == target);
+            check.unwrap_or_else(|| panic!("no target {target}")).met
+        };
+        assert!(verdict("h1 c=1 added p50 ≤ 150 µs"), "120 µs added");
+        assert!(verdict("h1 c=1 added p99 ≤ 1000 µs"), "700 µs added");
+        assert!(verdict("h1 c=64 throughput ≥ 0.6 × direct"), "0.7×");
+        assert!(verdict("h1 c=64 throughput ≥ 10 × mitmproxy"), "14×");
+        // Nothing measured is never a target met.
+        assert!(!verdict("RSS idle ≤ 64 MiB"));
+        assert!(!verdict("audit records lost = 0"));
+    }
+}
