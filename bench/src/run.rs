@@ -93,6 +93,10 @@ pub fn run(options: Options) -> Result<()> {
             );
         }
     }
+    let known: Vec<&str> = SetupKind::ALL.iter().map(|kind| kind.label()).collect();
+    if let Some(unknown) = options.only.iter().find(|o| !known.contains(&o.as_str())) {
+        bail!("--only {unknown}: the setups are {}", known.join(", "));
+    }
     let plan = Plan::new(options.quick);
     let upstream = FakeUpstream::start(options.upstream)?;
     let started = Instant::now();
@@ -108,8 +112,8 @@ pub fn run(options: Options) -> Result<()> {
         }
         eprintln!("== {}", kind.label());
         let setup = Setup::start(kind, &options.tools, &upstream)?;
-        let measured = measure_setup(&setup, &plan, &upstream)?;
-        report.add_setup(kind, measured.0, measured.1);
+        let (measured, audit) = measure_setup(&setup, &plan, &upstream)?;
+        report.add_setup(kind, measured, audit);
     }
     report.finish();
     report.print();
