@@ -295,6 +295,10 @@ mod tests {
             .pragma_query_value(None, "synchronous", |row| row.get(0))
             .unwrap();
         assert_eq!(sync, 1, "synchronous=NORMAL");
+        let autocheckpoint: i64 = conn
+            .pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0))
+            .unwrap();
+        assert_eq!(autocheckpoint, 0, "the syncer checkpoints, never a commit");
     }
 
     #[test]

@@ -378,7 +378,7 @@ where
                     self.log.on_response_data(data);
                 }
                 // hyper may stop polling once the body says it has ended, before Ready(None).
-                if self.inner.is_end_stream() {
+                if self.inner.is_end_stream() || self.log.stream_complete() {
                     self.completed();
                 }
             }

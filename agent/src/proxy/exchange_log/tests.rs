@@ -186,6 +186,60 @@ fn a_response_body_dropped_early_logs_the_status_and_the_client_leaving() {
     assert_eq!(lines[0]["error"], CLIENT_LEFT_MID_RESPONSE);
 }
 
+/// A streamed chat response recorded to a store in `dir`, read for `frames` frames and dropped
+/// with the rest of `chunks` unread (the client left). The exchange's log line.
+async fn stream_left_after(
+    dir: &std::path::Path,
+    chunks: &[&'static str],
+    frames: usize,
+) -> serde_json::Value {
+    let counters = Arc::new(Counters::default());
+    let audit =
+        crate::audit::AuditWriter::start(&dir.join("audit.db"), Default::default()).unwrap();
+    let (captured, _guard) = capture();
+    let mut log = exchange_log(&counters);
+    log.record_to(Recorder {
+        audit: audit.clone(),
+        exchange_id: "ex-1".to_string(),
+        endpoint: crate::openai::endpoint::EndpointKind::ChatCompletions,
+        body_limit: 1 << 20,
+    });
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    let mut response = log.into_response_body(StatusCode::OK, &headers, true, body(chunks));
+    for _ in 0..frames {
+        response.frame().await.unwrap().unwrap();
+    }
+    drop(response);
+    tokio::task::spawn_blocking(move || audit.shutdown())
+        .await
+        .unwrap();
+    let lines = captured.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    lines[0].clone()
+}
+
+const CHUNK: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+const DONE: &str = "data: [DONE]\n\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_after_done_had_the_whole_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    // The chunked body's end (here: one more empty frame) has not been read when the client goes.
+    let line = stream_left_after(dir.path(), &[CHUNK, DONE, ""], 2).await;
+    assert!(line.get("error").is_none(), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_before_done_left_mid_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = stream_left_after(dir.path(), &[CHUNK, DONE, ""], 1).await;
+    assert_eq!(line["error"], CLIENT_LEFT_MID_RESPONSE, "{line}");
+}
+
 #[test]
 fn identity_fields_come_first_and_the_container_is_runtime_and_id() {
     let counters = Arc::new(Counters::default());
