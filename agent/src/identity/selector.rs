@@ -50,34 +50,42 @@ impl Glob {
     }
 
     pub fn matches(&self, text: &str) -> bool {
+        // It runs for every glob of every rule on every request: bytes when they are characters.
+        if self.0.is_ascii() && text.is_ascii() {
+            return glob_match(self.0.as_bytes(), text.as_bytes(), b'*', b'?');
+        }
         let pattern: Vec<char> = self.0.chars().collect();
         let text: Vec<char> = text.chars().collect();
-        // Iterative matching with one backtrack point (the last `*`): linear in practice, never
-        // exponential.
-        let (mut p, mut t) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while t < text.len() {
-            match pattern.get(p) {
-                Some('*') => {
-                    star = Some((p, t));
-                    p += 1;
-                }
-                Some(&c) if c == '?' || c == text[t] => {
-                    p += 1;
-                    t += 1;
-                }
-                _ => match star {
-                    Some((star_p, star_t)) => {
-                        p = star_p + 1;
-                        t = star_t + 1;
-                        star = Some((star_p, star_t + 1));
-                    }
-                    None => return false,
-                },
-            }
-        }
-        pattern[p..].iter().all(|&c| c == '*')
+        glob_match(&pattern, &text, '*', '?')
     }
+}
+
+/// `*` (`any`) matches any run of items, `?` (`one`) one item. Iterative, with one backtrack
+/// point (the last `*`): linear in practice, never exponential.
+fn glob_match<T: Copy + PartialEq>(pattern: &[T], text: &[T], any: T, one: T) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(&c) if c == any => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == one || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((star_p, star_t)) => {
+                    p = star_p + 1;
+                    t = star_t + 1;
+                    star = Some((star_p, star_t + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == any)
 }
 
 impl fmt::Display for Glob {
@@ -157,7 +165,7 @@ impl IdentitySelector {
     }
 
     /// An identity without the selected field (no account, no unit, …) never matches.
-    pub fn matches(&self, identity: &impl SelectorSubject) -> bool {
+    pub fn matches(&self, identity: &(impl SelectorSubject + ?Sized)) -> bool {
         let glob_matches =
             |glob: &Glob, field: Option<&str>| field.is_some_and(|f| glob.matches(f));
         match self {
@@ -198,59 +206,41 @@ impl fmt::Display for IdentitySelector {
     }
 }
 
-impl SelectorSubject for IdentitySnapshot {
-    fn account(&self) -> Option<&str> {
-        self.account.as_deref()
-    }
-    fn unit(&self) -> Option<&str> {
-        self.unit.as_deref()
-    }
-    fn user(&self) -> Option<&str> {
-        self.user.as_deref()
-    }
-    fn uid(&self) -> u32 {
-        self.uid
-    }
-    fn cgroup(&self) -> Option<&str> {
-        self.cgroup.as_deref()
-    }
-    fn exe(&self) -> Option<&str> {
-        self.exe.as_deref()
-    }
-    fn pid(&self) -> u32 {
-        self.pid
-    }
-    fn service_account(&self) -> Option<&str> {
-        self.k8s_sa.as_deref()
-    }
+/// The live identity and its audit snapshot hold the same fields (the service account under
+/// another name), so one body serves both and the snapshot's tests cover the live one too.
+macro_rules! selector_subject {
+    ($subject:ty, $service_account:ident) => {
+        impl SelectorSubject for $subject {
+            fn account(&self) -> Option<&str> {
+                self.account.as_deref()
+            }
+            fn unit(&self) -> Option<&str> {
+                self.unit.as_deref()
+            }
+            fn user(&self) -> Option<&str> {
+                self.user.as_deref()
+            }
+            fn uid(&self) -> u32 {
+                self.uid
+            }
+            fn cgroup(&self) -> Option<&str> {
+                self.cgroup.as_deref()
+            }
+            fn exe(&self) -> Option<&str> {
+                self.exe.as_deref()
+            }
+            fn pid(&self) -> u32 {
+                self.pid
+            }
+            fn service_account(&self) -> Option<&str> {
+                self.$service_account.as_deref()
+            }
+        }
+    };
 }
 
-impl SelectorSubject for Identity {
-    fn account(&self) -> Option<&str> {
-        self.account.as_deref()
-    }
-    fn unit(&self) -> Option<&str> {
-        self.unit.as_deref()
-    }
-    fn user(&self) -> Option<&str> {
-        self.user.as_deref()
-    }
-    fn uid(&self) -> u32 {
-        self.uid
-    }
-    fn cgroup(&self) -> Option<&str> {
-        self.cgroup.as_deref()
-    }
-    fn exe(&self) -> Option<&str> {
-        self.exe.as_deref()
-    }
-    fn pid(&self) -> u32 {
-        self.pid
-    }
-    fn service_account(&self) -> Option<&str> {
-        self.k8s_service_account.as_deref()
-    }
-}
+selector_subject!(IdentitySnapshot, k8s_sa);
+selector_subject!(Identity, k8s_service_account);
 
 #[cfg(test)]
 mod tests {

@@ -264,12 +264,11 @@ impl Rule {
 
 impl Conditions {
     pub fn hold_for(&self, request: &RequestFacts) -> bool {
-        let identity = Subject(request.identity);
         fn holds<T>(condition: &Option<T>, test: impl FnOnce(&T) -> bool) -> bool {
             condition.as_ref().is_none_or(test)
         }
         holds(&self.identity, |selectors| {
-            selectors.iter().any(|s| s.matches(&identity))
+            selectors.iter().any(|s| s.matches(request.identity))
         }) && holds(&self.host, |globs| {
             let host = request.host.trim_end_matches('.').to_ascii_lowercase();
             globs.iter().any(|glob| glob.matches(&host))
@@ -292,36 +291,6 @@ impl Conditions {
     /// and oversized bodies do not provide.
     pub fn read_body(&self) -> bool {
         self.model.is_some() || self.param_above.is_some() || self.text_matches.is_some()
-    }
-}
-
-/// `IdentitySelector::matches` takes a sized subject; this forwards to the trait object.
-struct Subject<'a>(&'a dyn SelectorSubject);
-
-impl SelectorSubject for Subject<'_> {
-    fn account(&self) -> Option<&str> {
-        self.0.account()
-    }
-    fn unit(&self) -> Option<&str> {
-        self.0.unit()
-    }
-    fn user(&self) -> Option<&str> {
-        self.0.user()
-    }
-    fn uid(&self) -> u32 {
-        self.0.uid()
-    }
-    fn cgroup(&self) -> Option<&str> {
-        self.0.cgroup()
-    }
-    fn exe(&self) -> Option<&str> {
-        self.0.exe()
-    }
-    fn pid(&self) -> u32 {
-        self.0.pid()
-    }
-    fn service_account(&self) -> Option<&str> {
-        self.0.service_account()
     }
 }
 

@@ -81,6 +81,7 @@ pub async fn handle(
     let read = read_body(&parts.headers, body, inspect_limit).await;
     // Taken after the (possibly slow) read, so that a reload during it applies to this request.
     let policy = context.policy.current();
+    let reads_bodies = policy.policy.reads_bodies();
     let (mut whole, streamed, mut unreadable) = match read {
         RequestBody::Whole(bytes) => (Some(bytes), None, None),
         RequestBody::Streamed(body) => (
@@ -92,7 +93,7 @@ pub async fn handle(
             None,
         ),
         // Fail closed: a body too big to inspect passes only when no rule would inspect it.
-        RequestBody::TooLarge(prefix, rest) if !policy.policy.reads_bodies() => {
+        RequestBody::TooLarge(prefix, rest) if !reads_bodies => {
             uninspected_prefix = Some(prefix.clone());
             (
                 None,
@@ -118,7 +119,7 @@ pub async fn handle(
         RequestBody::Unreadable(error, outcome) => (None, None, Some((error, outcome))),
     };
     let mut fields = None;
-    if policy.policy.reads_bodies() {
+    if reads_bodies {
         match whole.as_deref().map(normalized_body) {
             // What the policy judged is exactly what goes upstream: one copy of every key.
             Some(Ok((normalized, parsed))) => {

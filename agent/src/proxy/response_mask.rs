@@ -151,8 +151,7 @@ impl<B> MaskedSse<B> {
             } else {
                 event.event.as_deref()
             };
-            let name = name.map(str::to_string);
-            self.emit(name.as_deref(), value);
+            self.emit(name, value);
         }
     }
 
@@ -237,10 +236,12 @@ where
                     Ok(data) => {
                         let this = &mut *self;
                         this.parser.feed(&data, &mut this.parsed);
-                        let events: Vec<SseEvent> = this.parsed.drain(..).collect();
-                        for event in events {
+                        // Taken out and put back so its allocation serves every frame.
+                        let mut events = std::mem::take(&mut this.parsed);
+                        for event in events.drain(..) {
                             this.rewrite(event);
                         }
+                        this.parsed = events;
                     }
                     // Trailers pass through unchanged.
                     Err(frame) => return Poll::Ready(Some(Ok(frame))),
