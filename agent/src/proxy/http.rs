@@ -328,7 +328,7 @@ pub async fn handle(
                     match Limited::new(body, inspect_limit).collect().await {
                         Ok(collected) => {
                             let original = collected.to_bytes();
-                            let Some(masked) = masks.mask_whole(endpoint, &original) else {
+                            let Some(masked) = masks.mask_whole(endpoint, original) else {
                                 let reason =
                                     "the upstream's JSON response could not be parsed for masking";
                                 let error = crate::openai::error::bad_gateway(

@@ -47,9 +47,10 @@ impl ResponseMasks {
         all.entry(rule.to_string()).or_default().merge(counts);
     }
 
-    /// A whole JSON body, masked (re-serialized); None when it is not JSON.
-    pub fn mask_whole(&self, endpoint: EndpointKind, body: &[u8]) -> Option<Bytes> {
-        let mut value: Value = serde_json::from_slice(body).ok()?;
+    /// A whole JSON body, masked (re-serialized), or the body itself when nothing was masked;
+    /// None when it is not JSON.
+    pub fn mask_whole(&self, endpoint: EndpointKind, body: Bytes) -> Option<Bytes> {
+        let mut value: Value = serde_json::from_slice(&body).ok()?;
         let mut changed = false;
         for rule in &self.rules {
             let Some(compiled) = self.policy.mask(rule) else {
@@ -60,7 +61,7 @@ impl ResponseMasks {
             self.add(rule, &counts);
         }
         if !changed {
-            return Some(Bytes::copy_from_slice(body));
+            return Some(body);
         }
         serde_json::to_vec(&value).ok().map(Bytes::from)
     }
@@ -268,5 +269,89 @@ where
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::policy::{load::parse_rules, Policy};
+
+    /// Two mask rules applied in order: the recognizer's, then a pattern of its own.
+    const TWO_RULES: &str = r#"
+[[rule]]
+name = "pii"
+action = "mask"
+direction = "response"
+recognizers = ["email"]
+
+[[rule]]
+name = "tickets"
+action = "mask"
+direction = "response"
+patterns = [{ name = "ticket", regex = "TCK-\\d{5}" }]
+"#;
+
+    fn masks() -> ResponseMasks {
+        let rules = parse_rules(TWO_RULES, Path::new("test.toml")).unwrap();
+        let policy = CompiledPolicy::compile(Policy {
+            rules,
+            files: Vec::new(),
+        })
+        .unwrap();
+        ResponseMasks {
+            policy: Arc::new(policy),
+            rules: vec!["pii".to_string(), "tickets".to_string()],
+            counts: SharedMaskCounts::default(),
+        }
+    }
+
+    fn chunk(content: &str) -> String {
+        let event = serde_json::json!({
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": content}}],
+        });
+        format!("data: {event}\n\n")
+    }
+
+    /// A stream through both rules, ending without `[DONE]` (cut), one event not JSON.
+    #[tokio::test]
+    async fn every_rule_masks_json_and_plain_events_and_a_cut_stream_releases_what_it_held() {
+        let masks = masks();
+        let counts = Arc::clone(&masks.counts);
+        let upstream = [
+            chunk("write to alice@example.com about "),
+            chunk("TCK-12345 today"),
+            "data: plain bob@example.com and TCK-54321\n\n".to_string(),
+            chunk("cc carol@example."),
+            chunk("com"),
+        ]
+        .concat();
+        let inner = http_body_util::Full::new(Bytes::from(upstream));
+        let masked = masks.mask_stream(EndpointKind::ChatCompletions, inner);
+        let out = masked.collect().await.unwrap().to_bytes();
+        let out = String::from_utf8(out.to_vec()).unwrap();
+        for secret in [
+            "alice@example.com",
+            "bob@example.com",
+            "carol@example",
+            "TCK-12345",
+            "TCK-54321",
+        ] {
+            assert!(!out.contains(secret), "{secret} passed unmasked:\n{out}");
+        }
+        assert!(
+            out.contains("data: plain [EMAIL] and [TICKET]\n\n"),
+            "{out}"
+        );
+        // Held back while it could still grow, then released masked when the stream was cut.
+        assert!(out.contains(r#""content":"[EMAIL]""#), "{out}");
+        let counts = counts.lock().unwrap();
+        assert_eq!(counts["pii"].total(), 3, "{counts:?}");
+        assert_eq!(counts["tickets"].total(), 2, "{counts:?}");
     }
 }
