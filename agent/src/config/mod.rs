@@ -7,6 +7,8 @@
 //! intercept_ports = [443]                     # destination ports redirected from selected cgroups
 //! intercept_hosts = ["api.openai.com"]        # TLS server names that are decrypted; "*.x.com" allowed
 //! drain_timeout_secs = 10                     # how long shutdown waits for open connections
+//! fail_mode = "closed"                        # "closed": agents cannot bypass a stopped Warden; "open"
+//! pin_dir = "/sys/fs/bpf/warden"              # where the programs' links and maps are pinned (bpffs)
 //! [select]
 //! cgroups = ["/system.slice/agent.service"]   # cgroup2 paths; descendants included
 //! units = ["billing-agent.service"]           # systemd unit names, resolved to their cgroups
@@ -25,6 +27,8 @@
 //! [policy]
 //! dir = "/etc/warden/policies"                # every *.toml file in it is a policy file
 //! max_inspect_bytes = 16777216                # larger bodies are refused when a content rule applies
+//! [metrics]
+//! listen = "127.0.0.1:9464"                   # Prometheus /metrics; "" turns it off
 //! ```
 //!
 //! This module holds the typed model and loading; `locate` maps key paths to source lines for
@@ -58,6 +62,7 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub audit: AuditConfig,
     pub policy: PolicyConfig,
+    pub metrics: MetricsConfig,
     #[serde(rename = "account")]
     pub accounts: Vec<AccountConfig>,
 }
@@ -142,6 +147,56 @@ pub struct ProxyConfig {
     pub intercept_hosts: Vec<String>,
     /// How long shutdown waits for open connections before closing them.
     pub drain_timeout_secs: u64,
+    /// What the selected workloads get while Warden is not running.
+    pub fail_mode: FailMode,
+    /// Where the eBPF links and maps are pinned (a directory on a bpf filesystem).
+    pub pin_dir: PathBuf,
+}
+
+/// `[proxy] fail_mode`: what a selected workload's connects get while the daemon is not running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// The programs stay attached (pinned in `pin_dir`) after the daemon stops, however it stops:
+    /// connects are still sent to Warden's closed listener and refused, so nothing reaches the
+    /// API unrecorded. Only `warden uninstall` removes the pins.
+    #[default]
+    Closed,
+    /// The programs are detached when the daemon exits (or dies): the agents then reach the API
+    /// directly, unrecorded.
+    Open,
+}
+
+impl fmt::Display for FailMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailMode::Closed => "closed",
+            FailMode::Open => "open",
+        })
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` that serves `/metrics`; empty turns metrics off.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9464".to_string(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The address to serve on; `None` when metrics are off. Validated at load.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
@@ -186,6 +241,7 @@ impl Default for Config {
             upstream: UpstreamConfig::default(),
             audit: AuditConfig::default(),
             policy: PolicyConfig::default(),
+            metrics: MetricsConfig::default(),
             accounts: Vec::new(),
         }
     }
@@ -198,6 +254,8 @@ impl Default for ProxyConfig {
             intercept_ports: vec![443],
             intercept_hosts: vec!["api.openai.com".to_string()],
             drain_timeout_secs: 10,
+            fail_mode: FailMode::default(),
+            pin_dir: PathBuf::from("/sys/fs/bpf/warden"),
         }
     }
 }

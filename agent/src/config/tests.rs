@@ -37,6 +37,12 @@ fn empty_text_gives_defaults() {
     assert_eq!(config.proxy.intercept_ports, vec![443]);
     assert_eq!(config.proxy.intercept_hosts, vec!["api.openai.com"]);
     assert_eq!(config.proxy.drain_timeout_secs, 10);
+    assert_eq!(config.proxy.fail_mode, FailMode::Closed);
+    assert_eq!(config.proxy.pin_dir, Path::new("/sys/fs/bpf/warden"));
+    assert_eq!(
+        config.metrics.address(),
+        Some("127.0.0.1:9464".parse().unwrap())
+    );
     assert!(config.select.cgroups.is_empty() && config.select.units.is_empty());
     assert!(config.upstream.overrides.is_empty() && config.accounts.is_empty());
     assert_eq!(config.ca_dir(), Path::new("/var/lib/warden/ca"));
@@ -128,6 +134,9 @@ fn invalid_values_name_line_and_key() {
         ("[[account]]\nname = \"a\"\nuid = 1\n[[account]]\nname = \"a\"\nuid = 2\n", "5: account[1].name: account \"a\" is defined twice"),
         ("[[account]]\nname = \"a\"\nuid = 1\nexe = \"/bin/x\"\n", "1: account[0]: set exactly one of unit, cgroup, uid, exe"),
         ("account = [{ name = \"a\", exe = \"x\" }]\n", "1: account[0].exe: must be an absolute path"),
+        ("[proxy]\npin_dir = \"warden\"\n", "2: proxy.pin_dir: must be an absolute path"),
+        ("[proxy]\nfail_mode = \"ajar\"\n", "2: proxy.fail_mode: unknown variant `ajar`, expected `closed` or `open`"),
+        ("[metrics]\nlisten = \"9464\"\n", "2: metrics.listen: \"9464\" is not host:port"),
     ];
     for (text, expected) in cases {
         let e = error(text);
@@ -142,6 +151,22 @@ fn invalid_values_name_line_and_key() {
 fn defaulted_keys_have_no_line() {
     let e = error("[proxy]\nlisten_port = 443\n");
     assert_eq!(e, "/etc/warden/warden.toml: proxy.intercept_ports[0]: port 443 is proxy.listen_port: redirecting it would loop");
+}
+
+#[test]
+fn fail_mode_and_metrics_can_be_set() {
+    let config = parse("[proxy]\nfail_mode = \"open\"\n[metrics]\nlisten = \"\"\n").unwrap();
+    assert_eq!(config.proxy.fail_mode, FailMode::Open);
+    assert_eq!(
+        config.metrics.address(),
+        None,
+        "an empty listen turns metrics off"
+    );
+    let config = parse("[metrics]\nlisten = \"[::1]:9100\"\n").unwrap();
+    assert_eq!(
+        config.metrics.address(),
+        Some("[::1]:9100".parse().unwrap())
+    );
 }
 
 #[test]

@@ -42,6 +42,19 @@ impl Config {
             let name = host.strip_prefix("*.").unwrap_or(host);
             check_dns_name(name).map_err(|r| (hosts.index(i), format!("{host:?} {r}")))?;
         }
+        if !p.pin_dir.is_absolute() || p.pin_dir.parent().is_none() {
+            return Err((
+                proxy.key("pin_dir"),
+                "must be an absolute path below a bpf filesystem, e.g. /sys/fs/bpf/warden".into(),
+            ));
+        }
+        let metrics = &self.metrics.listen;
+        if !metrics.is_empty() && metrics.parse::<std::net::SocketAddr>().is_err() {
+            return Err((
+                KeyPath::root().key("metrics").key("listen"),
+                format!("{metrics:?} is not host:port (e.g. \"127.0.0.1:9464\"; \"\" turns metrics off)"),
+            ));
+        }
         if !self.state_dir.is_absolute() {
             return Err((
                 KeyPath::root().key("state_dir"),
