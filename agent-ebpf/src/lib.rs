@@ -21,6 +21,15 @@ pub mod programs {
     pub const ALL: [&str; 5] = [CONNECT4, CONNECT6, SENDMSG4, SENDMSG6, SOCK_OPS];
 }
 
+/// Names of the programs' read-only globals, set by userspace at load time.
+pub mod globals {
+    /// Non-zero when Warden runs outside the initial pid namespace: the programs then identify
+    /// processes by their tgid in Warden's namespace (`bpf_get_ns_current_pid_tgid`, allowed for
+    /// these program types since Linux 6.10). Zero keeps older kernels loading the programs: the
+    /// verifier prunes the helper call on a constant it can see.
+    pub const USE_NS_PID: &str = "USE_NS_PID";
+}
+
 /// Bounds of the maps. Origins live in LRU maps: an origin that is never claimed (the client gave
 /// up before Warden accepted) is evicted instead of leaking.
 pub const MAX_SELECTED_CGROUPS: u32 = 4096;
@@ -52,6 +61,10 @@ pub struct RedirectConfig {
     /// loopback listener, so its connects to intercepted ports are refused instead (fail closed).
     /// 0 disables the check (kernels without SO_NETNS_COOKIE).
     pub netns_cookie: u64,
+    /// Warden's pid namespace (`st_dev` and `st_ino` of /proc/self/ns/pid). Used when the
+    /// `USE_NS_PID` global is set: tgids are then those of this namespace, and `warden_tgid` too.
+    pub pidns_dev: u64,
+    pub pidns_ino: u64,
 }
 
 /// What the kernel knew when a selected process called `connect()`.
@@ -63,6 +76,8 @@ pub struct Origin {
     /// Original destination port, host byte order.
     pub dst_port: u16,
     pub _pad: u16,
+    /// The caller's tgid as Warden sees it: in the initial pid namespace, or in Warden's own when
+    /// it runs in another one (0 when the caller is not in that namespace).
     pub tgid: u32,
     pub uid: u32,
     pub gid: u32,

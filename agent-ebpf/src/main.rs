@@ -12,12 +12,13 @@ fn main() {}
 #[cfg(target_arch = "bpf")]
 mod programs {
     use aya_ebpf::{
-        bindings::{bpf_sock_addr, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB},
+        bindings::{bpf_pidns_info, bpf_sock_addr, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB},
         helpers::{
             bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
             bpf_get_current_uid_gid,
             generated::{
-                bpf_get_current_ancestor_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie,
+                bpf_get_current_ancestor_cgroup_id, bpf_get_netns_cookie,
+                bpf_get_ns_current_pid_tgid, bpf_get_socket_cookie,
             },
         },
         macros::{cgroup_sock_addr, map, sock_ops},
@@ -41,6 +42,10 @@ mod programs {
     const LOOPBACK4: u32 = u32::from_ne_bytes([127, 0, 0, 1]);
     const LOOPBACK6: [u32; 4] = [0, 0, 0, u32::from_ne_bytes([0, 0, 0, 1])];
     const V4_MAPPED_PREFIX: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+    /// See `warden_ebpf::globals::USE_NS_PID`; set by userspace through `override_global`.
+    #[unsafe(no_mangle)]
+    static USE_NS_PID: u8 = 0;
 
     #[map]
     static REDIRECT_CONFIG: Array<RedirectConfig> = Array::with_max_entries(1, 0);
@@ -121,11 +126,35 @@ mod programs {
             return None;
         }
         let config = REDIRECT_CONFIG.get(0)?;
-        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        if tgid == config.warden_tgid || !current_cgroup_selected() {
+        if current_tgid(config) == config.warden_tgid || !current_cgroup_selected() {
             return None;
         }
         Some(config)
+    }
+
+    /// The caller's tgid as Warden sees it (see `Origin::tgid`); 0 when it is not visible there.
+    #[inline(always)]
+    fn current_tgid(config: &RedirectConfig) -> u32 {
+        // SAFETY: a read of a global the loader made read-only; volatile so that the compiler
+        // keeps the load for the verifier to see the value set at load time.
+        if unsafe { core::ptr::read_volatile(&USE_NS_PID) } == 0 {
+            return (bpf_get_current_pid_tgid() >> 32) as u32;
+        }
+        let mut info = bpf_pidns_info { pid: 0, tgid: 0 };
+        // SAFETY: `info` is a writable bpf_pidns_info and its exact size is passed.
+        let found = unsafe {
+            bpf_get_ns_current_pid_tgid(
+                config.pidns_dev,
+                config.pidns_ino,
+                &mut info,
+                core::mem::size_of::<bpf_pidns_info>() as u32,
+            )
+        };
+        if found == 0 {
+            info.tgid
+        } else {
+            0
+        }
     }
 
     fn current_cgroup_selected() -> bool {
@@ -167,7 +196,7 @@ mod programs {
             warn!(
                 ctx,
                 "refused connect of tgid {} to port {}: selected, but in another network namespace",
-                (bpf_get_current_pid_tgid() >> 32) as u32,
+                current_tgid(config),
                 dst_port
             );
             return Ok(REFUSE);
@@ -203,7 +232,7 @@ mod programs {
             dst_addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(dst_addr) },
             dst_port,
             _pad: 0,
-            tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+            tgid: current_tgid(config),
             uid: uid_gid as u32,
             gid: (uid_gid >> 32) as u32,
             // SAFETY: a helper call without arguments.

@@ -9,4 +9,5 @@ pub mod identity;
 pub mod openai;
 pub mod policy;
 pub mod proxy;
+pub mod supervisor;
 pub mod tls;

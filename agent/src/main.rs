@@ -6,6 +6,9 @@ use warden::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        restore_default_sigpipe();
+    }
     let result = match &cli.command {
         Command::Run(args) => cli::run::run(&cli, args).map(|()| ExitCode::SUCCESS),
         Command::Exec(args) => cli::exec::run(&cli, args).map(ExitCode::from),
@@ -31,6 +34,14 @@ fn main() -> ExitCode {
         eprintln!("warden: {}", describe(&error));
         ExitCode::FAILURE
     })
+}
+
+/// Rust starts with SIGPIPE ignored, so `warden sessions list | head` would panic in println!
+/// once `head` leaves. The CLI ends quietly instead, like other command-line tools; the daemon
+/// keeps it ignored (a client closing its socket must not kill it).
+fn restore_default_sigpipe() {
+    // SAFETY: setting a signal's disposition to its default has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
 /// The error and its causes on one line. Library errors often already include their source's

@@ -48,6 +48,33 @@ pub fn prog_exists(id: u32) -> bool {
     }
 }
 
+/// The ids of the programs attached at `cgroup` itself (not its descendants), as `bpftool -j
+/// cgroup show` lists them: what an operator would look at.
+pub fn attached_program_ids(cgroup: &std::path::Path) -> Vec<u32> {
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", "cgroup", "show"])
+        .arg(cgroup)
+        .output()
+        .expect("running bpftool (cargo xtask test installs it)");
+    assert!(
+        out.status.success(),
+        "bpftool cgroup show {}: {}",
+        cgroup.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.trim().is_empty() {
+        return Vec::new();
+    }
+    let programs: Vec<serde_json::Value> =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bpftool printed {text:?}: {e}"));
+    programs
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .map(|id| id as u32)
+        .collect()
+}
+
 /// bpf(2) answers ENOENT for an id that cannot exist when we may use it, EPERM when we may not.
 pub fn check_usable() -> Result<(), String> {
     match prog_fd_by_id(u32::MAX) {

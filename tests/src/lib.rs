@@ -7,6 +7,7 @@ pub mod agent_fixture;
 pub mod attribution;
 pub mod audit;
 pub mod bpf;
+pub mod bpffs;
 pub mod cgroup;
 pub mod client;
 pub mod curl;

@@ -1,6 +1,6 @@
-//! Shutting down: SIGTERM and SIGINT exit 0 after detaching the eBPF programs (their ids are gone
-//! and selected processes are no longer redirected), in-flight streams are drained, and no process
-//! or cgroup is left behind.
+//! Shutting down: SIGTERM and SIGINT exit 0; with `fail_mode = "open"` after detaching the eBPF
+//! programs (their ids are gone and selected processes are no longer redirected; fail-closed stops
+//! are in fail_closed.rs), in-flight streams are drained, and no process or cgroup is left behind.
 
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::Duration;
@@ -13,7 +13,7 @@ use warden_tests::{require_kernel, wait, AgentFixture, Client};
 
 fn stop_leaves_nothing_behind(signal: libc::c_int) {
     let Some(e2e) = require_kernel() else { return };
-    let mut fx = AgentFixture::start(&e2e, "cleanup");
+    let mut fx = AgentFixture::start_with(&e2e, "cleanup", |daemon, _| daemon.fail_open());
     let daemon = &mut fx.daemon;
 
     // Use it: an intercepted request and a `warden exec`.

@@ -32,6 +32,17 @@ fn status_reports_the_running_daemon() {
     assert_eq!(selected.id, agent.id());
     assert_eq!(selected.source, "config");
     assert!(status.counters.is_object(), "{:?}", status.counters);
+    assert_eq!(status.attachment.fail_mode, "closed");
+    assert!(status.attachment.pinned);
+
+    // The text form says how Warden fails, for the engineer reading it.
+    let text = daemon.cli("status", &[]);
+    text.assert_success();
+    assert!(
+        text.stdout
+            .contains("fail mode       closed: programs pinned"),
+        "{text}"
+    );
 }
 
 #[test]

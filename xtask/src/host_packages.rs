@@ -42,6 +42,12 @@ const REQUIREMENTS: &[Requirement] = &[
         probe: &["sqlite3", "-version"],
         packages: &["sqlite3"],
     },
+    // The fail-closed tests list the programs attached to a cgroup as an operator would.
+    Requirement {
+        what: "bpftool",
+        probe: &["bpftool", "version"],
+        packages: &["bpftool"],
+    },
     // unshare (private mount namespaces for the hosts file) and setpriv (non-root clients).
     Requirement {
         what: "unshare, setpriv",

@@ -8,7 +8,7 @@ pub mod server;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ebpf::{selection::SelectedCgroup, AttachedProgram, KernelCounters},
+    ebpf::{selection::SelectedCgroup, AttachedProgram, Attachment, KernelCounters},
     proxy::counters::CountersSnapshot,
 };
 
@@ -44,6 +44,8 @@ pub struct Status {
     pub intercept_hosts: Vec<String>,
     pub cgroup2_mount: String,
     pub programs: Vec<AttachedProgram>,
+    /// Fail mode, and whether the programs are pinned (stay attached if the daemon dies).
+    pub attachment: Attachment,
     pub selected: Vec<SelectedCgroup>,
     pub counters: StatusCounters,
 }

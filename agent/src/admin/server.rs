@@ -146,6 +146,7 @@ impl AdminServer {
             intercept_hosts: config.proxy.intercept_hosts.clone(),
             cgroup2_mount: self.cgroup2_mount.clone(),
             programs: self.context.redirector.programs().to_vec(),
+            attachment: self.context.redirector.attachment(),
             selected: self.selection.selected(),
             counters: StatusCounters {
                 proxy: self.context.counters.snapshot(),

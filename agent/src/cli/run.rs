@@ -11,12 +11,16 @@ use crate::{
     audit::{self, AuditWriter},
     cgroupfs::CgroupFs,
     config::Config,
-    ebpf::{selection::Selection, Redirector},
+    ebpf::{selection::Selection, RedirectSettings, Redirector},
     identity::IdentityResolver,
     policy::active::ActivePolicy,
     proxy::{self, upstream::Upstream, Listeners, ProxyContext},
+    supervisor,
     tls::{self, CertificateAuthority, LeafCache},
 };
+
+/// How often the one-line status systemd shows is refreshed.
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Args)]
 pub struct RunArgs {}
@@ -46,7 +50,6 @@ fn init_logging() {
 }
 
 async fn daemon(config: Config) -> anyhow::Result<()> {
-    require_initial_pid_namespace()?;
     raise_open_file_limit();
     let config = Arc::new(config);
     create_private_dir(&config.state_dir)?;
@@ -75,8 +78,12 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     let redirector = Arc::new(
         Redirector::load_and_attach(
             &cgroupfs,
-            config.proxy.listen_port,
-            &config.proxy.intercept_ports,
+            &RedirectSettings {
+                listen_port: config.proxy.listen_port,
+                intercept_ports: &config.proxy.intercept_ports,
+                fail_mode: config.proxy.fail_mode,
+                pin_dir: &config.proxy.pin_dir,
+            },
         )
         .context("attaching the eBPF programs")?,
     );
@@ -99,6 +106,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         policy: policy.clone(),
         counters: Default::default(),
     });
+    let context_for_status = context.clone();
     let (shutdown_tx, shutdown) = watch::channel(false);
     let admin = Arc::new(AdminServer {
         context: context.clone(),
@@ -110,7 +118,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     tokio::spawn(selection.clone().watch(shutdown.clone()));
     tokio::spawn(policy.clone().watch(shutdown.clone()));
     let drain = Duration::from_secs(config.proxy.drain_timeout_secs);
-    let proxy = tokio::spawn(proxy::serve(context, listeners, shutdown, drain));
+    let proxy = tokio::spawn(proxy::serve(context, listeners, shutdown.clone(), drain));
 
     let programs: Vec<String> = redirector
         .programs()
@@ -122,24 +130,40 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         .iter()
         .map(|c| c.path.clone())
         .collect();
+    let attachment = redirector.attachment();
     tracing::info!(
         listen = ?listen,
         intercept_ports = ?config.proxy.intercept_ports,
         intercept_hosts = ?config.proxy.intercept_hosts,
         programs = ?programs,
+        fail_mode = %attachment.fail_mode,
+        pinned = attachment.pinned,
+        pin_dir = %attachment.pin_dir.display(),
+        readopted_pins = attachment.adopted,
         selected = ?selected,
         cgroup2_mount = %cgroupfs.mount().display(),
         ca = %tls::cert_path(&config.ca_dir()).display(),
         audit = %audit_db.display(),
         "warden ready"
     );
+    supervisor::ready(&summary(&context_for_status, &selection));
+    supervisor::spawn_watchdog(shutdown.clone());
+    tokio::spawn(report_status(
+        context_for_status.clone(),
+        selection.clone(),
+        shutdown.clone(),
+    ));
 
     let signal = wait_for_signal().await?;
+    supervisor::stopping("stopping: draining connections");
+    // Fail closed: the programs stay attached (pinned), so a connect made from now on reaches the
+    // closed listener and is refused rather than going direct. Fail open: detach first, so that
+    // no new connection is redirected to a listener that is about to close.
     tracing::info!(
         signal,
-        "shutting down: detaching eBPF programs, draining connections"
+        fail_mode = %attachment.fail_mode,
+        "shutting down: draining connections"
     );
-    // Detach first so no new connection is redirected to a listener that is about to close.
     redirector.detach();
     let _ = shutdown_tx.send(true);
     let _ = proxy.await;
@@ -155,6 +179,41 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The line `systemctl status` shows: how Warden fails, what it selects, what it has done.
+fn summary(context: &ProxyContext, selection: &Selection) -> String {
+    let counters = context.counters.snapshot();
+    format!(
+        "fail-{}; {} cgroups selected; {} rules; {} exchanges, {} tunnels, {} refused",
+        context.redirector.attachment().fail_mode,
+        selection.selected().len(),
+        context.policy.current().policy.rules.len(),
+        counters.exchanges,
+        counters.tunneled,
+        counters.rejected,
+    )
+}
+
+/// Keeps the status line current until shutdown (sent only when it changed).
+async fn report_status(
+    context: Arc<ProxyContext>,
+    selection: Arc<Selection>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(STATUS_INTERVAL);
+    let mut last = String::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = ticker.tick() => {}
+        }
+        let line = summary(&context, &selection);
+        if line != last {
+            supervisor::status(&line);
+            last = line;
+        }
+    }
+}
+
 async fn wait_for_signal() -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate =
@@ -164,21 +223,6 @@ async fn wait_for_signal() -> anyhow::Result<&'static str> {
         _ = terminate.recv() => "SIGTERM",
         _ = interrupt.recv() => "SIGINT",
     })
-}
-
-/// The programs see pids of the initial pid namespace: Warden must run there, or it would not
-/// recognise its own connections (and would redirect them to itself) nor find processes in /proc.
-fn require_initial_pid_namespace() -> anyhow::Result<()> {
-    // PROC_PID_INIT_INO in the kernel: the inode of the initial pid namespace.
-    const INITIAL_PID_NAMESPACE: &str = "pid:[4026531836]";
-    let namespace = std::fs::read_link("/proc/self/ns/pid").context("reading /proc/self/ns/pid")?;
-    if namespace.as_os_str() != INITIAL_PID_NAMESPACE {
-        anyhow::bail!(
-            "warden run must run in the host's pid namespace (this is {}): run it on the host, or in a container with --pid=host",
-            namespace.display()
-        );
-    }
-    Ok(())
 }
 
 /// Every intercepted connection holds two descriptors (client and upstream), so the soft limit a

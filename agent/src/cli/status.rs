@@ -32,6 +32,26 @@ pub fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<()> {
         "cgroup2 mount   {}",
         field("cgroup2_mount").as_str().unwrap_or("?")
     );
+    let attachment = field("attachment");
+    let fail_mode = attachment["fail_mode"].as_str().unwrap_or("?");
+    let pinned = attachment["pinned"].as_bool().unwrap_or(false);
+    println!(
+        "fail mode       {fail_mode}: {}",
+        if pinned {
+            "programs pinned; they stay attached if the daemon stops (connects are refused)"
+        } else {
+            "programs not pinned; they detach when the daemon stops (agents go direct)"
+        }
+    );
+    println!(
+        "pin dir         {}{}",
+        attachment["pin_dir"].as_str().unwrap_or("?"),
+        if attachment["adopted"].as_bool().unwrap_or(false) {
+            " (re-adopted at start)"
+        } else {
+            ""
+        }
+    );
     println!("programs");
     for program in field("programs").as_array().into_iter().flatten() {
         println!(

@@ -1,30 +1,40 @@
-//! Load and attach the eBPF programs, and give the proxy the origins and counters they record.
+//! Load the eBPF programs and attach them (or re-adopt their pinned links), and give the proxy
+//! the origins and counters they record.
 //!
 //! The programs are attached once, at the cgroup2 root, through bpf links. A link attachment always
 //! coexists with other programs (the kernel attaches links as BPF_F_ALLOW_MULTI, and refuses any
 //! explicit attach flag on bpf_link_create with EINVAL), so the mode passed is `Single`, meaning "no
-//! flags", and Warden runs beside other tools and other Warden instances. Which cgroups are redirected is decided by
-//! the `SELECTED_CGROUPS` map that [`selection`] keeps in sync. Dropping the [`Redirector`] closes
-//! the links, which detaches every program.
+//! flags", and Warden runs beside other tools and other Warden instances. Which cgroups are
+//! redirected is decided by the `SELECTED_CGROUPS` map that [`selection`] keeps in sync. With
+//! `fail_mode = "closed"` the links and maps are pinned ([`pins`]) and outlive the daemon; with
+//! `"open"` they are held by the daemon alone and detach when it exits.
+mod namespaces;
 pub mod origin;
+pub mod pins;
 pub mod selection;
 
 use std::{
     fs::File,
     net::SocketAddr,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
     sync::{Mutex, MutexGuard},
 };
 
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray},
-    programs::{CgroupAttachMode, CgroupSockAddr, ProgramError, SockOps},
+    maps::{Array, HashMap, MapData, MapType, PerCpuArray},
+    programs::{links::FdLink, CgroupAttachMode, CgroupSockAddr, ProgramError, SockOps},
     Ebpf, EbpfError, EbpfLoader,
 };
 use serde::Serialize;
-use warden_ebpf::{counter, maps, programs, ClientKey, Origin, RedirectConfig};
+use warden_ebpf::{
+    counter, globals, maps, programs, ClientKey, Origin, RedirectConfig, MAX_INTERCEPT_PORTS,
+    MAX_ORIGINS, MAX_PENDING_ORIGINS, MAX_SELECTED_CGROUPS,
+};
 
-use crate::cgroupfs::CgroupFs;
+use crate::{cgroupfs::CgroupFs, config::FailMode};
 use origin::{client_key, ConnectionOrigin};
+use pins::{HeldLink, MapLayout, PinDir, PinError};
 
 /// See the module comment: with bpf links (kernel ≥ 5.7) this still allows multiple programs.
 const LINK_ATTACH_MODE: CgroupAttachMode = CgroupAttachMode::Single;
@@ -32,9 +42,20 @@ const LINK_ATTACH_MODE: CgroupAttachMode = CgroupAttachMode::Single;
 /// The eBPF object built by agent/build.rs from agent-ebpf.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/warden-ebpf"));
 
+/// The maps that are pinned with the links, as this build's programs declare them: the daemon
+/// that starts next reuses them when they still look like this.
+const SHARED_MAPS: [MapLayout; 6] = [
+    MapLayout::new::<u32, RedirectConfig>(maps::REDIRECT_CONFIG, MapType::Array, 1),
+    MapLayout::new::<u64, u8>(maps::SELECTED_CGROUPS, MapType::Hash, MAX_SELECTED_CGROUPS),
+    MapLayout::new::<u16, u8>(maps::INTERCEPT_PORTS, MapType::Hash, MAX_INTERCEPT_PORTS),
+    MapLayout::new::<u64, Origin>(maps::PENDING_ORIGINS, MapType::LruHash, MAX_PENDING_ORIGINS),
+    MapLayout::new::<ClientKey, Origin>(maps::ORIGINS, MapType::LruHash, MAX_ORIGINS),
+    MapLayout::new::<u32, u64>(maps::COUNTERS, MapType::PerCpuArray, counter::COUNT),
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfLoadError {
-    #[error("loading the eBPF object (is this root, with CAP_BPF and CAP_SYS_ADMIN?): {0}")]
+    #[error("loading the eBPF object (is this root, with CAP_BPF and CAP_NET_ADMIN?): {0}")]
     Load(#[source] EbpfError),
     #[error("eBPF program {0} is missing from the object")]
     MissingProgram(&'static str),
@@ -45,6 +66,12 @@ pub enum EbpfLoadError {
         name: &'static str,
         #[source]
         source: ProgramError,
+    },
+    #[error("eBPF program {name}: taking its link: {source}")]
+    Link {
+        name: &'static str,
+        #[source]
+        source: aya::programs::links::LinkError,
     },
     #[error("eBPF map {name}: {source}")]
     Map {
@@ -58,6 +85,10 @@ pub enum EbpfLoadError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    #[error(transparent)]
+    Namespace(#[from] namespaces::NamespaceError),
 }
 
 /// An attached program, as `warden status` shows it.
@@ -81,39 +112,84 @@ pub struct KernelCounters {
     pub origins_pending: u64,
 }
 
+/// How the programs outlive (or not) the daemon, as `warden status` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Attachment {
+    pub fail_mode: FailMode,
+    /// Whether the links are pinned now (they stay attached if the daemon dies).
+    pub pinned: bool,
+    pub pin_dir: PathBuf,
+    /// Whether this daemon re-adopted links that a previous run had pinned.
+    pub adopted: bool,
+}
+
+/// What the programs are told to do.
+pub struct RedirectSettings<'a> {
+    pub listen_port: u16,
+    pub intercept_ports: &'a [u16],
+    pub fail_mode: FailMode,
+    pub pin_dir: &'a Path,
+}
+
 /// The loaded, attached programs and the maps userspace works with.
 pub struct Redirector {
-    /// Owns the programs and their links; dropped on shutdown to detach.
-    ebpf: Mutex<Option<Ebpf>>,
+    /// Owns the programs; their links are in `links`.
+    _ebpf: Ebpf,
+    /// Dropping a held link detaches its program unless it is pinned.
+    links: Mutex<Vec<HeldLink>>,
     origins: Mutex<HashMap<MapData, ClientKey, Origin>>,
     selected: Mutex<HashMap<MapData, u64, u8>>,
     pending: HashMap<MapData, u64, Origin>,
     counters: PerCpuArray<MapData, u64>,
     programs: Vec<AttachedProgram>,
+    attachment: Mutex<Attachment>,
 }
 
 impl Redirector {
     /// Loads the programs, configures them to send `intercept_ports` to `listen_port`, and attaches
-    /// them at the cgroup2 root. Nothing is redirected until cgroups are selected.
+    /// them at the cgroup2 root, re-adopting the links and maps a previous run pinned. Nothing new
+    /// is redirected until cgroups are selected (a re-adopted selection stays in force).
     pub fn load_and_attach(
         cgroupfs: &CgroupFs,
-        listen_port: u16,
-        intercept_ports: &[u16],
+        settings: &RedirectSettings<'_>,
     ) -> Result<Redirector, EbpfLoadError> {
-        let mut ebpf = EbpfLoader::new()
-            .override_global(aya_log::LEVEL, &kernel_log_level(), true)
-            .load(EBPF_OBJECT)
-            .map_err(EbpfLoadError::Load)?;
+        let pid_namespace = namespaces::own_pid_namespace()?;
+        // Open mode needs no pins, but re-adopts what a closed-mode run left so that it can
+        // release it: the programs then detach when this daemon exits.
+        let pins = match settings.fail_mode {
+            FailMode::Closed => Some(PinDir::prepare(settings.pin_dir)?),
+            FailMode::Open if PinDir::has_pins(settings.pin_dir) => {
+                Some(PinDir::prepare(settings.pin_dir)?)
+            }
+            FailMode::Open => None,
+        };
+        let use_ns_pid = u8::from(!pid_namespace.is_initial);
+        let log_level = kernel_log_level();
+        let mut loader = EbpfLoader::new();
+        loader
+            .override_global(aya_log::LEVEL, &log_level, true)
+            .override_global(globals::USE_NS_PID, &use_ns_pid, true);
+        if let Some(pins) = &pins {
+            pins.drop_incompatible_maps(&SHARED_MAPS);
+            for layout in &SHARED_MAPS {
+                loader.map_pin_path(layout.name, pins.map_path(layout.name));
+            }
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT).map_err(EbpfLoadError::Load)?;
         match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => spawn_kernel_log_reader(logger),
             Err(error) => tracing::warn!(%error, "eBPF programs' diagnostics are not available"),
         }
 
+        // Written before any program is swapped in: the programs still attached from a previous
+        // run share this map and must already skip this process's own connections.
         let config = RedirectConfig {
-            listen_port,
+            listen_port: settings.listen_port,
             _pad: 0,
             warden_tgid: std::process::id(),
-            netns_cookie: own_netns_cookie(),
+            netns_cookie: namespaces::own_netns_cookie(),
+            pidns_dev: pid_namespace.dev,
+            pidns_ino: pid_namespace.ino,
         };
         let mut redirect_config: Array<_, RedirectConfig> =
             take_map(&mut ebpf, maps::REDIRECT_CONFIG)?;
@@ -121,7 +197,15 @@ impl Redirector {
             .set(0, config, 0)
             .map_err(|source| map_error(maps::REDIRECT_CONFIG, source))?;
         let mut ports: HashMap<_, u16, u8> = take_map(&mut ebpf, maps::INTERCEPT_PORTS)?;
-        for &port in intercept_ports {
+        let stale: Vec<u16> = ports
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|port| !settings.intercept_ports.contains(port))
+            .collect();
+        for port in stale {
+            let _ = ports.remove(&port);
+        }
+        for &port in settings.intercept_ports {
             ports
                 .insert(port, 1, 0)
                 .map_err(|source| map_error(maps::INTERCEPT_PORTS, source))?;
@@ -133,32 +217,19 @@ impl Redirector {
             source,
         })?;
         let mut attached = Vec::new();
+        let mut links = Vec::new();
+        let mut adopted = false;
         for name in programs::ALL {
-            let program = ebpf
-                .program_mut(name)
-                .ok_or(EbpfLoadError::MissingProgram(name))?;
-            let program_error = |source| EbpfLoadError::Program { name, source };
-            let info = if name == programs::SOCK_OPS {
-                let program: &mut SockOps = program.try_into().map_err(program_error)?;
-                program.load().map_err(program_error)?;
-                program
-                    .attach(&root, LINK_ATTACH_MODE)
-                    .map_err(program_error)?;
-                program.info().map_err(program_error)?
-            } else {
-                let program: &mut CgroupSockAddr = program.try_into().map_err(program_error)?;
-                program.load().map_err(program_error)?;
-                program
-                    .attach(&root, LINK_ATTACH_MODE)
-                    .map_err(program_error)?;
-                program.info().map_err(program_error)?
-            };
-            attached.push(AttachedProgram {
-                name,
-                id: info.id(),
-            });
+            let (id, link, readopted) = attach_program(&mut ebpf, name, &root, pins.as_ref())?;
+            adopted |= readopted;
+            attached.push(AttachedProgram { name, id });
+            links.push(link);
         }
 
+        let pinned = settings.fail_mode == FailMode::Closed;
+        if !pinned && pins.is_some() {
+            links = release_pins(links, settings.pin_dir);
+        }
         let origins = take_map(&mut ebpf, maps::ORIGINS)?;
         let selected = take_map(&mut ebpf, maps::SELECTED_CGROUPS)?;
         let pending = take_map(&mut ebpf, maps::PENDING_ORIGINS)?;
@@ -167,12 +238,19 @@ impl Redirector {
         // their own references to them in the kernel, so dropping our handles here is fine.
         drop((redirect_config, ports));
         Ok(Redirector {
-            ebpf: Mutex::new(Some(ebpf)),
+            _ebpf: ebpf,
+            links: Mutex::new(links),
             origins: Mutex::new(origins),
             selected: Mutex::new(selected),
             pending,
             counters,
             programs: attached,
+            attachment: Mutex::new(Attachment {
+                fail_mode: settings.fail_mode,
+                pinned,
+                pin_dir: settings.pin_dir.to_path_buf(),
+                adopted,
+            }),
         })
     }
 
@@ -184,6 +262,11 @@ impl Redirector {
         // A failed remove only means the LRU already evicted it; the origin we read is still right.
         let _ = origins.remove(&key);
         Some(ConnectionOrigin::from(&raw))
+    }
+
+    /// The cgroup ids in the kernel's selection now (re-adopted ones included).
+    pub fn selected_ids(&self) -> Vec<u64> {
+        lock(&self.selected).keys().filter_map(Result::ok).collect()
     }
 
     /// Adds and removes cgroup ids in the kernel's selection.
@@ -202,10 +285,14 @@ impl Redirector {
     }
 
     pub fn programs(&self) -> &[AttachedProgram] {
-        if lock(&self.ebpf).is_none() {
+        if lock(&self.links).is_empty() {
             return &[];
         }
         &self.programs
+    }
+
+    pub fn attachment(&self) -> Attachment {
+        lock(&self.attachment).clone()
     }
 
     pub fn counters(&self) -> KernelCounters {
@@ -225,12 +312,118 @@ impl Redirector {
         }
     }
 
-    /// Detaches every program now (links are closed). Connections already redirected keep working.
+    /// Fail open: detaches every program now (its links are closed). Connections already
+    /// redirected keep working. Pinned links stay attached: only unpinning removes them.
     pub fn detach(&self) {
-        if lock(&self.ebpf).take().is_some() {
+        let mut links = lock(&self.links);
+        if links.iter().any(|link| matches!(link, HeldLink::Pinned(_))) {
+            tracing::info!("eBPF programs stay attached (fail_mode = \"closed\")");
+            return;
+        }
+        if !links.is_empty() {
+            links.clear();
             tracing::info!("eBPF programs detached");
         }
     }
+}
+
+/// Loads `name` and attaches it at `root`, or gives it the link a previous run pinned. Returns
+/// the program's id, its link and whether the link was re-adopted.
+fn attach_program(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    root: &File,
+    pins: Option<&PinDir>,
+) -> Result<(u32, HeldLink, bool), EbpfLoadError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(EbpfLoadError::MissingProgram(name))?;
+    let program_error = |source| EbpfLoadError::Program { name, source };
+    if name == programs::SOCK_OPS {
+        let program: &mut SockOps = program.try_into().map_err(program_error)?;
+        program.load().map_err(program_error)?;
+        link_program(name, program, root, pins)
+    } else {
+        let program: &mut CgroupSockAddr = program.try_into().map_err(program_error)?;
+        program.load().map_err(program_error)?;
+        link_program(name, program, root, pins)
+    }
+}
+
+/// The two program types Warden attaches to cgroups, as far as linking them goes.
+trait CgroupProgram {
+    fn program_id(&self) -> Result<u32, ProgramError>;
+    fn program_fd(&self) -> Result<aya::programs::ProgramFd, ProgramError>;
+    fn attach_link(&mut self, root: &File, name: &'static str) -> Result<FdLink, EbpfLoadError>;
+}
+
+macro_rules! cgroup_program {
+    ($program_type:ty) => {
+        impl CgroupProgram for $program_type {
+            fn program_id(&self) -> Result<u32, ProgramError> {
+                Ok(self.info()?.id())
+            }
+
+            fn program_fd(&self) -> Result<aya::programs::ProgramFd, ProgramError> {
+                Ok(self.fd()?.try_clone()?)
+            }
+
+            fn attach_link(
+                &mut self,
+                root: &File,
+                name: &'static str,
+            ) -> Result<FdLink, EbpfLoadError> {
+                let program_error = |source| EbpfLoadError::Program { name, source };
+                let link_id = self.attach(root, LINK_ATTACH_MODE).map_err(program_error)?;
+                let link = self.take_link(link_id).map_err(program_error)?;
+                FdLink::try_from(link).map_err(|source| EbpfLoadError::Link { name, source })
+            }
+        }
+    };
+}
+cgroup_program!(SockOps);
+cgroup_program!(CgroupSockAddr);
+
+fn link_program(
+    name: &'static str,
+    program: &mut impl CgroupProgram,
+    root: &File,
+    pins: Option<&PinDir>,
+) -> Result<(u32, HeldLink, bool), EbpfLoadError> {
+    let program_error = |source| EbpfLoadError::Program { name, source };
+    let id = program.program_id().map_err(program_error)?;
+    let Some(pins) = pins else {
+        let link = program.attach_link(root, name)?;
+        return Ok((id, HeldLink::Owned(link), false));
+    };
+    let program_fd = program.program_fd().map_err(program_error)?;
+    let (link, adopted) =
+        pins.adopt_or_attach(name, program_fd.as_fd(), || program.attach_link(root, name))?;
+    Ok((id, HeldLink::Pinned(link), adopted))
+}
+
+/// Fail open after a closed-mode run: the links stay attached only while this process holds
+/// them, and nothing is left pinned (the maps live on through the programs and our handles).
+fn release_pins(links: Vec<HeldLink>, pin_dir: &Path) -> Vec<HeldLink> {
+    let released = links
+        .into_iter()
+        .filter_map(|link| match link {
+            HeldLink::Pinned(pinned) => match pins::unpin(pinned) {
+                Ok(owned) => Some(owned),
+                Err(error) => {
+                    // The pin is still there, so the program stays attached after exit.
+                    tracing::error!(%error, "cannot unpin a link: it stays attached after Warden exits");
+                    None
+                }
+            },
+            owned => Some(owned),
+        })
+        .collect();
+    if let Err(error) = PinDir::remove(pin_dir) {
+        tracing::error!(%error, path = %pin_dir.display(), "removing the pins of a previous run");
+    }
+    tracing::info!(path = %pin_dir.display(), "fail_mode = \"open\": pins removed; the programs detach when Warden exits");
+    released
 }
 
 /// The most verbose level the programs' diagnostics would be logged at, so that the programs do not
@@ -254,35 +447,6 @@ fn kernel_log_level() -> u8 {
     .into_iter()
     .find(|&(level, _)| target_enabled(level))
     .map_or(0, |(_, value)| value)
-}
-
-/// The cookie of Warden's network namespace, or 0 when the kernel cannot tell (before 5.14),
-/// which turns the programs' namespace check off.
-fn own_netns_cookie() -> u64 {
-    use std::os::fd::AsRawFd;
-    let Ok(socket) = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0)) else {
-        return 0;
-    };
-    let mut cookie: u64 = 0;
-    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-    // SAFETY: the fd is a live socket, and cookie/len describe a writable u64.
-    let result = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_NETNS_COOKIE,
-            (&mut cookie as *mut u64).cast(),
-            &mut len,
-        )
-    };
-    if result != 0 {
-        tracing::warn!(
-            error = %std::io::Error::last_os_error(),
-            "cannot read the network namespace cookie; selected processes in other namespaces will fail to connect instead of being refused"
-        );
-        return 0;
-    }
-    cookie
 }
 
 fn take_map<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, EbpfLoadError>

@@ -50,7 +50,8 @@ pub enum SelectionError {
 pub struct SelectedCgroup {
     pub path: String,
     pub id: u64,
-    /// "config" (select.cgroups), "unit" (select.units) or "exec" (`warden exec`).
+    /// "config" (select.cgroups), "unit" (select.units) or "exec" (`warden exec`); "pinned" for
+    /// an id re-adopted from a previous run until the first resync.
     pub source: &'static str,
 }
 
@@ -88,6 +89,17 @@ impl Selection {
             .filter(|path| is_exec_cgroup(path) && validate_path(path).is_ok())
             .map(str::to_string)
             .collect();
+        // A re-adopted selection stays in force until the first resync has computed this run's,
+        // which then drops whatever is no longer selected.
+        let current = redirector
+            .selected_ids()
+            .into_iter()
+            .map(|id| SelectedCgroup {
+                path: String::new(),
+                id,
+                source: "pinned",
+            })
+            .collect();
         Selection {
             cgroupfs,
             exec_registry,
@@ -96,6 +108,7 @@ impl Selection {
             units,
             state: Mutex::new(State {
                 exec_paths,
+                current,
                 ..State::default()
             }),
         }
@@ -213,6 +226,8 @@ impl Selection {
             .copied()
             .collect();
         if to_add.is_empty() && to_remove.is_empty() {
+            // Same ids; paths and sources may still differ from re-adopted entries.
+            state.current = desired.into_values().collect();
             return Ok(());
         }
         self.redirector.update_selection(&to_add, &to_remove)?;

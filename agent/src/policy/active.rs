@@ -19,6 +19,9 @@ use super::{
     PolicyError,
 };
 
+/// What the service manager is told when a reload kept the previous policy.
+const REFUSED: &str = "policy reload refused (see the log); the previous policy stays in force";
+
 /// Several file changes in a row (an editor's write + rename) cause one reload.
 const SETTLE: Duration = Duration::from_millis(200);
 
@@ -131,7 +134,8 @@ impl ActivePolicy {
     }
 
     /// Reloads; on any error the previous policy stays in force and every problem is logged.
-    pub fn reload(&self, why: &str) {
+    /// Returns a one-line summary of what happened, for the service manager.
+    pub fn reload(&self, why: &str) -> String {
         let loaded = load_dir(&self.dir)
             .map_err(ActivePolicyError::from)
             .and_then(CompiledPolicy::compile);
@@ -142,21 +146,26 @@ impl ActivePolicy {
                 // An emptied directory (a checkout in progress, a mistaken rm) must not silently
                 // turn every rule off.
                 tracing::error!(dir = %self.dir.display(), trigger = why, "policy reload refused: the directory has no policy files now; the previous policy stays in force (restart to run without policies)");
+                REFUSED.to_string()
             }
             Ok(compiled) => {
                 log_loaded(&self.dir, &compiled.policy, "policy reloaded");
+                let summary = format!("policy reloaded: {} rules", compiled.policy.rules.len());
                 *self
                     .current
                     .write()
                     .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(compiled);
+                summary
             }
             Err(ActivePolicyError::Load(error)) => {
                 for problem in error.problems() {
                     tracing::error!(error = %problem, trigger = why, "policy reload refused; the previous policy stays in force");
                 }
+                REFUSED.to_string()
             }
             Err(error) => {
-                tracing::error!(%error, trigger = why, "policy reload refused; the previous policy stays in force")
+                tracing::error!(%error, trigger = why, "policy reload refused; the previous policy stays in force");
+                REFUSED.to_string()
             }
         }
     }
@@ -189,7 +198,11 @@ impl ActivePolicy {
                 }
             };
             let active = self.clone();
-            let _ = tokio::task::spawn_blocking(move || active.reload(why)).await;
+            crate::supervisor::reloading();
+            let summary = tokio::task::spawn_blocking(move || active.reload(why))
+                .await
+                .unwrap_or_else(|_| REFUSED.to_string());
+            crate::supervisor::reloaded(&summary);
         }
     }
 

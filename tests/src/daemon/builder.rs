@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use super::{config, Account, Daemon, UpstreamOverride};
+use crate::bpffs::BpfFs;
 use crate::cgroup::CgroupGuard;
 use crate::env::E2e;
 use crate::fake_upstream::FakeUpstream;
@@ -31,6 +32,10 @@ pub struct DaemonBuilder {
     policy_links: Vec<(String, PathBuf)>,
     /// `[policy] max_inspect_bytes`; `None` leaves the daemon's default.
     max_inspect_bytes: Option<u64>,
+    /// `[proxy] fail_mode`: "closed" (Warden's default) or "open".
+    fail_mode: &'static str,
+    /// Runs the daemon as PID 1 of a pid namespace of its own (`unshare --pid`).
+    own_pid_namespace: bool,
 }
 
 impl DaemonBuilder {
@@ -49,7 +54,22 @@ impl DaemonBuilder {
             policy_files: Vec::new(),
             policy_links: Vec::new(),
             max_inspect_bytes: None,
+            fail_mode: "closed",
+            own_pid_namespace: false,
         }
+    }
+
+    /// `[proxy] fail_mode = "open"`: the programs detach when the daemon exits.
+    pub fn fail_open(mut self) -> Self {
+        self.fail_mode = "open";
+        self
+    }
+
+    /// Runs `warden run` as PID 1 of a new pid namespace (with its own /proc), as in a container
+    /// without host PID.
+    pub fn in_own_pid_namespace(mut self) -> Self {
+        self.own_pid_namespace = true;
+        self
     }
 
     /// Selects `cgroup` (and its descendants) in the config file.
@@ -136,6 +156,10 @@ impl DaemonBuilder {
         let state_dir = dir.path().join("state");
         let config_path = dir.path().join("warden.toml");
         let listen_port = self.listen_port.unwrap_or_else(net::free_dual_stack_port);
+        // Pins go to a bpffs of this daemon's own, never the host's /sys/fs/bpf: unmounting it
+        // (on Drop) releases them, which detaches programs a fail-closed daemon left attached.
+        let bpffs = BpfFs::mount(&dir.path().join("bpffs"));
+        let pin_dir = bpffs.path().join("warden");
         let policy_dir = dir.path().join("policies");
         fs::create_dir(&policy_dir).expect("creating the daemon's policy directory");
         for (name, text) in &self.policy_files {
@@ -152,6 +176,8 @@ impl DaemonBuilder {
                 listen_port,
                 intercept_ports: self.intercept_ports.clone(),
                 intercept_hosts: self.intercept_hosts.clone(),
+                fail_mode: self.fail_mode,
+                pin_dir: pin_dir.clone(),
             },
             select: config::Select {
                 cgroups: self.select_cgroups.clone(),
@@ -175,13 +201,11 @@ impl DaemonBuilder {
             None => CgroupGuard::new("daemon"),
         };
         let log_path = dir.path().join("daemon.log");
-        let child = spawn_run(
-            &self.e2e,
-            &config_path,
-            &self.log_filter,
-            &cgroup,
-            dir.path(),
-        );
+        let launch = Launch {
+            log_filter: self.log_filter.clone(),
+            own_pid_namespace: self.own_pid_namespace,
+        };
+        let child = spawn_run(&self.e2e, &config_path, &launch, &cgroup, dir.path());
 
         let mut daemon = Daemon {
             e2e: self.e2e,
@@ -191,10 +215,12 @@ impl DaemonBuilder {
             state_dir,
             policy_dir,
             log_path,
-            log_filter: self.log_filter,
+            launch,
             restarts: 0,
             listen_port,
             cgroup: Some(cgroup),
+            pin_dir,
+            bpffs: Some(bpffs),
             dir,
         };
         daemon.wait_until_ready();
@@ -203,20 +229,40 @@ impl DaemonBuilder {
     }
 }
 
+/// How `warden run` is started, the same way at every restart.
+#[derive(Debug, Clone)]
+pub(super) struct Launch {
+    pub log_filter: String,
+    pub own_pid_namespace: bool,
+}
+
 /// Starts `warden run --config CONFIG` in `cgroup`, its stdout in `dir/daemon.stdout` and its
 /// (JSON) log in `dir/daemon.log`, both created afresh.
 pub(super) fn spawn_run(
     e2e: &E2e,
     config_path: &Path,
-    log_filter: &str,
+    launch: &Launch,
     cgroup: &CgroupGuard,
     dir: &Path,
 ) -> Child {
     let stdout = File::create(dir.join("daemon.stdout")).expect("creating stdout file");
     let stderr = File::create(dir.join("daemon.log")).expect("creating the daemon log file");
-    Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .args(["-c", r#"echo $$ > "$0" && exec "$@""#])
-        .arg(cgroup.procs_file())
+        .arg(cgroup.procs_file());
+    if launch.own_pid_namespace {
+        // unshare stays the parent: a signal that ends it is passed on to warden (PID 1 inside).
+        command.args([
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child=SIGTERM",
+            "--",
+        ]);
+    }
+    command
         .arg(&e2e.warden_bin)
         .arg("run")
         .arg("--config")
@@ -226,7 +272,7 @@ pub(super) fn spawn_run(
             "PATH",
             std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
         )
-        .env("WARDEN_LOG", log_filter)
+        .env("WARDEN_LOG", &launch.log_filter)
         .env("RUST_BACKTRACE", "1")
         .stdin(Stdio::null())
         .stdout(stdout)

@@ -30,6 +30,9 @@ pub(crate) struct Proxy {
     pub listen_port: u16,
     pub intercept_ports: Vec<u16>,
     pub intercept_hosts: Vec<String>,
+    /// "closed" or "open".
+    pub fail_mode: &'static str,
+    pub pin_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -129,6 +132,8 @@ mod tests {
                 listen_port: 15443,
                 intercept_ports: vec![443],
                 intercept_hosts: vec!["api.openai.com".into()],
+                fail_mode: "closed",
+                pin_dir: "/tmp/x/bpffs/warden".into(),
             },
             select: Select {
                 cgroups: vec!["/warden-test-a".into()],
@@ -185,6 +190,11 @@ mod tests {
         assert!(text.contains("[[upstream.override]]"), "{text}");
         assert!(text.contains("[[account]]"), "{text}");
         assert_eq!(parsed["policy"]["dir"].as_str(), Some("/tmp/x/policies"));
+        assert_eq!(parsed["proxy"]["fail_mode"].as_str(), Some("closed"));
+        assert_eq!(
+            parsed["proxy"]["pin_dir"].as_str(),
+            Some("/tmp/x/bpffs/warden")
+        );
         assert_eq!(
             parsed["policy"]["max_inspect_bytes"].as_integer(),
             Some(65536)

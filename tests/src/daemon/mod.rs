@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use crate::bpffs::BpfFs;
 use crate::cgroup::CgroupGuard;
 use crate::client::{Client, ClientOutput};
 use crate::env::E2e;
@@ -42,11 +43,15 @@ pub struct Daemon {
     /// `[policy] dir`: a directory of this daemon's own.
     policy_dir: PathBuf,
     log_path: PathBuf,
-    log_filter: String,
+    launch: builder::Launch,
     /// How many times [`Daemon::restart`] started it again; earlier logs are `daemon.log.N`.
     restarts: u32,
     listen_port: u16,
     cgroup: Option<CgroupGuard>,
+    /// `[proxy] pin_dir`, inside `bpffs`.
+    pin_dir: PathBuf,
+    /// Dropped after the daemon has stopped: releases whatever it left pinned.
+    bpffs: Option<BpfFs>,
     dir: TempDir,
 }
 
@@ -86,8 +91,28 @@ impl Daemon {
         fs::write(self.trust_bundle(), bundle).expect("writing the trust bundle");
     }
 
+    /// The pid of the process the test started (`unshare` when the daemon has a pid namespace
+    /// of its own; see [`Daemon::warden_pid`]).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The host pid of `warden run` itself: the child's child when it runs in its own pid
+    /// namespace.
+    pub fn warden_pid(&self) -> u32 {
+        if !self.launch.own_pid_namespace {
+            return self.pid();
+        }
+        let pid = self.pid();
+        let children = format!("/proc/{pid}/task/{pid}/children");
+        wait::until("unshare to start warden", Duration::from_secs(10), || {
+            fs::read_to_string(&children)
+                .ok()?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
     }
 
     pub fn listen_port(&self) -> u16 {
@@ -100,6 +125,38 @@ impl Daemon {
 
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
+    }
+
+    /// `[proxy] pin_dir`: where the daemon pins its links (`links/`) and maps (`maps/`).
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// The names pinned in `pin_dir/<sub>` (`links` or `maps`), sorted.
+    pub fn pins(&self, sub: &str) -> Vec<String> {
+        let bpffs = self
+            .bpffs
+            .as_ref()
+            .expect("the pins outlive the daemon guard");
+        bpffs.pins_in(&format!("warden/{sub}"))
+    }
+
+    /// Switches the config file to `fail_mode = "open"`, for the next [`Daemon::restart`].
+    pub fn set_fail_open(&self) {
+        let text = fs::read_to_string(&self.config_path).expect("reading the daemon config");
+        let switched = text.replace(r#"fail_mode = "closed""#, r#"fail_mode = "open""#);
+        assert_ne!(text, switched, "the config names fail_mode = \"closed\"");
+        fs::write(&self.config_path, switched).expect("writing the daemon config");
+    }
+
+    /// Removes every pin, as `warden uninstall` does: what the daemon left attached detaches.
+    pub fn remove_pins(&self) {
+        match fs::remove_dir_all(&self.pin_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                panic!("removing {}: {e}", self.pin_dir.display())
+            }
+            _ => {}
+        }
     }
 
     /// Warden's CA certificate, where the contract puts it: `state_dir/ca/ca.pem`.
@@ -208,6 +265,13 @@ impl Daemon {
         self.exit.is_none() && matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Sends `signal` and returns at once (see [`Daemon::stop`] to wait for the exit).
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill has no memory preconditions. The pid is our unreaped child, or its child
+        // (warden itself: unshare ignores SIGTERM and SIGINT), which lives as long as it does.
+        unsafe { libc::kill(self.warden_pid() as libc::pid_t, signal) };
+    }
+
     /// Sends `signal` and waits for the daemon to exit; SIGKILLs it (and panics) after a deadline.
     /// Calling it again returns the first exit status.
     pub fn stop(&mut self, signal: libc::c_int) -> ExitStatus {
@@ -218,9 +282,9 @@ impl Daemon {
             self.exit = Some(status);
             return status;
         }
-        // SAFETY: kill has no memory preconditions; the pid is our unreaped child, so it cannot
-        // have been reused.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        // SAFETY: kill has no memory preconditions; the pid is our unreaped child (or warden, its
+        // child, see `signal`), so it cannot have been reused.
+        unsafe { libc::kill(self.warden_pid() as libc::pid_t, signal) };
         let exited = wait::within(STOP_TIMEOUT, || self.child.try_wait().ok().flatten());
         let status = match exited {
             Some(status) => status,
@@ -269,7 +333,7 @@ impl Daemon {
         self.child = builder::spawn_run(
             &self.e2e,
             &self.config_path,
-            &self.log_filter,
+            &self.launch,
             cgroup,
             self.dir.path(),
         );
@@ -296,7 +360,8 @@ impl Drop for Daemon {
                 );
             }
         }
-        // Drop the cgroup (killing anything the daemon left) before the tempdir goes.
+        // Drop the cgroup (killing anything the daemon left) and the pins before the tempdir goes.
         self.cgroup.take();
+        self.bpffs.take();
     }
 }

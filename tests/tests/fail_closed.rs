@@ -1,0 +1,184 @@
+//! Fail closed: while the daemon is down (killed, stopped, draining) a selected process's connects
+//! are refused and nothing reaches the API; a restarted daemon re-adopts its pinned programs, with
+//! one set attached; with `fail_mode = "open"` the programs go with the daemon.
+
+use std::time::Duration;
+
+use warden_tests::bpf::{attached_program_ids, prog_exists};
+use warden_tests::cgroup::cgroup2_mount;
+use warden_tests::curl::{self, assert_ok, intercepted_chat};
+use warden_tests::{require_kernel, wait, AgentFixture, Client, ClientOutput};
+
+const LINKS: [&str; 5] = [
+    "warden_connect4",
+    "warden_connect6",
+    "warden_sendmsg4",
+    "warden_sendmsg6",
+    "warden_sock_ops",
+];
+
+/// curl's exit code for "Failed to connect to host".
+const CURL_COULDNT_CONNECT: i32 = 7;
+
+fn assert_refused(out: &ClientOutput) {
+    assert_eq!(out.code(), Some(CURL_COULDNT_CONNECT), "{out}");
+    assert!(out.stderr.contains("Failed to connect"), "{out}");
+}
+
+#[test]
+fn a_killed_daemon_leaves_agents_refused_and_a_restart_readopts_one_set_of_programs() {
+    let Some(e2e) = require_kernel() else { return };
+    let mut fx = AgentFixture::start(&e2e, "fail-closed-kill");
+    intercepted_chat(&fx.daemon, &fx.agent, &fx.hosts);
+    let before = fx.daemon.status();
+    assert_eq!(before.attachment.fail_mode, "closed");
+    assert!(before.attachment.pinned && !before.attachment.adopted);
+    assert_eq!(fx.daemon.pins("links"), LINKS);
+    let old_ids = before.program_ids();
+
+    fx.daemon.kill9();
+
+    // The pinned programs are still attached: the agent's connect goes to the closed listener.
+    for id in &old_ids {
+        assert!(prog_exists(*id), "program {id} was freed with the daemon");
+    }
+    let down = fx.client(curl::chat()).run();
+    assert_refused(&down);
+    assert_eq!(
+        fx.upstream.requests().len(),
+        1,
+        "a call made while Warden was down reached the upstream"
+    );
+
+    fx.daemon.restart();
+    let after = fx.daemon.status();
+    assert!(after.attachment.adopted, "{after:?}");
+    assert!(after.attachment.pinned);
+    let new_ids = after.program_ids();
+    // The pinned links now run the new programs; the old ones are freed, none is attached twice.
+    wait::until(
+        "the previous run's programs to be freed",
+        Duration::from_secs(10),
+        || old_ids.iter().all(|id| !prog_exists(*id)).then_some(()),
+    );
+    let attached = attached_program_ids(&cgroup2_mount().expect("cgroup2 mount"));
+    for id in &new_ids {
+        assert_eq!(
+            attached.iter().filter(|a| *a == id).count(),
+            1,
+            "program {id} in {attached:?}"
+        );
+    }
+    assert!(old_ids.iter().all(|id| !attached.contains(id)));
+    assert_eq!(fx.daemon.pins("links"), LINKS);
+
+    // The connection the agent could not open while Warden was down is opened now, and
+    // inspected: there is no direct connection left over to escape it.
+    intercepted_chat(&fx.daemon, &fx.agent, &fx.hosts);
+    assert_eq!(fx.upstream.requests().len(), 2);
+}
+
+#[test]
+fn a_call_during_the_drain_and_after_a_stop_is_refused_until_the_pins_are_removed() {
+    let Some(e2e) = require_kernel() else { return };
+    // About 2.5 s of stream: the daemon is still draining it while the agent calls again.
+    let mut fx =
+        AgentFixture::with_chunk_delay(&e2e, "fail-closed-drain", Duration::from_millis(200));
+    let ids = fx.daemon.status().program_ids();
+    let streaming = fx.client(curl::stream_chat()).spawn();
+    fx.upstream.wait_for_requests(1, Duration::from_secs(10));
+
+    fx.daemon.signal(libc::SIGTERM);
+    fx.daemon
+        .wait_for_log("the shutdown to begin", Duration::from_secs(10), |l| {
+            l.is("shutting down: draining connections")
+        });
+    let during = fx.client(curl::chat()).run();
+    assert!(
+        fx.daemon.is_running(),
+        "the call was meant to happen during the drain"
+    );
+    assert_refused(&during);
+
+    let exit = fx.daemon.stop(libc::SIGTERM);
+    assert_eq!(exit.code(), Some(0), "{}", fx.daemon.log_text());
+    streaming.wait().assert_success();
+
+    let after = fx.client(curl::chat()).run();
+    assert_refused(&after);
+    assert_eq!(
+        fx.upstream.requests().len(),
+        1,
+        "nothing new reached the upstream"
+    );
+
+    // Removing the pins (what `warden uninstall` does) detaches the programs: the agent then
+    // reaches the upstream directly and meets its own certificate.
+    fx.daemon.remove_pins();
+    wait::until(
+        "the programs to be freed once unpinned",
+        Duration::from_secs(10),
+        || ids.iter().all(|id| !prog_exists(*id)).then_some(()),
+    );
+    let direct = Client::new(curl::chat())
+        .in_cgroup(&fx.agent)
+        .hosts(&fx.hosts)
+        .trust(fx.upstream.ca_pem_path())
+        .run();
+    assert_ok(&direct);
+}
+
+#[test]
+fn fail_open_programs_go_with_a_killed_daemon_and_leave_no_pins() {
+    let Some(e2e) = require_kernel() else { return };
+    let mut fx = AgentFixture::start_with(&e2e, "fail-open-kill", |daemon, _| daemon.fail_open());
+    intercepted_chat(&fx.daemon, &fx.agent, &fx.hosts);
+    let status = fx.daemon.status();
+    assert_eq!(status.attachment.fail_mode, "open");
+    assert!(!status.attachment.pinned);
+    assert!(fx.daemon.pins("links").is_empty() && fx.daemon.pins("maps").is_empty());
+    let ids = status.program_ids();
+
+    fx.daemon.kill9();
+    wait::until(
+        "the programs to be freed with the daemon",
+        Duration::from_secs(10),
+        || ids.iter().all(|id| !prog_exists(*id)).then_some(()),
+    );
+    let direct = Client::new(curl::chat())
+        .in_cgroup(&fx.agent)
+        .hosts(&fx.hosts)
+        .trust(fx.upstream.ca_pem_path())
+        .run();
+    assert_ok(&direct);
+}
+
+#[test]
+fn a_fail_open_daemon_releases_the_pins_a_fail_closed_run_left() {
+    let Some(e2e) = require_kernel() else { return };
+    let mut fx = AgentFixture::start(&e2e, "fail-closed-then-open");
+    let closed_ids = fx.daemon.status().program_ids();
+    fx.daemon.kill9();
+    fx.daemon.set_fail_open();
+    fx.daemon.restart();
+    let status = fx.daemon.status();
+    assert!(
+        status.attachment.adopted && !status.attachment.pinned,
+        "{status:?}"
+    );
+    assert!(
+        fx.daemon.pins("links").is_empty(),
+        "{:?}",
+        fx.daemon.pins("links")
+    );
+    intercepted_chat(&fx.daemon, &fx.agent, &fx.hosts);
+
+    let ids = status.program_ids();
+    fx.daemon.stop(libc::SIGTERM);
+    wait::until("every program to be freed", Duration::from_secs(10), || {
+        ids.iter()
+            .chain(&closed_ids)
+            .all(|id| !prog_exists(*id))
+            .then_some(())
+    });
+}
