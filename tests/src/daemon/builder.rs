@@ -31,6 +31,8 @@ pub struct DaemonBuilder {
     policy_links: Vec<(String, PathBuf)>,
     /// `[policy] max_inspect_bytes`; `None` leaves the daemon's default.
     max_inspect_bytes: Option<u64>,
+    /// Serve `/metrics` on a free loopback port; off by default.
+    metrics: bool,
 }
 
 impl DaemonBuilder {
@@ -49,6 +51,7 @@ impl DaemonBuilder {
             policy_files: Vec::new(),
             policy_links: Vec::new(),
             max_inspect_bytes: None,
+            metrics: false,
         }
     }
 
@@ -130,12 +133,20 @@ impl DaemonBuilder {
         self
     }
 
+    /// Serves `/metrics` on 127.0.0.1 at a free port (`[metrics] listen`; see
+    /// [`Daemon::metrics_url`]). Without it the daemon's metrics are off.
+    pub fn metrics(mut self) -> Self {
+        self.metrics = true;
+        self
+    }
+
     /// Writes the config, starts `warden run`, and waits for "warden ready".
     pub fn start(self) -> Daemon {
         let dir = tempfile::tempdir().expect("creating the daemon's tempdir");
         let state_dir = dir.path().join("state");
         let config_path = dir.path().join("warden.toml");
         let listen_port = self.listen_port.unwrap_or_else(net::free_dual_stack_port);
+        let metrics_port = self.metrics.then(net::free_dual_stack_port);
         let policy_dir = dir.path().join("policies");
         fs::create_dir(&policy_dir).expect("creating the daemon's policy directory");
         for (name, text) in &self.policy_files {
@@ -164,6 +175,9 @@ impl DaemonBuilder {
             policy: config::PolicySection {
                 dir: policy_dir.clone(),
                 max_inspect_bytes: self.max_inspect_bytes,
+            },
+            metrics: config::MetricsSection {
+                listen: metrics_port.map_or_else(String::new, |port| format!("127.0.0.1:{port}")),
             },
         };
         fs::write(&config_path, config.render()).expect("writing the daemon config");
@@ -194,6 +208,7 @@ impl DaemonBuilder {
             log_filter: self.log_filter,
             restarts: 0,
             listen_port,
+            metrics_port,
             cgroup: Some(cgroup),
             dir,
         };
