@@ -1,6 +1,7 @@
 //! Prometheus metrics, end to end: a daemon serving `/metrics` on a loopback port sees curl make an
 //! allowed call, the official Python SDK make a call a deny rule refuses and one whose prompt a mask
-//! rule masks; one scrape then holds exactly those exchanges, tokens, decisions and masked values,
+//! rule masks (and the upstream's reply carries an email that the same rule masks in both allowed
+//! responses); one scrape then holds exactly those exchanges, tokens, decisions and masked values,
 //! labelled by account (never by pid or prompt), and `promtool check metrics` accepts all of it.
 //! A metrics address that is taken stops the daemon at start, naming the address and the key.
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 use warden_tests::daemon::Account;
 use warden_tests::policy::{chat_request, deny_rule, mask_rule, PolicyAgent};
 use warden_tests::prometheus::Exposition;
-use warden_tests::{net, require_kernel, require_promtool, wait, Client};
+use warden_tests::{net, require_kernel, require_promtool, wait, Client, FakeUpstream};
 
 const ACCOUNT: &str = "metrics-agent";
 const ALLOWED_MODEL: &str = "gpt-4o-mini";
@@ -18,6 +19,8 @@ const DENY_RULE: &str = "no-gpt-4-1";
 const DENY_MESSAGE: &str = "gpt-4.1 may not be used from this host";
 const MASK_RULE: &str = "mask-email";
 const EMAIL: &str = "alice@example.com";
+const REPLY: &str = "Done, I wrote to carol@example.org for you.";
+const MASKED_REPLY: &str = "Done, I wrote to [EMAIL] for you.";
 /// How long the counters may take to show what the clients saw end.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -28,7 +31,8 @@ fn a_metrics_scrape_shows_the_exchanges_tokens_decisions_and_masks_and_promtool_
     let Some(promtool) = require_promtool() else {
         return;
     };
-    let Some(agent) = PolicyAgent::start("metrics", |daemon, agent| {
+    let upstream = FakeUpstream::builder().reply(REPLY).start();
+    let Some(agent) = PolicyAgent::with_upstream("metrics", upstream, |daemon, agent| {
         daemon
             .metrics()
             .account(Account::cgroup(ACCOUNT, agent.path()))
@@ -40,7 +44,7 @@ fn a_metrics_scrape_shows_the_exchanges_tokens_decisions_and_masks_and_promtool_
                     &format!("model_in = [{DENIED_MODEL:?}]"),
                 ),
             )
-            .policy_file("mask.toml", &mask_rule(MASK_RULE, "request", &["email"]))
+            .policy_file("mask.toml", &mask_rule(MASK_RULE, "both", &["email"]))
     }) else {
         return;
     };
@@ -49,7 +53,12 @@ fn a_metrics_scrape_shows_the_exchanges_tokens_decisions_and_masks_and_promtool_
     // Allowed, by curl: its body carries the usage the fake upstream reported.
     let (status, out) = agent.curl_chat(ALLOWED_MODEL);
     assert_eq!(status, 200, "{out}");
-    let usage = out.json()["usage"].clone();
+    let body = out.json();
+    assert_eq!(
+        body["choices"][0]["message"]["content"], MASKED_REPLY,
+        "{body}"
+    );
+    let usage = body["usage"].clone();
     let prompt_tokens = usage["prompt_tokens"]
         .as_f64()
         .expect("usage.prompt_tokens");
@@ -67,7 +76,7 @@ fn a_metrics_scrape_shows_the_exchanges_tokens_decisions_and_masks_and_promtool_
         ALLOWED_MODEL,
         &format!("Write to {EMAIL} today"),
     ));
-    assert_eq!(masked.assert_allowed(), agent.fx.upstream.reply());
+    assert_eq!(masked.assert_allowed(), MASKED_REPLY);
     assert_eq!(agent.fx.upstream.requests().len(), 2);
 
     let account = ("account", ACCOUNT);
@@ -159,15 +168,17 @@ fn a_metrics_scrape_shows_the_exchanges_tokens_decisions_and_masks_and_promtool_
         3.0
     );
     assert_eq!(scrape.series("warden_policy_decisions_total").len(), 3);
-    // Masking: the one email, in the request.
+    // Masking: the one email in a prompt, and the one in each allowed reply.
+    let masked_in = |direction| [("recognizer", "EMAIL"), ("direction", direction)];
     assert_eq!(
-        scrape.expect(
-            "warden_masked_values_total",
-            &[("recognizer", "EMAIL"), ("direction", "request")]
-        ),
+        scrape.expect("warden_masked_values_total", &masked_in("request")),
         1.0
     );
-    assert_eq!(scrape.series("warden_masked_values_total").len(), 1);
+    assert_eq!(
+        scrape.expect("warden_masked_values_total", &masked_in("response")),
+        2.0
+    );
+    assert_eq!(scrape.series("warden_masked_values_total").len(), 2);
     // The audit store committed the connection, request and response records.
     assert!(scrape.expect("warden_audit_commit_seconds_count", &[]) >= 1.0);
     // The kernel side, read at scrape time.
@@ -193,7 +204,7 @@ fn a_metrics_scrape_shows_the_exchanges_tokens_decisions_and_masks_and_promtool_
             );
         }
     }
-    assert!(!scrape.text().contains(EMAIL));
+    assert!(!scrape.text().contains(EMAIL) && !scrape.text().contains("carol@"));
 
     scrape.assert_valid(&promtool);
 
