@@ -74,3 +74,18 @@ pub fn require_python() -> Option<PathBuf> {
     }
     Some(python)
 }
+
+/// `promtool` (Debian package `prometheus`, installed by `cargo xtask test`).
+pub fn require_promtool() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("promtool"))
+            .find(|candidate| candidate.is_file())
+    });
+    match found {
+        Some(promtool) => Some(promtool),
+        None => skip(
+            "promtool is not on PATH (Debian package `prometheus`; `cargo xtask test` installs it)",
+        ),
+    }
+}

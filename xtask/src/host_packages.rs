@@ -1,4 +1,5 @@
-//! Installs missing Debian packages the tests rely on (curl, python3-venv, iproute2, util-linux, sqlite3) with apt-get.
+//! Installs missing Debian packages the tests rely on (curl, python3-venv, iproute2, util-linux,
+//! sqlite3, prometheus for promtool) with apt-get.
 
 use std::process::Command;
 
@@ -53,6 +54,12 @@ const REQUIREMENTS: &[Requirement] = &[
         what: "unshare, setpriv",
         probe: &["setpriv", "--version"],
         packages: &["util-linux"],
+    },
+    // The metrics test validates Warden's /metrics output with `promtool check metrics`.
+    Requirement {
+        what: "promtool",
+        probe: &["promtool", "--version"],
+        packages: &["prometheus"],
     },
 ];
 

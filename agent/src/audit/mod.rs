@@ -28,7 +28,7 @@ pub use record::{
     IdentitySnapshot, Outcome, RecordedBody, RequestParams, StreamEvent,
 };
 pub use verify::VerifyReport;
-pub use writer::{AuditWriter, Durability, WriterOptions, WriterStats};
+pub use writer::{AuditWriter, CommitObserver, Durability, WriterOptions, WriterStats};
 
 /// The store's file inside the state directory.
 pub fn audit_db_path(state_dir: &Path) -> PathBuf {

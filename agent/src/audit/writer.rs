@@ -65,6 +65,9 @@ pub struct WriterStats {
     pub prunes: u64,
 }
 
+/// Called by the writer thread with the duration of each transaction that committed records.
+pub type CommitObserver = Box<dyn Fn(Duration) + Send + Sync>;
+
 /// The handle to the writer thread; cheap to clone, shared by every connection task.
 #[derive(Clone)]
 pub struct AuditWriter {
@@ -174,14 +177,31 @@ impl AuditWriter {
         }
     }
 
+    /// Records queued and not yet taken into a transaction.
+    pub fn queue_depth(&self) -> u64 {
+        self.shared.counters.queued.load(Ordering::Relaxed)
+    }
+
+    /// Hands every committed transaction's duration to `observer` (metrics). Set once; a second
+    /// observer is ignored.
+    pub fn observe_commits(&self, observer: CommitObserver) {
+        if self.shared.counters.commit_observer.set(observer).is_err() {
+            tracing::warn!("the audit writer already has a commit observer");
+        }
+    }
+
     fn send(&self, record: ChainRecord, ack: Option<Ack>) -> Result<(), AuditError> {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Err(AuditError::WriterClosed);
         }
-        self.shared
-            .sender
-            .send(Message::Append { record, ack })
-            .map_err(|_| AuditError::WriterClosed)
+        // Counted before the send, so that the thread never takes one out before it is in.
+        let queued = &self.shared.counters.queued;
+        queued.fetch_add(1, Ordering::Relaxed);
+        let sent = self.shared.sender.send(Message::Append { record, ack });
+        if sent.is_err() {
+            queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        sent.map_err(|_| AuditError::WriterClosed)
     }
 }
 

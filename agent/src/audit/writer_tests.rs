@@ -494,3 +494,46 @@ fn a_batch_still_locked_on_retry_fails_the_rest_without_waiting_for_each() {
     drop(thread);
     assert_eq!(AuditReader::open(&db).unwrap().verify().unwrap().records, 1);
 }
+
+#[test]
+fn the_queue_depth_counts_records_the_thread_has_not_taken_and_commits_are_observed() {
+    let (_dir, db) = store();
+    let writer = AuditWriter::start(&db, WriterOptions::default()).unwrap();
+    let (observed_tx, observed) = mpsc::channel::<Duration>();
+    let (release_tx, release) = mpsc::channel::<()>();
+    let release = std::sync::Mutex::new(release);
+    // Holds the writer thread inside its first commit until released (or the sender is dropped).
+    writer.observe_commits(Box::new(move |took| {
+        let _ = observed_tx.send(took);
+        let _ = release.lock().unwrap().recv();
+    }));
+    let record = |i: i64| {
+        AuditRecord::Request(testing::request(
+            &format!("ex-q{i}"),
+            T0 + i,
+            identity(1, None),
+        ))
+    };
+
+    writer.submit(record(0));
+    observed
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the first commit is observed");
+    for i in 1..=3 {
+        writer.submit(record(i));
+    }
+    assert_eq!(
+        writer.queue_depth(),
+        3,
+        "the thread is held: three records wait"
+    );
+
+    drop(release_tx);
+    writer.shutdown();
+    assert_eq!(writer.queue_depth(), 0, "every queued record was taken");
+    assert_eq!(writer.stats().records, 4);
+    assert!(
+        observed.try_iter().count() >= 1,
+        "later commits are observed too"
+    );
+}

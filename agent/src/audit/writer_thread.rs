@@ -3,7 +3,7 @@
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
-        mpsc, Arc,
+        mpsc, Arc, OnceLock,
     },
     time::{Duration, Instant},
 };
@@ -15,7 +15,7 @@ use super::{
     chain::{load_head, ChainHead, ChainRecord, RecordColumns, SealedRecord},
     index::{self, index_entry, Applied, IndexEntry},
     retention,
-    writer::now_us,
+    writer::{now_us, CommitObserver},
     AuditError,
 };
 
@@ -42,6 +42,9 @@ pub(super) struct Counters {
     pub(super) failed_transactions: AtomicU64,
     pub(super) failed_records: AtomicU64,
     pub(super) prunes: AtomicU64,
+    /// Records sent to the thread and not yet taken into a batch (a gauge).
+    pub(super) queued: AtomicU64,
+    pub(super) commit_observer: OnceLock<CommitObserver>,
 }
 
 pub(super) struct Pending {
@@ -128,7 +131,10 @@ impl Thread {
             let mut next = Some(first);
             while let Some(message) = next {
                 match message {
-                    Message::Append { record, ack } => batch.push(Pending { record, ack }),
+                    Message::Append { record, ack } => {
+                        self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                        batch.push(Pending { record, ack });
+                    }
                     Message::Shutdown => {
                         stop = true;
                         break;
@@ -164,10 +170,14 @@ impl Thread {
             return;
         }
         let entries: Vec<_> = sealed.iter().map(|s| (&s.sealed, &s.entry)).collect();
+        let started = Instant::now();
         let written = write(&mut self.conn, &entries);
         drop(entries);
         match written {
-            Ok(()) => self.committed(head, sealed),
+            Ok(()) => {
+                self.observe_commit(started);
+                self.committed(head, sealed);
+            }
             Err(err) => {
                 self.counters
                     .failed_transactions
@@ -208,8 +218,12 @@ impl Thread {
             }
             let item = item.reseal(self.head);
             let head = item.sealed.head();
+            let started = Instant::now();
             match write(&mut self.conn, &[(&item.sealed, &item.entry)]) {
-                Ok(()) => self.committed(head, vec![item]),
+                Ok(()) => {
+                    self.observe_commit(started);
+                    self.committed(head, vec![item]);
+                }
                 Err(err) => {
                     self.counters
                         .failed_transactions
@@ -234,6 +248,12 @@ impl Thread {
                 of = total,
                 "audit records lost after retrying their batch"
             );
+        }
+    }
+
+    fn observe_commit(&self, started: Instant) {
+        if let Some(observer) = self.counters.commit_observer.get() {
+            observer(started.elapsed());
         }
     }
 
@@ -318,6 +338,7 @@ impl Thread {
     fn refuse_remaining(&self) {
         while let Ok(message) = self.receiver.try_recv() {
             if let Message::Append { record, ack } = message {
+                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
                 match ack {
                     Some(ack) => respond(Some(ack), Err(AuditError::WriterClosed)),
                     None => tracing::error!(

@@ -13,6 +13,7 @@ use crate::{
     config::Config,
     ebpf::{selection::Selection, RedirectSettings, Redirector},
     identity::IdentityResolver,
+    metrics::{self, Metrics},
     policy::active::ActivePolicy,
     proxy::{self, upstream::Upstream, Listeners, ProxyContext},
     supervisor,
@@ -74,6 +75,10 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         .collect();
     let admin_socket = config.admin_socket_path();
     let admin_listener = admin_server::bind(&admin_socket)?;
+    let metrics_listener = match config.metrics.address() {
+        Some(address) => Some(metrics::server::bind(address).await?),
+        None => None,
+    };
 
     let redirector = Arc::new(
         Redirector::load_and_attach(
@@ -96,6 +101,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     ));
     selection.resync().context("selecting cgroups")?;
 
+    let metrics = Metrics::for_daemon(selection.clone(), redirector.clone(), &audit);
     let context = Arc::new(ProxyContext {
         config: config.clone(),
         redirector: redirector.clone(),
@@ -105,6 +111,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         audit: audit.clone(),
         policy: policy.clone(),
         counters: Default::default(),
+        metrics: metrics.clone(),
     });
     let context_for_status = context.clone();
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -117,6 +124,10 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     tokio::spawn(admin.serve(admin_listener, shutdown.clone()));
     tokio::spawn(selection.clone().watch(shutdown.clone()));
     tokio::spawn(policy.clone().watch(shutdown.clone()));
+    let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(metrics::server::serve(metrics, listener, shutdown.clone()));
+    }
     let drain = Duration::from_secs(config.proxy.drain_timeout_secs);
     let proxy = tokio::spawn(proxy::serve(context, listeners, shutdown.clone(), drain));
 
@@ -144,6 +155,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         cgroup2_mount = %cgroupfs.mount().display(),
         ca = %tls::cert_path(&config.ca_dir()).display(),
         audit = %audit_db.display(),
+        metrics = ?metrics_address,
         "warden ready"
     );
     supervisor::ready(&summary(&context_for_status, &selection));

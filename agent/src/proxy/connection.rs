@@ -50,6 +50,7 @@ pub async fn handle(
     let Some(origin) = context.redirector.take_origin(peer) else {
         // Someone connected to the listener directly: there is no destination to serve.
         Counters::bump(&context.counters.rejected);
+        context.metrics.connection(Disposition::Rejected);
         tracing::warn!(%peer, reason = "no origin recorded for this connection", "connection closed");
         return;
     };
@@ -63,6 +64,7 @@ pub async fn handle(
         Ok(identity) => identity,
         Err(error) => {
             Counters::bump(&context.counters.rejected);
+            context.metrics.connection(Disposition::Rejected);
             tracing::error!(%error, %peer, reason = "identity resolution failed", "connection closed");
             return;
         }
@@ -197,6 +199,7 @@ fn reject(
     mut audit: ConnectionAudit,
 ) {
     Counters::bump(&context.counters.rejected);
+    context.metrics.connection(Disposition::Rejected);
     identity_event!(Level::WARN, identity, destination = %origin.original_dst, reason, "connection closed");
     audit.reason = Some(reason.to_string());
     audit.disposition = Disposition::Rejected;
@@ -304,6 +307,7 @@ async fn tunnel(
             }
         };
     Counters::bump(&context.counters.tunneled);
+    context.metrics.connection(Disposition::Tunneled);
     audit.disposition = Disposition::Tunneled;
     audit.reason = Some(why.reason.to_string());
     let _ = server.set_nodelay(true);
@@ -362,6 +366,7 @@ async fn intercept(
         }
     };
     Counters::bump(&context.counters.intercepted);
+    context.metrics.connection(Disposition::Intercepted);
     audit.disposition = Disposition::Intercepted;
     audit.reason = None;
     let info = Arc::new(ConnectionInfo {

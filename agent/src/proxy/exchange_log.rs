@@ -12,7 +12,7 @@ use std::{
         Arc,
     },
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -35,7 +35,8 @@ use crate::{
     },
     identity::Identity,
     identity_event,
-    openai::{endpoint::EndpointKind, error::ApiError},
+    metrics::{ExchangeEnd, MaskedIn, Metrics},
+    openai::{assemble::Usage, endpoint::EndpointKind, error::ApiError},
 };
 
 const CLIENT_WENT_AWAY: &str = "client went away before the response";
@@ -46,17 +47,19 @@ pub struct RequestSummary {
     pub method: String,
     pub host: String,
     pub path: String,
+    pub endpoint: EndpointKind,
     pub model: Option<String>,
     /// Shared with the [`CountedBody`] forwarding a streamed request body.
     request_bytes: Arc<AtomicU64>,
 }
 
 impl RequestSummary {
-    pub fn new(method: String, host: String, path: String) -> Self {
+    pub fn new(method: String, host: String, path: String, endpoint: EndpointKind) -> Self {
         RequestSummary {
             method,
             host,
             path,
+            endpoint,
             model: None,
             request_bytes: Arc::new(AtomicU64::new(0)),
         }
@@ -93,6 +96,7 @@ pub struct Recorder {
 pub struct ExchangeLog {
     identity: Arc<Identity>,
     counters: Arc<Counters>,
+    metrics: Arc<Metrics>,
     started: Instant,
     pub summary: RequestSummary,
     emitted: bool,
@@ -107,6 +111,7 @@ impl ExchangeLog {
     pub fn new(
         identity: Arc<Identity>,
         counters: Arc<Counters>,
+        metrics: Arc<Metrics>,
         started: Instant,
         summary: RequestSummary,
     ) -> Self {
@@ -114,6 +119,7 @@ impl ExchangeLog {
         ExchangeLog {
             identity,
             counters,
+            metrics,
             started,
             summary,
             emitted: false,
@@ -226,9 +232,21 @@ impl ExchangeLog {
         if std::mem::replace(&mut self.emitted, true) {
             return;
         }
-        self.record_response(status, error, outcome);
+        let recorded = self.record_response(status, error, outcome);
         Counters::bump(&self.counters.exchanges);
         let summary = &self.summary;
+        let duration = self.started.elapsed();
+        // The response record's outcome is the final one (a stream that reported an error is an
+        // upstream_error however it ended on the wire).
+        self.metrics.exchange_ended(&ExchangeEnd {
+            identity: &self.identity,
+            model: summary.model.as_deref(),
+            endpoint: summary.endpoint,
+            outcome: recorded.map_or(outcome, |r| r.outcome),
+            duration,
+            ttfb: recorded.and_then(|r| r.ttfb),
+            usage: recorded.and_then(|r| r.usage),
+        });
         identity_event!(
             Level::INFO,
             &self.identity,
@@ -240,23 +258,30 @@ impl ExchangeLog {
             streamed,
             request_bytes = summary.request_bytes(),
             response_bytes,
-            duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = duration.as_secs_f64() * 1000.0,
             error,
             "exchange"
         );
     }
 }
 
+/// What the response record says that the metrics count too.
+#[derive(Clone, Copy)]
+struct Recorded {
+    outcome: Outcome,
+    ttfb: Option<Duration>,
+    usage: Option<Usage>,
+}
+
 impl ExchangeLog {
+    /// Submits the response record, if the exchange is recorded; returns what metrics need of it.
     fn record_response(
         &mut self,
         status: Option<StatusCode>,
         reason: Option<&str>,
         outcome: Outcome,
-    ) {
-        let Some(recorder) = self.recorder.take() else {
-            return;
-        };
+    ) -> Option<Recorded> {
+        let recorder = self.recorder.take()?;
         let capture = self.capture.take().unwrap_or_else(|| {
             ResponseCapture::no_response(recorder.endpoint, self.started, recorder.body_limit)
         });
@@ -276,8 +301,17 @@ impl ExchangeLog {
                 .iter()
                 .map(|(rule, counts)| (rule.clone(), counts.0.clone()))
                 .collect();
+            self.metrics.masked(MaskedIn::Response, &record.masked);
         }
+        let recorded = Recorded {
+            outcome: record.outcome,
+            ttfb: record
+                .ttfb_ms
+                .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0)),
+            usage: record.assembled.as_ref().and_then(|a| a.usage),
+        };
         recorder.audit.submit(AuditRecord::Response(record));
+        Some(recorded)
     }
 }
 

@@ -66,11 +66,13 @@ pub async fn handle(
         parts.method.to_string(),
         connection.server_name.clone(),
         parts.uri.path().to_string(),
+        endpoint,
     );
     // Dropped unlogged only if hyper abandons this handler; its drop then logs the client leaving.
     let mut log = ExchangeLog::new(
         connection.identity.clone(),
         connection.context.counters.clone(),
+        connection.context.metrics.clone(),
         started,
         summary,
     );

@@ -38,6 +38,7 @@ pub struct ProxyContext {
     pub policy: Arc<crate::policy::active::ActivePolicy>,
     /// Shared with exchange logs, which can outlive their request handler.
     pub counters: Arc<Counters>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@ use super::http::ConnectionInfo;
 use crate::{
     audit::record::PolicyRecord,
     identity::selector::SelectorSubject,
+    metrics::MaskedIn,
     openai::{endpoint::EndpointKind, error::ApiError, request::RequestFields},
     policy::{
         active::CompiledPolicy,
@@ -34,14 +35,18 @@ pub fn check_policy(
     body: Option<&[u8]>,
 ) -> CheckedRequest {
     let identity = connection.identity.as_ref();
-    check_request(
+    let checked = check_request(
         policy,
         identity,
         &connection.server_name,
         endpoint,
         fields,
         body,
-    )
+    );
+    let metrics = &connection.context.metrics;
+    metrics.policy_decided(&policy.policy, &checked.record);
+    metrics.masked(MaskedIn::Request, &checked.record.masked);
+    checked
 }
 
 /// `check_policy` without a connection, for `warden policy test`: `identity` is the caller and

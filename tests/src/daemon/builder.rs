@@ -36,6 +36,8 @@ pub struct DaemonBuilder {
     fail_mode: &'static str,
     /// Runs the daemon as PID 1 of a pid namespace of its own (`unshare --pid`).
     own_pid_namespace: bool,
+    /// Serve `/metrics` on a free loopback port; off by default.
+    metrics: bool,
 }
 
 impl DaemonBuilder {
@@ -56,6 +58,7 @@ impl DaemonBuilder {
             max_inspect_bytes: None,
             fail_mode: "closed",
             own_pid_namespace: false,
+            metrics: false,
         }
     }
 
@@ -150,6 +153,13 @@ impl DaemonBuilder {
         self
     }
 
+    /// Serves `/metrics` on 127.0.0.1 at a free port (`[metrics] listen`; see
+    /// [`Daemon::metrics_url`]). Without it the daemon's metrics are off.
+    pub fn metrics(mut self) -> Self {
+        self.metrics = true;
+        self
+    }
+
     /// Writes the config, starts `warden run`, and waits for "warden ready".
     pub fn start(self) -> Daemon {
         let dir = tempfile::tempdir().expect("creating the daemon's tempdir");
@@ -160,6 +170,7 @@ impl DaemonBuilder {
         // (on Drop) releases them, which detaches programs a fail-closed daemon left attached.
         let bpffs = BpfFs::mount(&dir.path().join("bpffs"));
         let pin_dir = bpffs.path().join("warden");
+        let metrics_port = self.metrics.then(net::free_dual_stack_port);
         let policy_dir = dir.path().join("policies");
         fs::create_dir(&policy_dir).expect("creating the daemon's policy directory");
         for (name, text) in &self.policy_files {
@@ -191,6 +202,9 @@ impl DaemonBuilder {
                 dir: policy_dir.clone(),
                 max_inspect_bytes: self.max_inspect_bytes,
             },
+            metrics: config::MetricsSection {
+                listen: metrics_port.map_or_else(String::new, |port| format!("127.0.0.1:{port}")),
+            },
         };
         fs::write(&config_path, config.render()).expect("writing the daemon config");
 
@@ -218,6 +232,7 @@ impl DaemonBuilder {
             launch,
             restarts: 0,
             listen_port,
+            metrics_port,
             cgroup: Some(cgroup),
             pin_dir,
             bpffs: Some(bpffs),

@@ -14,6 +14,14 @@ pub(crate) struct ConfigFile {
     #[serde(rename = "account", skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<Account>,
     pub policy: PolicySection,
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`: off (`listen = ""`) unless a test asks for it, so that the daemons of parallel
+/// tests never compete for the default port.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct MetricsSection {
+    pub listen: String,
 }
 
 /// `[policy]`: where the daemon reads its policy files, and how much of a body it may inspect.
@@ -154,6 +162,9 @@ mod tests {
                 dir: "/tmp/x/policies".into(),
                 max_inspect_bytes: Some(65536),
             },
+            metrics: MetricsSection {
+                listen: String::new(),
+            },
         };
         let text = config.render();
         let parsed: toml::Value = toml::from_str(&text).unwrap();
@@ -199,5 +210,6 @@ mod tests {
             parsed["policy"]["max_inspect_bytes"].as_integer(),
             Some(65536)
         );
+        assert_eq!(parsed["metrics"]["listen"].as_str(), Some(""));
     }
 }

@@ -47,6 +47,8 @@ pub struct Daemon {
     /// How many times [`Daemon::restart`] started it again; earlier logs are `daemon.log.N`.
     restarts: u32,
     listen_port: u16,
+    /// `[metrics] listen` is `127.0.0.1:PORT`; None: metrics are off.
+    metrics_port: Option<u16>,
     cgroup: Option<CgroupGuard>,
     /// `[proxy] pin_dir`, inside `bpffs`.
     pin_dir: PathBuf,
@@ -117,6 +119,14 @@ impl Daemon {
 
     pub fn listen_port(&self) -> u16 {
         self.listen_port
+    }
+
+    /// `http://127.0.0.1:PORT/metrics`; panics unless the daemon was built with `.metrics()`.
+    pub fn metrics_url(&self) -> String {
+        let port = self
+            .metrics_port
+            .expect("metrics are off for this daemon: build it with `.metrics()`");
+        format!("http://127.0.0.1:{port}/metrics")
     }
 
     pub fn config_path(&self) -> &Path {

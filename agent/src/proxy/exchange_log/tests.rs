@@ -75,10 +75,12 @@ fn exchange_log_for(identity: Identity, counters: &Arc<Counters>) -> ExchangeLog
         "POST".to_string(),
         "api.openai.com".to_string(),
         "/v1/responses".to_string(),
+        EndpointKind::Responses,
     );
     ExchangeLog::new(
         Arc::new(identity),
         counters.clone(),
+        Arc::new(Metrics::new(crate::metrics::LiveReadings::zero())),
         Instant::now(),
         summary,
     )
