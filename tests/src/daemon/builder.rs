@@ -1,5 +1,6 @@
 //! How to start a daemon: the config it gets, the cgroup it runs in, and `warden run` itself.
 
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,6 +37,8 @@ pub struct DaemonBuilder {
     fail_mode: &'static str,
     /// Runs the daemon as PID 1 of a pid namespace of its own (`unshare --pid`).
     own_pid_namespace: bool,
+    notify_socket: Option<PathBuf>,
+    watchdog_usec: Option<u64>,
     /// Serve `/metrics` on a free loopback port; off by default.
     metrics: bool,
 }
@@ -58,6 +61,8 @@ impl DaemonBuilder {
             max_inspect_bytes: None,
             fail_mode: "closed",
             own_pid_namespace: false,
+            notify_socket: None,
+            watchdog_usec: None,
             metrics: false,
         }
     }
@@ -65,6 +70,18 @@ impl DaemonBuilder {
     /// `[proxy] fail_mode = "open"`: the programs detach when the daemon exits.
     pub fn fail_open(mut self) -> Self {
         self.fail_mode = "open";
+        self
+    }
+
+    /// Gives the daemon `NOTIFY_SOCKET=path`, as systemd does for a `Type=notify` unit.
+    pub fn notify_socket(mut self, path: &Path) -> Self {
+        self.notify_socket = Some(path.to_path_buf());
+        self
+    }
+
+    /// Gives the daemon `WATCHDOG_USEC` (and `WATCHDOG_PID`, its own pid), as `WatchdogSec=` does.
+    pub fn watchdog_usec(mut self, usec: u64) -> Self {
+        self.watchdog_usec = Some(usec);
         self
     }
 
@@ -218,6 +235,8 @@ impl DaemonBuilder {
         let launch = Launch {
             log_filter: self.log_filter.clone(),
             own_pid_namespace: self.own_pid_namespace,
+            notify_socket: self.notify_socket.clone(),
+            watchdog_usec: self.watchdog_usec,
         };
         let child = spawn_run(&self.e2e, &config_path, &launch, &cgroup, dir.path());
 
@@ -249,6 +268,10 @@ impl DaemonBuilder {
 pub(super) struct Launch {
     pub log_filter: String,
     pub own_pid_namespace: bool,
+    /// sd_notify's `NOTIFY_SOCKET`, and `WATCHDOG_USEC` (with `WATCHDOG_PID` set to the daemon's
+    /// own pid, as systemd does).
+    pub notify_socket: Option<PathBuf>,
+    pub watchdog_usec: Option<u64>,
 }
 
 /// Starts `warden run --config CONFIG` in `cgroup`, its stdout in `dir/daemon.stdout` and its
@@ -264,7 +287,10 @@ pub(super) fn spawn_run(
     let stderr = File::create(dir.join("daemon.log")).expect("creating the daemon log file");
     let mut command = Command::new("sh");
     command
-        .args(["-c", r#"echo $$ > "$0" && exec "$@""#])
+        .args([
+            "-c",
+            r#"echo $$ > "$0" && export WATCHDOG_PID=$$ && exec "$@""#,
+        ])
         .arg(cgroup.procs_file());
     if launch.own_pid_namespace {
         // unshare stays the parent: a signal that ends it is passed on to warden (PID 1 inside).
@@ -289,6 +315,18 @@ pub(super) fn spawn_run(
         )
         .env("WARDEN_LOG", &launch.log_filter)
         .env("RUST_BACKTRACE", "1")
+        .envs(
+            launch
+                .notify_socket
+                .iter()
+                .map(|p| ("NOTIFY_SOCKET", p.as_os_str())),
+        )
+        .envs(
+            launch
+                .watchdog_usec
+                .iter()
+                .map(|usec| ("WATCHDOG_USEC", OsString::from(usec.to_string()))),
+        )
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
