@@ -2,13 +2,17 @@
 pub mod audit;
 pub mod ca;
 pub mod exec;
+pub mod install;
 pub mod policy;
 pub mod run;
 pub mod sessions;
 pub mod status;
 pub mod time_arg;
+pub mod uninstall;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
 
 use clap::{Parser, Subcommand};
 
@@ -48,11 +52,47 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Work with policy files: `check` validates them with precise errors.
     Policy(policy::PolicyArgs),
+    /// Install Warden as a hardened systemd service: binary, config, starter policy, CA trusted by
+    /// the system, unit and drop-ins, then `systemctl enable --now` (root).
+    Install(install::InstallArgs),
+    /// Remove what `warden install` set up; keeps /etc/warden and the audit store unless --purge.
+    Uninstall(uninstall::UninstallArgs),
 }
 
 impl Cli {
     pub fn load_config(&self) -> anyhow::Result<Config> {
         Ok(Config::load(self.config.as_deref())?)
+    }
+}
+
+/// The root install and uninstall work on: `--root DIR` (which must exist), else the live system,
+/// which needs root unless nothing is changed.
+fn install_root(dir: Option<&Path>, dry_run: bool) -> anyhow::Result<crate::install::Root> {
+    use crate::install::Root;
+    match dir {
+        Some(dir) => {
+            if !dir.is_dir() {
+                bail!("--root {}: not a directory", dir.display());
+            }
+            let dir =
+                std::path::absolute(dir).with_context(|| format!("--root {}", dir.display()))?;
+            Ok(Root::image(dir))
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        None if !dry_run && unsafe { libc::geteuid() } != 0 => {
+            bail!("this changes the live system and needs root (or --root DIR for an image)")
+        }
+        None => Ok(Root::live()),
+    }
+}
+
+/// The last line of install and uninstall: what changed, or that nothing did.
+fn summary(steps: &crate::install::Steps, done: &str) -> String {
+    match (steps.changes(), steps.dry_run()) {
+        (0, false) => format!("nothing changed: Warden was already {done} as above"),
+        (0, true) => "dry run: nothing to change".to_string(),
+        (n, false) => format!("{n} change(s) made"),
+        (n, true) => format!("dry run: {n} change(s) would be made, none was"),
     }
 }
 
