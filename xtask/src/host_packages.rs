@@ -1,4 +1,4 @@
-//! Installs missing Debian packages the tests rely on (curl, python3-venv, iproute2, util-linux, sqlite3) with apt-get.
+//! Installs missing Debian packages the tests rely on (curl, python3-venv, iproute2, util-linux, sqlite3, systemd) with apt-get.
 
 use std::process::Command;
 
@@ -47,6 +47,12 @@ const REQUIREMENTS: &[Requirement] = &[
         what: "unshare, setpriv",
         probe: &["setpriv", "--version"],
         packages: &["util-linux"],
+    },
+    // The install tests rate and check the unit `warden install` writes.
+    Requirement {
+        what: "systemd-analyze",
+        probe: &["systemd-analyze", "--version"],
+        packages: &["systemd"],
     },
 ];
 
