@@ -1,13 +1,13 @@
 //! `warden install --root` and `warden uninstall --root` with the built binary: every file with its
 //! mode and owner, the unit's hardening as systemd itself rates and verifies it, idempotence, dry
-//! runs, trust-store layouts, drop-ins; and `warden exec` handing Node.js the CA it must trust.
+//! runs, trust-store layouts, drop-ins.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use warden_tests::image_root::{hash_file, DEBIAN_ANCHORS, RHEL_ANCHORS};
-use warden_tests::{require_kernel, require_root_and_tools, Client, Daemon, E2e, ImageRoot};
+use warden_tests::{require_root_and_tools, Client, E2e, ImageRoot};
 
 /// The exposure `systemd-analyze security` may give the unit at most (issue 11).
 const MAX_EXPOSURE: f64 = 3.0;
@@ -389,31 +389,4 @@ fn uninstall_from_a_root_removes_what_install_wrote_and_keeps_config_and_state_u
     assert_eq!(left, Vec::new(), "files left after uninstall --purge");
     assert!(!root.join("/etc/warden").exists());
     assert!(!root.join("/var/lib/warden").exists());
-}
-
-#[test]
-fn exec_hands_node_the_state_ca_when_none_is_installed() {
-    let Some(e2e) = require_kernel() else { return };
-    let daemon = Daemon::builder(&e2e).start();
-    let out = Client::new(["sh", "-c", "echo \"$NODE_EXTRA_CA_CERTS\""])
-        .launched_by(daemon.exec_launcher())
-        .run();
-    out.assert_success();
-    assert_eq!(
-        out.stdout.trim(),
-        daemon.ca_pem().display().to_string(),
-        "{out}"
-    );
-}
-
-#[test]
-fn exec_keeps_the_node_extra_ca_certs_a_user_set_over_the_installed_default() {
-    let Some(e2e) = require_kernel() else { return };
-    let daemon = Daemon::builder(&e2e).start();
-    let out = Client::new(["sh", "-c", "echo \"$NODE_EXTRA_CA_CERTS\""])
-        .env("NODE_EXTRA_CA_CERTS", "/opt/corp/extra-ca.pem")
-        .launched_by(daemon.exec_launcher())
-        .run();
-    out.assert_success();
-    assert_eq!(out.stdout.trim(), "/opt/corp/extra-ca.pem", "{out}");
 }

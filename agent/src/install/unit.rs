@@ -128,3 +128,59 @@ fn quote(path: &Path) -> String {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unit_is_a_hardened_notify_service() {
+        let text = unit_text(&UnitOptions {
+            config: None,
+            state_dir: Path::new("/var/lib/warden"),
+            pin_dir: Path::new("/sys/fs/bpf/warden"),
+        });
+        for line in [
+            "Type=notify",
+            "ExecStart=/usr/local/bin/warden run",
+            "ExecReload=/bin/kill -HUP $MAINPID",
+            "Restart=always",
+            "WatchdogSec=30s",
+            "CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_PERFMON CAP_SYS_PTRACE CAP_DAC_READ_SEARCH",
+            "SystemCallFilter=@system-service bpf",
+            "ProtectSystem=strict",
+            "StateDirectory=warden",
+            "StateDirectoryMode=0700",
+            "ReadWritePaths=/sys/fs/bpf",
+            "NoNewPrivileges=yes",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        for forbidden in ["ProtectProc=", "PrivateNetwork=", "ProcSubset="] {
+            assert!(
+                !text.lines().any(|l| l.starts_with(forbidden)),
+                "{forbidden} would break Warden:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_unit_names_a_given_config_and_moved_directories() {
+        let text = unit_text(&UnitOptions {
+            config: Some(Path::new("/srv/my warden/w%.toml")),
+            state_dir: Path::new("/var/lib/warden/host-a"),
+            pin_dir: Path::new("/run/bpf/warden"),
+        });
+        assert!(
+            text.contains(
+                "ExecStart=/usr/local/bin/warden --config \"/srv/my warden/w%%.toml\" run\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("StateDirectory=warden/host-a\n"), "{text}");
+        assert!(
+            text.contains("ReadWritePaths=/sys/fs/bpf /run/bpf/warden\n"),
+            "{text}"
+        );
+    }
+}
