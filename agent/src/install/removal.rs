@@ -62,7 +62,7 @@ pub fn uninstall(options: &UninstallOptions, steps: &mut Steps) -> Result<(), In
         let anchor = root.path(&store.anchor_path());
         let removed = steps.remove_file(&anchor, "Warden's CA in the system trust store")?;
         if removed.changed() {
-            let update = store.update_command();
+            let update = store.removal_command();
             if root.is_live() {
                 systemd::run_step(steps, update)?;
             } else {

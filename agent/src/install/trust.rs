@@ -46,6 +46,15 @@ impl TrustStore {
         }
     }
 
+    /// The command that rebuilds the system bundle after an anchor was removed. Debian's needs
+    /// `--fresh`: without it the removed anchor's symlinks stay in /etc/ssl/certs.
+    pub fn removal_command(self) -> &'static [&'static str] {
+        match self {
+            TrustStore::Debian => &["update-ca-certificates", "--fresh"],
+            TrustStore::Rhel => &["update-ca-trust", "extract"],
+        }
+    }
+
     /// The layout `root` has (its anchor directory exists), or a clear error naming both.
     pub fn detect(root: &Root) -> Result<TrustStore, InstallError> {
         TrustStore::ALL
