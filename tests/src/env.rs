@@ -67,6 +67,22 @@ pub fn require_root_and_tools(tools: &[&str]) -> Option<E2e> {
     warden_bin()
 }
 
+/// Whether the system python (`/usr/bin/python3`) can import `module` (a Debian python3-* package).
+pub fn require_system_python_module(module: &str) -> bool {
+    let imported = std::process::Command::new(SYSTEM_PYTHON)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    imported
+        || skip::<()>(&format!(
+            "{SYSTEM_PYTHON} cannot import {module} (`cargo xtask test` installs it)"
+        ))
+        .is_some()
+}
+
+/// Debian's python, whose modules come from apt (the test venv is for the openai SDK).
+pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
 fn warden_bin() -> Option<E2e> {
     let Some(bin) = std::env::var_os("WARDEN_BIN") else {
         return skip("WARDEN_BIN is not set (run the suite through `cargo xtask test`)");

@@ -1,4 +1,4 @@
-//! Installs missing Debian packages the tests rely on (curl, python3-venv, iproute2, util-linux, sqlite3, systemd) with apt-get.
+//! Installs missing Debian packages the tests rely on (curl, python3, iproute2, systemd, …) with apt-get.
 
 use std::process::Command;
 
@@ -53,6 +53,12 @@ const REQUIREMENTS: &[Requirement] = &[
         what: "systemd-analyze",
         probe: &["systemd-analyze", "--version"],
         packages: &["systemd"],
+    },
+    // A test runs the daemon under the unit's system call filter, built with libseccomp.
+    Requirement {
+        what: "python3 seccomp module",
+        probe: &["/usr/bin/python3", "-c", "import seccomp"],
+        packages: &["python3-seccomp"],
     },
 ];
 
