@@ -135,6 +135,44 @@ mod tests {
     }
 
     #[test]
+    fn install_and_uninstall_take_their_flags() {
+        let cli = Cli::try_parse_from([
+            "warden",
+            "install",
+            "--root",
+            "/img",
+            "--dry-run",
+            "--no-start",
+        ])
+        .unwrap();
+        let Command::Install(args) = cli.command else {
+            panic!("not install")
+        };
+        assert_eq!(args.root.as_deref(), Some(std::path::Path::new("/img")));
+        assert!(args.dry_run && args.no_start);
+        let cli = Cli::try_parse_from(["warden", "uninstall", "--purge"]).unwrap();
+        let Command::Uninstall(args) = cli.command else {
+            panic!("not uninstall")
+        };
+        assert!(args.purge && !args.dry_run && args.root.is_none());
+        assert!(Cli::try_parse_from(["warden", "uninstall", "--no-start"]).is_err());
+    }
+
+    #[test]
+    fn summaries_say_when_nothing_changed() {
+        let mut sink = |_: &crate::install::Step| {};
+        let steps = crate::install::Steps::new(false, &mut sink);
+        assert!(summary(&steps, "installed").starts_with("nothing changed"));
+        let mut sink = |_: &crate::install::Step| {};
+        let mut steps = crate::install::Steps::new(true, &mut sink);
+        steps.report(crate::install::Outcome::Created, "x");
+        assert_eq!(
+            summary(&steps, "installed"),
+            "dry run: 1 change(s) would be made, none was"
+        );
+    }
+
+    #[test]
     fn policy_check_takes_an_optional_path() {
         let cli = Cli::try_parse_from(["warden", "policy", "check", "/srv/p.toml"]).unwrap();
         let Command::Policy(policy::PolicyArgs {
