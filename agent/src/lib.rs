@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod ebpf;
 pub mod identity;
+pub mod install;
 pub mod metrics;
 pub mod openai;
 pub mod policy;

@@ -29,6 +29,8 @@ fn main() -> ExitCode {
             .and_then(|config| cli::audit::run(&config, args))
             .map(|()| ExitCode::SUCCESS),
         Command::Policy(args) => cli::policy::run(&cli, args).map(|()| ExitCode::SUCCESS),
+        Command::Install(args) => cli::install::run(&cli, args).map(|()| ExitCode::SUCCESS),
+        Command::Uninstall(args) => cli::uninstall::run(&cli, args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|error| {
         eprintln!("warden: {}", describe(&error));

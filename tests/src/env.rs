@@ -1,4 +1,4 @@
-//! Decides whether a test can run here: root, cgroup2, eBPF, the warden binary; skips or fails under CI.
+//! Decides whether a test can run here: root, cgroup2, eBPF, tools, the warden binary; skips or fails under CI.
 
 use std::path::{Path, PathBuf};
 
@@ -47,6 +47,43 @@ pub fn require_kernel() -> Option<E2e> {
     if let Err(why) = bpf::check_usable() {
         return skip(&format!("eBPF is not usable here: {why}"));
     }
+    warden_bin()
+}
+
+/// Root, `WARDEN_BIN` and these programs on PATH: what a test of `warden install --root` needs
+/// (no eBPF).
+pub fn require_root_and_tools(tools: &[&str]) -> Option<E2e> {
+    if !require_root() {
+        return None;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in tools {
+        if !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()) {
+            return skip(&format!(
+                "{tool} is not on PATH (`cargo xtask test` installs it)"
+            ));
+        }
+    }
+    warden_bin()
+}
+
+/// Whether the system python (`/usr/bin/python3`) can import `module` (a Debian python3-* package).
+pub fn require_system_python_module(module: &str) -> bool {
+    let imported = std::process::Command::new(SYSTEM_PYTHON)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    imported
+        || skip::<()>(&format!(
+            "{SYSTEM_PYTHON} cannot import {module} (`cargo xtask test` installs it)"
+        ))
+        .is_some()
+}
+
+/// Debian's python, whose modules come from apt (the test venv is for the openai SDK).
+pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+fn warden_bin() -> Option<E2e> {
     let Some(bin) = std::env::var_os("WARDEN_BIN") else {
         return skip("WARDEN_BIN is not set (run the suite through `cargo xtask test`)");
     };

@@ -16,6 +16,7 @@ pub mod env;
 pub mod fake_upstream;
 pub mod hex;
 pub mod hosts;
+pub mod image_root;
 pub mod logs;
 pub mod net;
 pub mod policy;
@@ -30,8 +31,11 @@ pub use agent_fixture::AgentFixture;
 pub use cgroup::CgroupGuard;
 pub use client::{Client, ClientOutput};
 pub use daemon::{Daemon, DaemonBuilder, Status};
-pub use env::{require_kernel, require_promtool, require_python, require_root, E2e};
+pub use env::{
+    require_kernel, require_promtool, require_python, require_root, require_root_and_tools, E2e,
+};
 pub use fake_upstream::{Behavior, FakeUpstream, RecordedRequest};
 pub use hosts::HostsFile;
+pub use image_root::ImageRoot;
 pub use logs::{LogLine, Logs};
 pub use tcp_echo::EchoOrigin;

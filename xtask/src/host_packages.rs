@@ -1,5 +1,5 @@
-//! Installs missing Debian packages the tests rely on (curl, python3-venv, iproute2, util-linux,
-//! sqlite3, prometheus for promtool) with apt-get.
+//! Installs missing Debian packages the tests rely on (curl, python3, iproute2, systemd, prometheus
+//! for promtool, …) with apt-get.
 
 use std::process::Command;
 
@@ -60,6 +60,18 @@ const REQUIREMENTS: &[Requirement] = &[
         what: "promtool",
         probe: &["promtool", "--version"],
         packages: &["prometheus"],
+    },
+    // The install tests rate and check the unit `warden install` writes.
+    Requirement {
+        what: "systemd-analyze",
+        probe: &["systemd-analyze", "--version"],
+        packages: &["systemd"],
+    },
+    // A test runs the daemon under the unit's system call filter, built with libseccomp.
+    Requirement {
+        what: "python3 seccomp module",
+        probe: &["/usr/bin/python3", "-c", "import seccomp"],
+        packages: &["python3-seccomp"],
     },
 ];
 

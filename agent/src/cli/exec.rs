@@ -3,6 +3,7 @@
 //! The cgroup (`/warden/exec-PID` under the cgroup2 mount) is created here, selected through the
 //! admin socket before the command starts, and removed when it ends, together with anything the
 //! command left running in it. The exit code is the command's (128+N when killed by signal N).
+//! The command gets `NODE_EXTRA_CA_CERTS` (Warden's CA, for Node.js) unless it is already set.
 use std::{
     ffi::{CString, OsString},
     fs,
@@ -22,6 +23,9 @@ use crate::{
     cgroupfs::CgroupFs,
     ebpf::selection::{EXEC_CGROUP_PARENT, EXEC_CGROUP_PREFIX},
 };
+
+/// The variable that adds CAs to Node.js's bundled roots.
+const NODE_EXTRA_CA_CERTS: &str = "NODE_EXTRA_CA_CERTS";
 
 /// How long to wait for leftover processes to die before giving up on removing the cgroup.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,7 +54,8 @@ pub fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<u8> {
         },
     )
     .context("registering the command's cgroup with the daemon")?;
-    let status = spawn_in_cgroup(&cgroup, &args.command);
+    let ca_file = crate::install::trust::client_ca_file(&config);
+    let status = spawn_in_cgroup(&cgroup, &args.command, &ca_file);
     if let Err(error) = client::call(
         &socket,
         &AdminRequest::UnselectExec {
@@ -70,6 +75,7 @@ pub fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<u8> {
 fn spawn_in_cgroup(
     cgroup: &ExecCgroup,
     command: &[OsString],
+    ca_file: &std::path::Path,
 ) -> anyhow::Result<std::process::ExitStatus> {
     let procs = CString::new(
         cgroup
@@ -83,6 +89,11 @@ fn spawn_in_cgroup(
     let (program, args) = command.split_first().context("no command given")?;
     let mut child = Command::new(program);
     child.args(args);
+    // Node.js trusts only its bundled roots; other clients read the system store. A value the
+    // user set is theirs to keep.
+    if std::env::var_os(NODE_EXTRA_CA_CERTS).is_none() {
+        child.env(NODE_EXTRA_CA_CERTS, ca_file);
+    }
     // SAFETY: between fork and exec only async-signal-safe calls are made (open, write, close), on
     // a path prepared before the fork. Writing "0" moves the calling process into the cgroup, so
     // the command starts already selected.

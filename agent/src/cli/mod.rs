@@ -2,13 +2,17 @@
 pub mod audit;
 pub mod ca;
 pub mod exec;
+pub mod install;
 pub mod policy;
 pub mod run;
 pub mod sessions;
 pub mod status;
 pub mod time_arg;
+pub mod uninstall;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
 
 use clap::{Parser, Subcommand};
 
@@ -48,11 +52,47 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Work with policy files: `check` validates them with precise errors.
     Policy(policy::PolicyArgs),
+    /// Install Warden as a hardened systemd service: binary, config, starter policy, CA trusted by
+    /// the system, unit and drop-ins, then `systemctl enable --now` (root).
+    Install(install::InstallArgs),
+    /// Remove what `warden install` set up; keeps /etc/warden and the audit store unless --purge.
+    Uninstall(uninstall::UninstallArgs),
 }
 
 impl Cli {
     pub fn load_config(&self) -> anyhow::Result<Config> {
         Ok(Config::load(self.config.as_deref())?)
+    }
+}
+
+/// The root install and uninstall work on: `--root DIR` (which must exist), else the live system,
+/// which needs root unless nothing is changed.
+fn install_root(dir: Option<&Path>, dry_run: bool) -> anyhow::Result<crate::install::Root> {
+    use crate::install::Root;
+    match dir {
+        Some(dir) => {
+            if !dir.is_dir() {
+                bail!("--root {}: not a directory", dir.display());
+            }
+            let dir =
+                std::path::absolute(dir).with_context(|| format!("--root {}", dir.display()))?;
+            Ok(Root::image(dir))
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        None if !dry_run && unsafe { libc::geteuid() } != 0 => {
+            bail!("this changes the live system and needs root (or --root DIR for an image)")
+        }
+        None => Ok(Root::live()),
+    }
+}
+
+/// The last line of install and uninstall: what changed, or that nothing did.
+fn summary(steps: &crate::install::Steps, done: &str) -> String {
+    match (steps.changes(), steps.dry_run()) {
+        (0, false) => format!("nothing changed: Warden was already {done} as above"),
+        (0, true) => "dry run: nothing to change".to_string(),
+        (n, false) => format!("{n} change(s) made"),
+        (n, true) => format!("dry run: {n} change(s) would be made, none was"),
     }
 }
 
@@ -92,6 +132,44 @@ mod tests {
         };
         assert_eq!(args.command, ["python3", "-c", "1"]);
         assert_eq!(cli.config.as_deref(), Some(std::path::Path::new("/x.toml")));
+    }
+
+    #[test]
+    fn install_and_uninstall_take_their_flags() {
+        let cli = Cli::try_parse_from([
+            "warden",
+            "install",
+            "--root",
+            "/img",
+            "--dry-run",
+            "--no-start",
+        ])
+        .unwrap();
+        let Command::Install(args) = cli.command else {
+            panic!("not install")
+        };
+        assert_eq!(args.root.as_deref(), Some(std::path::Path::new("/img")));
+        assert!(args.dry_run && args.no_start);
+        let cli = Cli::try_parse_from(["warden", "uninstall", "--purge"]).unwrap();
+        let Command::Uninstall(args) = cli.command else {
+            panic!("not uninstall")
+        };
+        assert!(args.purge && !args.dry_run && args.root.is_none());
+        assert!(Cli::try_parse_from(["warden", "uninstall", "--no-start"]).is_err());
+    }
+
+    #[test]
+    fn summaries_say_when_nothing_changed() {
+        let mut sink = |_: &crate::install::Step| {};
+        let steps = crate::install::Steps::new(false, &mut sink);
+        assert!(summary(&steps, "installed").starts_with("nothing changed"));
+        let mut sink = |_: &crate::install::Step| {};
+        let mut steps = crate::install::Steps::new(true, &mut sink);
+        steps.report(crate::install::Outcome::Created, "x");
+        assert_eq!(
+            summary(&steps, "installed"),
+            "dry run: 1 change(s) would be made, none was"
+        );
     }
 
     #[test]
