@@ -28,7 +28,10 @@ pub use agent_fixture::AgentFixture;
 pub use cgroup::CgroupGuard;
 pub use client::{Client, ClientOutput};
 pub use daemon::{Daemon, DaemonBuilder, Status};
-pub use env::{require_kernel, require_python, require_root, E2e};
+pub use env::{
+    require_go_client, require_kernel, require_node, require_nspawn, require_python, require_root,
+    E2e, NodeSdk,
+};
 pub use fake_upstream::{Behavior, FakeUpstream, RecordedRequest};
 pub use hosts::HostsFile;
 pub use logs::{LogLine, Logs};
