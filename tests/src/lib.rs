@@ -17,6 +17,7 @@ pub mod hex;
 pub mod hosts;
 pub mod logs;
 pub mod net;
+pub mod nspawn;
 pub mod policy;
 pub mod probe;
 pub mod sdk_scripts;
