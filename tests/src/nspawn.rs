@@ -32,8 +32,9 @@
 //!
 //! Commands run inside through `nsenter --all` ([`Container::exec`]) or as transient units of the
 //! container's systemd (`systemd-run --wait --pipe`, [`Container::run_unit`]). Each has a
-//! deadline. Entered processes are put in `<guard cgroup>/exec` first, so the guard's cgroup holds
-//! everything the container ever ran.
+//! deadline. Entered processes are put in [`EXEC_CGROUP`] first, a cgroup of the container's own
+//! (`<guard cgroup>/payload/warden-test-exec` on the host), so they see a cgroup path inside the
+//! container's cgroup namespace and the guard's cgroup holds everything the container ever ran.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -70,6 +71,9 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 const POWEROFF_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a command inside may run unless the caller says otherwise.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The cgroup (as the container sees it) that [`Container::exec`] runs commands in.
+pub const EXEC_CGROUP: &str = "/warden-test-exec";
 
 static NEXT_CONTAINER: AtomicU32 = AtomicU32::new(0);
 
@@ -125,7 +129,6 @@ impl ContainerBuilder {
         fs::write(&target_file, BOOT_TARGET_UNIT).expect("writing the boot target");
         let console = dir.path().join("console.log");
         let cgroup = CgroupGuard::new(&format!("nspawn-{}", self.hint));
-        let exec_cgroup = cgroup.child("exec");
 
         let mut argv: Vec<OsString> = vec!["sh".into(), "-c".into(), JOIN_CGROUP.into()];
         argv.push(cgroup.procs_file().into());
@@ -150,11 +153,15 @@ impl ContainerBuilder {
             nspawn: child,
             leader: 0,
             console,
-            exec_cgroup: Some(exec_cgroup),
+            exec_cgroup: None,
             cgroup: Some(cgroup),
             dir: Some(dir),
         };
         container.leader = container.wait_for_leader(self.boot_timeout);
+        // The container's cgroup namespace is rooted at payload/, which nspawn made before it
+        // started the leader.
+        let exec_path = format!("{}/payload{EXEC_CGROUP}", container.cgroup().path());
+        container.exec_cgroup = Some(CgroupGuard::at(&exec_path));
         container.wait_until_booted(self.boot_timeout);
         container
     }
@@ -169,7 +176,7 @@ pub struct Container {
     /// The container's PID 1 (systemd), as the host sees it.
     leader: u32,
     console: PathBuf,
-    /// `<cgroup>/exec`: where entered commands run. Dropped before `cgroup`.
+    /// [`EXEC_CGROUP`]: where entered commands run. Dropped before `cgroup`.
     exec_cgroup: Option<CgroupGuard>,
     /// nspawn runs here (`--keep-unit`); the container's cgroups are below it.
     cgroup: Option<CgroupGuard>,
@@ -218,7 +225,8 @@ impl Container {
         fs::read_to_string(&self.console).unwrap_or_default()
     }
 
-    /// Runs `command` inside, in every namespace of the container, for at most `timeout`.
+    /// Runs `command` inside, in every namespace of the container and in [`EXEC_CGROUP`], for at
+    /// most `timeout`. A daemon belongs in a unit instead ([`Container::run_unit`]).
     pub fn exec_with_timeout<I, S>(&self, command: I, timeout: Duration) -> ClientOutput
     where
         I: IntoIterator<Item = S>,
@@ -395,7 +403,7 @@ impl Drop for Container {
             .cgroup
             .as_ref()
             .and_then(|c| residue::v1_mirror(c.path()));
-        // Kills and removes whatever is left in the cgroups (exec first: it is a child).
+        // Kills and removes whatever is left in the cgroups (exec first: it is below).
         drop(self.exec_cgroup.take());
         drop(self.cgroup.take());
         let mut problems = Vec::new();

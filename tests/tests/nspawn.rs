@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::Path;
 
-use warden_tests::nspawn::Container;
+use warden_tests::nspawn::{Container, EXEC_CGROUP};
 use warden_tests::require_nspawn;
 
 #[test]
@@ -21,10 +21,15 @@ fn boots_to_running_in_its_own_pid_namespace() {
         "{}",
         container.console()
     );
-    let inside =
-        container.sh("cat /proc/1/comm; readlink /proc/self/ns/pid; readlink /proc/self/ns/uts");
+    let inside = container.sh(
+        "cat /proc/1/comm; readlink /proc/self/ns/pid; readlink /proc/self/ns/uts; \
+         grep ^0:: /proc/self/cgroup",
+    );
     let lines: Vec<&str> = inside.stdout.lines().collect();
     assert_eq!(lines.first(), Some(&"systemd"), "PID 1 inside\n{inside}");
+    // Entered commands run in a cgroup of the container's own.
+    let exec_cgroup = format!("0::{EXEC_CGROUP}");
+    assert_eq!(lines.get(3), Some(&exec_cgroup.as_str()), "{inside}");
     // Its own pid namespace, and its own UTS namespace: the hostname its systemd sets (from
     // /etc/hostname) is not the host's business.
     for (line, namespace) in [(1, "pid"), (2, "uts")] {
