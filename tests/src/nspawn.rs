@@ -22,10 +22,19 @@
 //!   namespace is rooted at `<guard cgroup>/payload`, where its systemd makes init.scope and
 //!   system.slice; nspawn itself sits in `<guard cgroup>/supervisor`. In the hybrid layout nspawn
 //!   mirrors both in the v1 `name=systemd` hierarchy and removes neither: Drop does.
-//! - **PID namespace**: always its own (nspawn has no host-pid option); PID 1 is systemd.
-//! - **eBPF** needs `--capability=CAP_BPF,CAP_NET_ADMIN,CAP_PERFMON` and the `bpf` system call
-//!   allowed (`--system-call-filter=bpf`); nspawn's default capability set already holds
-//!   CAP_SYS_ADMIN, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH. See [`EBPF_CAPABILITIES`].
+//! - **PID namespace**: always its own (nspawn has no host-pid option); PID 1 is systemd. The
+//!   kernel's tgids are the host's: a program that records `bpf_get_current_pid_tgid` hands a
+//!   daemon inside pids its /proc does not have (measured: Warden, with its pid-namespace check
+//!   patched out, logged the exchange of a curl that had a pid near 60 inside as pid 2585,
+//!   `process_exited: true`).
+//! - **eBPF**: Warden's programs load and attach at the container's cgroup root once the `bpf`
+//!   system call is allowed (`--system-call-filter=bpf`); without it bpf() fails with EPERM from
+//!   nspawn's seccomp filter ("failed to create map `COUNTERS`: Operation not permitted"). No
+//!   capability has to be added for that: nspawn's default set holds CAP_SYS_ADMIN (and
+//!   CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH), which the kernel accepts for loading and attaching.
+//!   CAP_SYS_ADMIN cannot be dropped: systemd does not boot without it ("Failed to mount API
+//!   filesystems"). [`EBPF_CAPABILITIES`] is added anyway, so the container holds what a
+//!   hardened warden.service grants.
 //! - **Network**: the host's (no `--private-network`), so loopback servers of a test are reachable.
 //! - **Boot target**: [`BOOT_TARGET`], bound in read-only, wants sysinit and sockets only, so the
 //!   host's enabled services (a database, getty, apt timers) do not start in the container.
@@ -38,10 +47,9 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -49,25 +57,21 @@ use crate::cgroup::CgroupGuard;
 use crate::client::ClientOutput;
 use crate::wait;
 
+mod boot;
 mod bounded;
 mod residue;
 
+pub use boot::ContainerBuilder;
 pub use bounded::run_bounded;
 pub use residue::Footprint;
 
-/// What eBPF inside the container needs beyond nspawn's defaults.
+/// Added to nspawn's default capabilities: what a hardened warden.service grants (CAP_BPF,
+/// CAP_NET_ADMIN) and CAP_PERFMON. (The default CAP_SYS_ADMIN alone already lets bpf() work.)
 pub const EBPF_CAPABILITIES: &str = "CAP_BPF,CAP_NET_ADMIN,CAP_PERFMON";
 
 /// The unit the container boots into: sysinit and sockets, none of the host's enabled services.
 pub const BOOT_TARGET: &str = "warden-test.target";
-const BOOT_TARGET_UNIT: &str = "[Unit]
-Description=Warden test container
-Requires=sysinit.target sockets.target
-After=sysinit.target sockets.target
-AllowIsolate=yes
-";
 
-const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 const POWEROFF_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a command inside may run unless the caller says otherwise.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -75,97 +79,8 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// The cgroup (as the container sees it) that [`Container::exec`] runs commands in.
 pub const EXEC_CGROUP: &str = "/warden-test-exec";
 
-static NEXT_CONTAINER: AtomicU32 = AtomicU32::new(0);
-
 /// Puts the shell into the cgroup whose `cgroup.procs` is `$0`, then becomes the rest of the line.
 const JOIN_CGROUP: &str = r#"echo $$ > "$0" && exec "$@""#;
-/// Inside `unshare -m --propagation private`: binds `/` on `$0` (a mount only this namespace
-/// sees), then becomes systemd-nspawn.
-const BIND_ROOT: &str = r#"mount --bind / "$0" && exec "$@""#;
-
-/// How to boot a container; [`ContainerBuilder::boot`] starts it.
-#[derive(Debug, Clone)]
-pub struct ContainerBuilder {
-    hint: String,
-    binds: Vec<OsString>,
-    extra_args: Vec<OsString>,
-    boot_timeout: Duration,
-}
-
-impl ContainerBuilder {
-    /// Makes host path `source` visible, writable, at `target` inside.
-    pub fn bind(mut self, source: &Path, target: &str) -> Self {
-        self.binds.push(bind_arg("--bind=", source, target));
-        self
-    }
-
-    /// Makes host path `source` visible, read-only, at `target` inside.
-    pub fn bind_ro(mut self, source: &Path, target: &str) -> Self {
-        self.binds.push(bind_arg("--bind-ro=", source, target));
-        self
-    }
-
-    /// Passes one more option to systemd-nspawn (before the kernel command line).
-    pub fn nspawn_arg(mut self, arg: impl AsRef<OsStr>) -> Self {
-        self.extra_args.push(arg.as_ref().to_owned());
-        self
-    }
-
-    pub fn boot_timeout(mut self, timeout: Duration) -> Self {
-        self.boot_timeout = timeout;
-        self
-    }
-
-    /// Boots the container and waits until its systemd reports `running` (or `degraded`: the
-    /// caller decides, see [`Container::system_state`]). Panics, with the console output, if it
-    /// does not get there within the boot timeout.
-    pub fn boot(self) -> Container {
-        let n = NEXT_CONTAINER.fetch_add(1, Ordering::Relaxed);
-        let machine = format!("wt-{}-{}-{n}", self.hint, std::process::id());
-        let dir = tempfile::tempdir().expect("creating the container's tempdir");
-        let root = dir.path().join("root");
-        fs::create_dir(&root).expect("creating the root mount point");
-        let target_file = dir.path().join(BOOT_TARGET);
-        fs::write(&target_file, BOOT_TARGET_UNIT).expect("writing the boot target");
-        let console = dir.path().join("console.log");
-        let cgroup = CgroupGuard::new(&format!("nspawn-{}", self.hint));
-
-        let mut argv: Vec<OsString> = vec!["sh".into(), "-c".into(), JOIN_CGROUP.into()];
-        argv.push(cgroup.procs_file().into());
-        argv.extend(["unshare", "-m", "--propagation", "private", "--"].map(OsString::from));
-        argv.extend(["sh", "-c", BIND_ROOT].map(OsString::from));
-        argv.push(root.clone().into());
-        argv.extend(nspawn_args(&machine, &root, &target_file));
-        argv.extend(self.binds.iter().cloned());
-        argv.extend(self.extra_args.iter().cloned());
-        argv.extend(kernel_command_line());
-
-        let console_file = fs::File::create(&console).expect("creating the console log");
-        let child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(console_file.try_clone().expect("cloning the console log"))
-            .stderr(console_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting systemd-nspawn: {e}"));
-        let mut container = Container {
-            machine,
-            nspawn: child,
-            leader: 0,
-            console,
-            exec_cgroup: None,
-            cgroup: Some(cgroup),
-            dir: Some(dir),
-        };
-        container.leader = container.wait_for_leader(self.boot_timeout);
-        // The container's cgroup namespace is rooted at payload/, which nspawn made before it
-        // started the leader.
-        let exec_path = format!("{}/payload{EXEC_CGROUP}", container.cgroup().path());
-        container.exec_cgroup = Some(CgroupGuard::at(&exec_path));
-        container.wait_until_booted(self.boot_timeout);
-        container
-    }
-}
 
 /// A booted container. Dropping it powers it off and removes everything it left.
 #[derive(Debug)]
@@ -184,21 +99,8 @@ pub struct Container {
 }
 
 impl Container {
-    /// A container named after `hint` (short: it becomes part of the hostname), with the
-    /// capabilities and system call eBPF needs.
-    pub fn builder(hint: &str) -> ContainerBuilder {
-        ContainerBuilder {
-            hint: hint.to_owned(),
-            binds: Vec::new(),
-            extra_args: vec![
-                format!("--capability={EBPF_CAPABILITIES}").into(),
-                "--system-call-filter=bpf".into(),
-            ],
-            boot_timeout: BOOT_TIMEOUT,
-        }
-    }
-
-    /// The machine name (also the container's hostname).
+    /// The machine name (the container's hostname is the host's: its systemd sets it from
+    /// /etc/hostname, in a UTS namespace of its own).
     pub fn machine(&self) -> &str {
         &self.machine
     }
@@ -274,27 +176,43 @@ impl Container {
         out
     }
 
-    /// Runs `command` as a transient service of the container's systemd (`systemd-run --wait
-    /// --pipe`), so it runs in its own unit and cgroup; its output comes back through the pipe.
+    /// `systemd-run OPTIONS -- COMMAND` inside, e.g. `--unit=NAME`, `--slice=NAME.slice`,
+    /// `--property=K=V`, `--setenv=K=V`; with `--wait --pipe` it returns the unit's output.
+    pub fn systemd_run<I, S>(&self, options: &[&str], command: I) -> ClientOutput
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut argv: Vec<OsString> = vec!["systemd-run".into()];
+        argv.extend(options.iter().map(OsString::from));
+        argv.push("--".into());
+        argv.extend(command.into_iter().map(|a| a.as_ref().to_owned()));
+        self.exec(argv)
+    }
+
+    /// Runs `command` as the transient service `unit` of the container's systemd and waits for
+    /// it, so it runs in its own unit and cgroup; its output and exit code come back.
     pub fn run_unit<I, S>(&self, unit: &str, command: I) -> ClientOutput
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut argv: Vec<OsString> = [
-            "systemd-run",
+        let unit_option = format!("--unit={unit}");
+        let options = [
             "--wait",
             "--pipe",
             "--quiet",
             "--collect",
             "--service-type=exec",
-        ]
-        .map(OsString::from)
-        .to_vec();
-        argv.push(format!("--unit={unit}").into());
-        argv.push("--".into());
-        argv.extend(command.into_iter().map(|a| a.as_ref().to_owned()));
-        self.exec(argv)
+            unit_option.as_str(),
+        ];
+        self.systemd_run(&options, command)
+    }
+
+    /// What `unit` logged, message text only (`journalctl -u UNIT -o cat`).
+    pub fn journal(&self, unit: &str) -> String {
+        self.exec(["journalctl", "--no-pager", "-o", "cat", "-u", unit])
+            .stdout
     }
 
     /// `systemctl is-system-running`: "running", "degraded", "starting", ...
@@ -322,57 +240,6 @@ impl Container {
                 .map(|d| d.path().to_owned())
                 .unwrap_or_default(),
             propagate_dir: residue::propagate_dir(&self.machine),
-        }
-    }
-
-    /// Finds the container's PID 1: nspawn's child in another pid namespace, once it is systemd
-    /// (nspawn sets the namespaces up in that child before it execs systemd).
-    fn wait_for_leader(&mut self, timeout: Duration) -> u32 {
-        let nspawn = self.nspawn.id();
-        let found = wait::within(timeout, || {
-            if let Ok(Some(_)) = self.nspawn.try_wait() {
-                return Some(None);
-            }
-            residue::children_of(nspawn)
-                .into_iter()
-                .find(|&pid| {
-                    residue::in_other_pid_namespace(pid) && residue::comm(pid) == "systemd"
-                })
-                .map(Some)
-        });
-        match found.flatten() {
-            Some(pid) => pid,
-            None => panic!(
-                "systemd-nspawn ({}) booted no systemd within {timeout:?}\n{}",
-                self.machine,
-                self.console()
-            ),
-        }
-    }
-
-    /// Polls `systemctl is-system-running --wait` until systemd answers with its final state:
-    /// before systemd listens on its private socket (PID 1 still being set up) the answer is
-    /// "offline".
-    fn wait_until_booted(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        let mut last = None;
-        let booted = wait::within(timeout, || {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let out = self.exec_with_timeout(
-                ["systemctl", "is-system-running", "--wait"],
-                remaining.max(Duration::from_secs(1)),
-            );
-            let state = out.stdout.trim().to_owned();
-            last = Some(out);
-            (state == "running" || state == "degraded").then_some(())
-        });
-        if booted.is_none() {
-            let last = last.map(|out| out.to_string()).unwrap_or_default();
-            panic!(
-                "container {} did not finish booting within {timeout:?}\n{last}\n--- console ---\n{}",
-                self.machine,
-                self.console()
-            );
         }
     }
 
@@ -429,46 +296,4 @@ impl Drop for Container {
             }
         }
     }
-}
-
-fn bind_arg(option: &str, source: &Path, target: &str) -> OsString {
-    let mut arg = OsString::from(option);
-    arg.push(source.as_os_str());
-    arg.push(":");
-    arg.push(target);
-    arg
-}
-
-fn nspawn_args(machine: &str, root: &Path, boot_target: &Path) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["systemd-nspawn".into(), "--directory".into()];
-    args.push(root.into());
-    args.extend(
-        [
-            "--volatile=overlay",
-            "--register=no",
-            "--keep-unit",
-            // The host may keep a journal under the same machine id: never link to it.
-            "--link-journal=no",
-            "--console=read-only",
-        ]
-        .map(OsString::from),
-    );
-    args.push(format!("--machine={machine}").into());
-    args.push(bind_arg(
-        "--bind-ro=",
-        boot_target,
-        &format!("/etc/systemd/system/{BOOT_TARGET}"),
-    ));
-    args.push("--boot".into());
-    args
-}
-
-/// Arguments after the options: systemd's kernel command line inside the container. nspawn
-/// wants them last, so builders add their options before.
-fn kernel_command_line() -> Vec<OsString> {
-    vec![
-        "--".into(),
-        "systemd.firstboot=off".into(),
-        format!("systemd.unit={BOOT_TARGET}").into(),
-    ]
 }
