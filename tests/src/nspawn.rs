@@ -62,8 +62,8 @@ mod bounded;
 mod residue;
 
 pub use boot::ContainerBuilder;
-pub use bounded::run_bounded;
-pub use residue::Footprint;
+pub use bounded::{run_bounded, run_until};
+pub use residue::{v1_mirror, Footprint};
 
 /// Added to nspawn's default capabilities: what a hardened warden.service grants (CAP_BPF,
 /// CAP_NET_ADMIN) and CAP_PERFMON. (The default CAP_SYS_ADMIN alone already lets bpf() work.)
@@ -88,7 +88,7 @@ pub struct Container {
     machine: String,
     /// systemd-nspawn (the `sh`/`unshare` wrappers exec'd into it, so this is its pid).
     nspawn: Child,
-    /// The container's PID 1 (systemd), as the host sees it.
+    /// The container's PID 1 (systemd), as the host sees it; 0 until it is found.
     leader: u32,
     console: PathBuf,
     /// [`EXEC_CGROUP`]: where entered commands run. Dropped before `cgroup`.
@@ -134,6 +134,15 @@ impl Container {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        run_bounded(self.enter(command), timeout)
+    }
+
+    /// The command that runs `command` inside, in [`EXEC_CGROUP`].
+    fn enter<I, S>(&self, command: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let exec_cgroup = self
             .exec_cgroup
             .as_ref()
@@ -153,7 +162,7 @@ impl Container {
             )
             .env("LANG", "C.UTF-8")
             .env("HOME", "/root");
-        run_bounded(cmd, timeout)
+        cmd
     }
 
     /// [`Container::exec_with_timeout`] with [`COMMAND_TIMEOUT`].
@@ -246,20 +255,27 @@ impl Container {
     /// Asks systemd to power off (SIGRTMIN+4 to PID 1), waits for nspawn to exit, and kills
     /// everything if it does not in time.
     fn power_off(&mut self) {
-        if let Ok(None) = self.nspawn.try_wait() {
+        if !matches!(self.nspawn.try_wait(), Ok(None)) {
+            return;
+        }
+        // Before the leader is known (a boot that failed early) there is no PID 1 to ask, and
+        // kill(0, ...) would signal our own process group.
+        if self.leader != 0 {
             // SAFETY: kill has no memory preconditions; the leader is the container's systemd
             // while nspawn runs (it waits for it), so the pid cannot have been reused.
             unsafe { libc::kill(self.leader as libc::pid_t, libc::SIGRTMIN() + 4) };
             let exited = wait::within(POWEROFF_TIMEOUT, || self.nspawn.try_wait().ok().flatten());
-            if exited.is_none() {
-                eprintln!(
-                    "container {} did not power off within {POWEROFF_TIMEOUT:?}; killing it",
-                    self.machine
-                );
-                let _ = self.nspawn.kill();
-                let _ = self.nspawn.wait();
+            if exited.is_some() {
+                return;
             }
+            eprintln!(
+                "container {} did not power off within {POWEROFF_TIMEOUT:?}; killing it",
+                self.machine
+            );
         }
+        // The cgroup guards kill whatever nspawn leaves behind.
+        let _ = self.nspawn.kill();
+        let _ = self.nspawn.wait();
     }
 }
 

@@ -2,12 +2,15 @@
 //! the host's own systemd boots to `running` in its own pid namespace, units run in it and their
 //! output comes back, writes inside (to /etc, /usr/local, an existing host file) never reach the
 //! host, eBPF's prerequisites are there, and after Drop nothing is left: no process, cgroup,
-//! mount or directory.
+//! mount or directory, also when the boot fails.
 
 use std::fs;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::time::Duration;
 
-use warden_tests::nspawn::{Container, EXEC_CGROUP};
+use warden_tests::cgroup::cgroup2_mount;
+use warden_tests::nspawn::{v1_mirror, Container, EXEC_CGROUP};
 use warden_tests::require_nspawn;
 
 #[test]
@@ -181,4 +184,36 @@ fn nothing_is_left_after_drop() {
     drop(container);
 
     footprint.assert_gone();
+}
+
+#[test]
+fn a_container_that_fails_to_boot_leaves_nothing() {
+    let Some(_) = require_nspawn() else { return };
+    // Without CAP_SYS_ADMIN systemd cannot mount its API filesystems and exits at once.
+    let boot = catch_unwind(AssertUnwindSafe(|| {
+        Container::builder("noboot")
+            .nspawn_arg("--drop-capability=CAP_SYS_ADMIN")
+            .boot_timeout(Duration::from_secs(30))
+            .boot()
+    }));
+    let Err(panic) = boot else {
+        panic!("a container without CAP_SYS_ADMIN booted")
+    };
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.contains("Failed to mount API filesystems"),
+        "the failure shows the console: {message}"
+    );
+
+    let prefix = format!("warden-test-nspawn-noboot-{}-", std::process::id());
+    let roots = [cgroup2_mount(), v1_mirror("/")];
+    for root in roots.into_iter().flatten() {
+        let left: Vec<String> = fs::read_dir(&root)
+            .expect("reading a cgroup root")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(&prefix))
+            .collect();
+        assert!(left.is_empty(), "left in {}: {left:?}", root.display());
+    }
 }

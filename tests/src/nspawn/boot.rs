@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{residue, Container, BOOT_TARGET, EBPF_CAPABILITIES, EXEC_CGROUP, JOIN_CGROUP};
+use super::{
+    residue, run_until, Container, BOOT_TARGET, EBPF_CAPABILITIES, EXEC_CGROUP, JOIN_CGROUP,
+};
 use crate::cgroup::CgroupGuard;
 use crate::wait;
 
@@ -154,24 +156,26 @@ impl Container {
     /// Polls `systemctl is-system-running --wait` until systemd answers with its final state:
     /// before systemd listens on its private socket (PID 1 still being set up) the answer is
     /// "offline".
-    fn wait_until_booted(&self, timeout: Duration) {
+    fn wait_until_booted(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let mut last = None;
         let booted = wait::within(timeout, || {
+            if let Ok(Some(status)) = self.nspawn.try_wait() {
+                last = Some(format!("systemd-nspawn exited ({status})"));
+                return Some(false);
+            }
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let out = self.exec_with_timeout(
-                ["systemctl", "is-system-running", "--wait"],
-                remaining.max(Duration::from_secs(1)),
-            );
+            let is_running = self.enter(["systemctl", "is-system-running", "--wait"]);
+            let (out, _) = run_until(is_running, remaining.max(Duration::from_secs(1)));
             let state = out.stdout.trim().to_owned();
-            last = Some(out);
-            (state == "running" || state == "degraded").then_some(())
+            last = Some(out.to_string());
+            (state == "running" || state == "degraded").then_some(true)
         });
-        if booted.is_none() {
-            let last = last.map(|out| out.to_string()).unwrap_or_default();
+        if booted != Some(true) {
             panic!(
-                "container {} did not finish booting within {timeout:?}\n{last}\n--- console ---\n{}",
+                "container {} did not finish booting within {timeout:?}\n{}\n--- console ---\n{}",
                 self.machine,
+                last.unwrap_or_default(),
                 self.console()
             );
         }

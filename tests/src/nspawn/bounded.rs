@@ -9,7 +9,19 @@ use crate::client::ClientOutput;
 use crate::wait;
 
 /// Runs `command` (stdin closed); kills it if it outlives `timeout` and panics with its output.
-pub fn run_bounded(mut command: Command, timeout: Duration) -> ClientOutput {
+pub fn run_bounded(command: Command, timeout: Duration) -> ClientOutput {
+    let (out, timed_out) = run_until(command, timeout);
+    assert!(
+        !timed_out,
+        "`{}` did not finish within {timeout:?}\n{out}",
+        out.description
+    );
+    out
+}
+
+/// Runs `command` (stdin closed) for at most `timeout`; returns its output and whether it had to
+/// be killed at the deadline.
+pub fn run_until(mut command: Command, timeout: Duration) -> (ClientOutput, bool) {
     let description = describe(&command);
     let stdout = tempfile::tempfile().expect("creating a file for stdout");
     let stderr = tempfile::tempfile().expect("creating a file for stderr");
@@ -26,18 +38,14 @@ pub fn run_bounded(mut command: Command, timeout: Duration) -> ClientOutput {
         child.wait().expect("reaping a killed command")
     });
     let out = ClientOutput {
-        description: description.clone(),
+        description,
         status,
         stdout: read_all(stdout),
         stderr: read_all(stderr),
         pid: None,
         cgroup: None,
     };
-    assert!(
-        !timed_out,
-        "`{description}` did not finish within {timeout:?}\n{out}"
-    );
-    out
+    (out, timed_out)
 }
 
 fn read_all(mut file: File) -> String {

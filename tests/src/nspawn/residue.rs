@@ -65,7 +65,11 @@ pub fn children_of(parent: u32) -> Vec<u32> {
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_ppid(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The parent pid in a /proc/PID/stat line.
+fn parse_ppid(stat: &str) -> Option<u32> {
     // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split at the last ')'.
     let (_, rest) = stat.rsplit_once(')')?;
     rest.split_whitespace().nth(1)?.parse().ok()
@@ -88,15 +92,20 @@ pub fn in_other_pid_namespace(pid: u32) -> bool {
 /// `path` (a cgroup2 path, leading `/`) in the v1 `name=systemd` hierarchy, if the host mounts one.
 pub fn v1_mirror(path: &str) -> Option<PathBuf> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mount = mountinfo.lines().find_map(|line| {
+    let mount = name_systemd_mount(&mountinfo)?;
+    Some(mount.join(path.trim_start_matches('/')))
+}
+
+/// Where a mountinfo text mounts the v1 `name=systemd` hierarchy.
+fn name_systemd_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
         let (before, after) = line.split_once(" - ")?;
         let mut fields = after.split(' ');
         let fstype = fields.next()?;
         let options = fields.nth(1)?;
         (fstype == "cgroup" && options.split(',').any(|o| o == "name=systemd"))
             .then(|| before.split(' ').nth(4).map(PathBuf::from))?
-    })?;
-    Some(mount.join(path.trim_start_matches('/')))
+    })
 }
 
 /// Removes a v1 cgroup directory tree, deepest first (its processes must be gone already).
@@ -136,5 +145,32 @@ pub fn remove_propagate_dir(machine: &str) -> Result<(), String> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(format!("removing {}: {e}", dir.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_parent_pid_past_a_comm_with_spaces_and_parentheses() {
+        assert_eq!(parse_ppid("4242 (systemd) S 17 4242 4242 0 -1"), Some(17));
+        assert_eq!(parse_ppid("9 (a) b (c)) R 3 9 9 0"), Some(3));
+        assert_eq!(parse_ppid("garbage"), None);
+    }
+
+    #[test]
+    fn finds_the_name_systemd_hierarchy_and_nothing_else() {
+        let hybrid = "\
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+        assert_eq!(
+            name_systemd_mount(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/systemd"))
+        );
+        let unified = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(name_systemd_mount(unified), None);
     }
 }
