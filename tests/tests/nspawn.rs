@@ -1,8 +1,8 @@
 //! The systemd-in-a-container harness (warden_tests::nspawn) does what the service tests rely on:
 //! the host's own systemd boots to `running` in its own pid namespace, units run in it and their
-//! output comes back, writes inside (to /etc, /usr/local, an existing host file) never reach the
-//! host, eBPF's prerequisites are there, and after Drop nothing is left: no process, cgroup,
-//! mount or directory, also when the boot fails.
+//! output comes back, writes inside (to /etc, /usr/local, an existing host file, the trust store
+//! through `update-ca-certificates`) never reach the host, eBPF's prerequisites are there, and
+//! after Drop nothing is left (no process, cgroup, mount or directory), also when the boot fails.
 
 use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -12,6 +12,9 @@ use std::time::Duration;
 use warden_tests::cgroup::cgroup2_mount;
 use warden_tests::nspawn::{v1_mirror, Container, EXEC_CGROUP};
 use warden_tests::require_nspawn;
+
+/// Debian's system trust bundle, which `update-ca-certificates` rewrites.
+const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 #[test]
 fn boots_to_running_in_its_own_pid_namespace() {
@@ -107,13 +110,10 @@ fn writes_inside_never_reach_the_host() {
         .expect("tempdir in /var/tmp");
     let existing = host_dir.path().join("existing");
     fs::write(&existing, "host\n").expect("writing the host file");
+    let host_bundle = fs::read(SYSTEM_BUNDLE).ok();
     let container = Container::builder("writes").boot();
     let name = container.machine().to_owned();
-    let created = [
-        format!("/etc/{name}"),
-        format!("/usr/local/bin/{name}"),
-        format!("/usr/local/share/ca-certificates/{name}.crt"),
-    ];
+    let created = [format!("/etc/{name}"), format!("/usr/local/bin/{name}")];
 
     let script = format!(
         "set -e; echo container > {existing}; for f in {created}; do echo x > $f; done; cat {existing}",
@@ -122,16 +122,43 @@ fn writes_inside_never_reach_the_host() {
     );
     let inside = container.sh(&script);
     assert_eq!(inside.stdout, "container\n", "{inside}");
-
-    let host_unchanged = || {
+    let files_unchanged = || {
         assert_eq!(fs::read_to_string(&existing).expect("host file"), "host\n");
         for path in &created {
             assert!(!Path::new(path).exists(), "{path} reached the host");
         }
     };
-    host_unchanged();
+    files_unchanged();
+
+    // Only now that plain writes are known to stay inside: trust a CA the way `warden install`
+    // does on Debian, and the host's trust store must not notice.
+    let anchor = format!("/usr/local/share/ca-certificates/{name}.crt");
+    let trusted = container.sh(&format!(
+        "set -e; openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN={name} \
+           -keyout /root/{name}.key -out {anchor} 2>/dev/null; \
+         update-ca-certificates >/dev/null 2>&1; \
+         openssl x509 -in {anchor} -outform PEM | grep -v '^-----' | head -n1 > /root/line; \
+         grep -c -F -f /root/line {SYSTEM_BUNDLE}; ls /etc/ssl/certs/{name}.pem"
+    ));
+    assert_eq!(
+        trusted.stdout.lines().next(),
+        Some("1"),
+        "the container's bundle holds the new CA\n{trusted}"
+    );
+    let trust_unchanged = || {
+        assert_eq!(
+            fs::read(SYSTEM_BUNDLE).ok(),
+            host_bundle,
+            "the host's {SYSTEM_BUNDLE} changed"
+        );
+        for path in [anchor.clone(), format!("/etc/ssl/certs/{name}.pem")] {
+            assert!(!Path::new(&path).exists(), "{path} reached the host");
+        }
+    };
+    trust_unchanged();
     drop(container);
-    host_unchanged();
+    files_unchanged();
+    trust_unchanged();
 }
 
 #[test]
