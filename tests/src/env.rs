@@ -1,4 +1,5 @@
-//! Decides whether a test can run here: root, cgroup2, eBPF, tools, the warden binary; skips or fails under CI.
+//! Decides whether a test can run here: root, cgroup2, eBPF, tools, the warden binary, the real
+//! clients and systemd-nspawn; skips or fails under CI.
 
 use std::path::{Path, PathBuf};
 
@@ -114,15 +115,80 @@ pub fn require_python() -> Option<PathBuf> {
 
 /// `promtool` (Debian package `prometheus`, installed by `cargo xtask test`).
 pub fn require_promtool() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("promtool"))
-            .find(|candidate| candidate.is_file())
-    });
-    match found {
+    match find_on_path("promtool") {
         Some(promtool) => Some(promtool),
         None => skip(
             "promtool is not on PATH (Debian package `prometheus`; `cargo xtask test` installs it)",
         ),
     }
+}
+
+/// The e2e tests' Node: `node` and the node_modules holding the pinned official `openai` npm
+/// package, which a client gets as `NODE_PATH`.
+#[derive(Debug, Clone)]
+pub struct NodeSdk {
+    /// `WARDEN_TEST_NODE`.
+    pub node: PathBuf,
+    /// `WARDEN_TEST_NODE_MODULES`.
+    pub modules: PathBuf,
+}
+
+/// node and the official `openai` npm package (`WARDEN_TEST_NODE`, `WARDEN_TEST_NODE_MODULES`).
+pub fn require_node() -> Option<NodeSdk> {
+    let node = require_path("WARDEN_TEST_NODE", "node")?;
+    let modules = require_path("WARDEN_TEST_NODE_MODULES", "the openai npm package")?;
+    if !modules.join("openai").is_dir() {
+        return skip(&format!(
+            "WARDEN_TEST_NODE_MODULES={} has no openai package",
+            modules.display()
+        ));
+    }
+    Some(NodeSdk { node, modules })
+}
+
+/// The Go client built from tests/clients/go with the host's go (`WARDEN_TEST_GO_CLIENT`).
+pub fn require_go_client() -> Option<PathBuf> {
+    require_path("WARDEN_TEST_GO_CLIENT", "the Go client")
+}
+
+/// The tools that boot systemd in a container and enter it: root, cgroup2, `systemd-nspawn`,
+/// `nsenter` and `unshare`. Returns the path of `systemd-nspawn`.
+pub fn require_nspawn() -> Option<PathBuf> {
+    if !require_root() {
+        return None;
+    }
+    for tool in ["nsenter", "unshare", "mount"] {
+        if find_on_path(tool).is_none() {
+            return skip(&format!("{tool} is not on PATH (util-linux)"));
+        }
+    }
+    match find_on_path("systemd-nspawn") {
+        Some(nspawn) => Some(nspawn),
+        None => skip("systemd-nspawn is not on PATH (Debian package systemd-container)"),
+    }
+}
+
+/// The absolute path in `variable`, which must exist (`what` names it in the skip message).
+fn require_path(variable: &str, what: &str) -> Option<PathBuf> {
+    let Some(value) = std::env::var_os(variable) else {
+        return skip(&format!(
+            "{variable} ({what}) is not set (run the suite through `cargo xtask test`)"
+        ));
+    };
+    let path = PathBuf::from(value);
+    if !path.is_absolute() || !path.exists() {
+        return skip(&format!(
+            "{variable}={} is not an absolute path that exists",
+            path.display()
+        ));
+    }
+    Some(path)
+}
+
+/// The first file called `name` in a PATH directory.
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
 }

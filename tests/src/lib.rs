@@ -19,6 +19,7 @@ pub mod hosts;
 pub mod image_root;
 pub mod logs;
 pub mod net;
+pub mod nspawn;
 pub mod policy;
 pub mod probe;
 pub mod prometheus;
@@ -32,7 +33,8 @@ pub use cgroup::CgroupGuard;
 pub use client::{Client, ClientOutput};
 pub use daemon::{Daemon, DaemonBuilder, Status};
 pub use env::{
-    require_kernel, require_promtool, require_python, require_root, require_root_and_tools, E2e,
+    require_go_client, require_kernel, require_node, require_nspawn, require_promtool,
+    require_python, require_root, require_root_and_tools, E2e, NodeSdk,
 };
 pub use fake_upstream::{Behavior, FakeUpstream, RecordedRequest};
 pub use hosts::HostsFile;

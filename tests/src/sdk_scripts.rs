@@ -1,4 +1,5 @@
-//! Client programs for the official `openai` Python SDK, unmodified usage with the default base URL.
+//! Client programs for the official `openai` SDKs (Python, and Node through the npm package),
+//! unmodified usage with the default base URL.
 //!
 //! Each prints one JSON object with its pid and executable (as the process itself sees them) and
 //! what it got back, so a test can compare the response and Warden's log line for that process.
@@ -89,4 +90,34 @@ print(json.dumps({
     "pid": os.getpid(), "exe": os.readlink("/proc/self/exe"),
     "ids": [m.id for m in client.models.list()],
 }))
+"#;
+
+/// The official `openai` npm package (run as `node -e NODE_CHAT` with `NODE_PATH` at its
+/// node_modules): one non-streamed chat completion, printed like [`CHAT`]. A failure prints one
+/// line per error in its `cause` chain, `Class [code]: message`, on stderr and exits 1, so a test
+/// can tell a certificate error from any other.
+pub const NODE_CHAT: &str = r#"
+const fs = require("fs");
+const { OpenAI } = require("openai");
+
+async function main() {
+  const client = new OpenAI({ apiKey: "sk-test" });
+  const r = await client.chat.completions.create({
+    model: "gpt-4o-mini",
+    messages: [{ role: "user", content: "Say hello" }],
+  });
+  console.log(JSON.stringify({
+    pid: process.pid, exe: fs.readlinkSync("/proc/self/exe"),
+    model: r.model, content: r.choices[0].message.content,
+    total_tokens: r.usage.total_tokens,
+  }));
+}
+
+main().catch((error) => {
+  for (let e = error; e; e = e.cause) {
+    const code = e.code ? ` [${e.code}]` : "";
+    console.error(`${e.constructor ? e.constructor.name : typeof e}${code}: ${e.message}`);
+  }
+  process.exit(1);
+});
 "#;

@@ -209,6 +209,25 @@ fn a_host_and_endpoint_rule_denies_a_multipart_upload() {
 }
 
 #[test]
+fn a_denied_upload_still_being_sent_gets_the_refusal_not_a_reset_stream() {
+    const RULE: &str = "no-uploads";
+    let Some(agent) = PolicyAgent::start("policy-body-big-upload-denied", |daemon, _| {
+        daemon.policy_file(
+            "uploads.toml",
+            &deny_rule(RULE, "No uploads", r#"endpoint = ["files"]"#),
+        )
+    }) else {
+        return;
+    };
+    // 8 MiB: curl is still sending over HTTP/2 when the refusal is ready.
+    let big = UploadFile::new("big.jsonl", &vec![b'x'; 8 * 1024 * 1024]);
+    let (status, out) = upload(&agent, &big.path);
+    assert_eq!(status, 403, "{out}");
+    assert_eq!(out.json()["error"]["code"], RULE, "{out}");
+    agent.assert_upstream_got_nothing();
+}
+
+#[test]
 fn a_body_above_max_inspect_bytes_is_refused_with_413_when_a_mask_rule_applies() {
     let Some(agent) = PolicyAgent::start("policy-body-too-big", |daemon, _| {
         daemon

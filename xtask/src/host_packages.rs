@@ -1,5 +1,6 @@
-//! Installs missing Debian packages the tests rely on (curl, python3, iproute2, systemd, prometheus
-//! for promtool, …) with apt-get.
+//! Installs missing Debian packages the tests rely on (curl, python3-venv, iproute2, util-linux,
+//! sqlite3, bpftool, prometheus for promtool, systemd, nodejs and npm, golang, systemd-container) with
+//! apt-get.
 
 use std::process::Command;
 
@@ -49,9 +50,10 @@ const REQUIREMENTS: &[Requirement] = &[
         probe: &["bpftool", "version"],
         packages: &["bpftool"],
     },
-    // unshare (private mount namespaces for the hosts file) and setpriv (non-root clients).
+    // unshare (private mount namespaces for the hosts file), setpriv (non-root clients) and nsenter
+    // (commands inside the nspawn container).
     Requirement {
-        what: "unshare, setpriv",
+        what: "unshare, setpriv, nsenter",
         probe: &["setpriv", "--version"],
         packages: &["util-linux"],
     },
@@ -72,6 +74,30 @@ const REQUIREMENTS: &[Requirement] = &[
         what: "python3 seccomp module",
         probe: &["/usr/bin/python3", "-c", "import seccomp"],
         packages: &["python3-seccomp"],
+    },
+    // The official `openai` npm package runs on node; npm installs it into target/e2e-node.
+    // A node that brings its own npm (NodeSource's) passes both probes and is left alone.
+    Requirement {
+        what: "node",
+        probe: &["node", "--version"],
+        packages: &["nodejs"],
+    },
+    Requirement {
+        what: "npm",
+        probe: &["npm", "--version"],
+        packages: &["npm"],
+    },
+    // Debian's go builds the Go client (tests/clients/go) the trust tests run.
+    Requirement {
+        what: "go",
+        probe: &["go", "version"],
+        packages: &["golang"],
+    },
+    // systemd-nspawn boots the host's own systemd in a container for the service tests.
+    Requirement {
+        what: "systemd-nspawn",
+        probe: &["systemd-nspawn", "--version"],
+        packages: &["systemd-container"],
     },
 ];
 

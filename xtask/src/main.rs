@@ -2,8 +2,10 @@
 
 mod bench;
 mod build_cmd;
+mod go_client;
 mod host_packages;
 mod llvm_linkage;
+mod node;
 mod process;
 mod python;
 mod run;
@@ -56,10 +58,13 @@ enum Command {
 
     /// The project's one test command (README and CI run it). Needs root (sudo -E).
     ///
-    /// Sets up the toolchain, installs curl and python3-venv with apt-get when missing, creates
-    /// the Python venv target/e2e-venv with a pinned `openai` package, builds warden and the tests,
-    /// then runs `cargo test -p warden -p warden-tests -p warden-bench ARGS` with WARDEN_BIN and
-    /// WARDEN_TEST_PYTHON set. Example: `cargo xtask test -- e2e -- --nocapture`.
+    /// Sets up the toolchain, installs the host packages the tests use (curl, python3-venv, node
+    /// and npm, golang, systemd-container, ...) with apt-get when missing, creates the Python venv
+    /// target/e2e-venv with a pinned `openai` package, installs the pinned `openai` npm package
+    /// into target/e2e-node, builds the Go client (tests/clients/go) into target/e2e-go, builds
+    /// warden and the tests, then runs `cargo test -p warden -p warden-tests -p warden-bench ARGS`
+    /// with WARDEN_BIN, WARDEN_TEST_PYTHON, WARDEN_TEST_NODE, WARDEN_TEST_NODE_MODULES and
+    /// WARDEN_TEST_GO_CLIENT set. Example: `cargo xtask test -- e2e -- --nocapture`.
     Test {
         /// Arguments passed to `cargo test` (put them after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: prepare a fresh machine (toolchain, host packages, Python venv), build, run every test.
+//! `cargo xtask test`: prepare a fresh machine (toolchain, host packages, Python venv, Node SDK, Go
+//! client), build, run every test.
 
 use std::process::Command;
 
@@ -6,7 +7,7 @@ use anyhow::{bail, Result};
 
 use crate::build_cmd::{self, Profile};
 use crate::process::{cargo, header, is_root, repo_root, run_checked};
-use crate::{host_packages, python, toolchain};
+use crate::{go_client, host_packages, node, python, toolchain};
 
 const TEST_PACKAGES: &[&str] = &["-p", "warden", "-p", "warden-tests", "-p", "warden-bench"];
 
@@ -22,13 +23,17 @@ pub fn test(cargo_test_args: &[String]) -> Result<()> {
             if ci { " and CI=true is set" } else { "" }
         );
     }
-    header("[1/5] toolchain");
+    header("[1/7] toolchain");
     toolchain::setup()?;
-    header("[2/5] host packages");
+    header("[2/7] host packages");
     host_packages::ensure()?;
-    header("[3/5] python venv");
+    header("[3/7] python venv");
     let python = python::ensure_venv()?;
-    header("[4/5] build warden and tests");
+    header("[4/7] node sdk");
+    let node_sdk = node::ensure_sdk()?;
+    header("[5/7] go client");
+    let go_client = go_client::ensure_client()?;
+    header("[6/7] build warden and tests");
     build_cmd::build_warden(Profile::Debug)?;
     run_checked(
         Command::new(cargo())
@@ -37,17 +42,27 @@ pub fn test(cargo_test_args: &[String]) -> Result<()> {
             .args(TEST_PACKAGES)
             .arg("--no-run"),
     )?;
-    header("[5/5] cargo test");
+    header("[7/7] cargo test");
     let warden = build_cmd::warden_binary(Profile::Debug)?;
-    println!("    WARDEN_BIN={}", warden.display());
-    println!("    WARDEN_TEST_PYTHON={}", python.display());
+    let envs = [
+        ("WARDEN_BIN", warden.into_os_string()),
+        ("WARDEN_TEST_PYTHON", python.into_os_string()),
+        ("WARDEN_TEST_NODE", node_sdk.node.into_os_string()),
+        (
+            "WARDEN_TEST_NODE_MODULES",
+            node_sdk.modules.into_os_string(),
+        ),
+        ("WARDEN_TEST_GO_CLIENT", go_client.into_os_string()),
+    ];
+    for (name, value) in &envs {
+        println!("    {name}={}", value.to_string_lossy());
+    }
     run_checked(
         Command::new(cargo())
             .current_dir(repo_root()?)
             .arg("test")
             .args(TEST_PACKAGES)
             .args(cargo_test_args)
-            .env("WARDEN_BIN", &warden)
-            .env("WARDEN_TEST_PYTHON", &python),
+            .envs(envs),
     )
 }

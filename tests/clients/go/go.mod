@@ -1,0 +1,3 @@
+module warden.test/goclient
+
+go 1.19
