@@ -3,7 +3,11 @@
 //! Request bodies are read whole (the API call is parsed and recorded from them), except uploads
 //! and media; every response is streamed frame by frame, so an SSE response reaches the agent event
 //! by event.
-use std::{convert::Infallible, sync::Arc, time::Instant};
+use std::{
+    convert::Infallible,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
@@ -222,6 +226,9 @@ pub async fn handle(
     }
 
     if let Some((error, reason)) = checked.refusal {
+        if let Ok(body) = forwarded_body {
+            discard_rest(body).await;
+        }
         return Ok(log.error_response(error, &reason, Outcome::Denied));
     }
 
@@ -244,6 +251,7 @@ pub async fn handle(
             )
             .with_code("misdirected_request");
             let reason = "host does not match the TLS server name";
+            discard_rest(forwarded_body).await;
             return Ok(log.error_response(error, reason, Outcome::Denied));
         }
     }
@@ -255,12 +263,14 @@ pub async fn handle(
             "Warden refuses request paths with dot segments, percent-escapes or backslashes",
         )
         .with_code("invalid_path");
+        discard_rest(forwarded_body).await;
         return Ok(log.error_response(error, "ambiguous request path", Outcome::Denied));
     }
 
     if let Some(protocol) = requested_upgrade(&parts) {
         let error = crate::openai::error::upgrade_not_supported(&connection.server_name);
         let reason = format!("protocol upgrade ({protocol}) not supported");
+        discard_rest(forwarded_body).await;
         return Ok(log.error_response(error, &reason, Outcome::Denied));
     }
 
@@ -383,6 +393,26 @@ pub async fn handle(
 /// an API call can be read from (duplicated or mistyped fields), so that what a policy judges and
 /// what the upstream receives cannot differ.
 /// Returns the fields read from it too, so the body is not parsed again for them.
+/// Before refusing a request whose body is still arriving (an upload forwarded as it streams),
+/// read and discard the rest of it, up to a bound: an HTTP/2 stream answered before its request
+/// ended is reset, and clients such as curl then report the reset instead of Warden's answer.
+/// Past the bound (or the deadline) the refusal goes out anyway.
+async fn discard_rest(body: UpstreamBody) {
+    const MAX_DISCARDED: usize = 16 * 1024 * 1024;
+    const DEADLINE: Duration = Duration::from_secs(5);
+    let discard = async {
+        let mut body = body;
+        let mut discarded = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            discarded += frame.data_ref().map_or(0, Bytes::len);
+            if discarded > MAX_DISCARDED {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DEADLINE, discard).await;
+}
+
 fn normalized_body(body: &[u8]) -> Result<(Bytes, RequestFields), &'static str> {
     if body.is_empty() {
         return Ok((Bytes::new(), RequestFields::default()));
