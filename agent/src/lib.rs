@@ -1,4 +1,5 @@
 //! Warden: a host agent that makes AI agents' calls to LLM APIs visible, governed and accountable.
+pub mod accept;
 pub mod admin;
 pub mod audit;
 pub mod cgroupfs;

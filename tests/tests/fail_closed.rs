@@ -25,6 +25,16 @@ fn assert_refused(out: &ClientOutput) {
     assert!(out.stderr.contains("Failed to connect"), "{out}");
 }
 
+/// The agent's chat call trusting only the upstream's own CA: it succeeds only if nothing
+/// redirects it to Warden any more.
+fn direct_chat(fx: &AgentFixture) -> ClientOutput {
+    Client::new(curl::chat())
+        .in_cgroup(&fx.agent)
+        .hosts(&fx.hosts)
+        .trust(fx.upstream.ca_pem_path())
+        .run()
+}
+
 #[test]
 fn a_killed_daemon_leaves_agents_refused_and_a_restart_readopts_one_set_of_programs() {
     let Some(e2e) = require_kernel() else { return };
@@ -120,12 +130,7 @@ fn a_call_during_the_drain_and_after_a_stop_is_refused_until_the_pins_are_remove
         Duration::from_secs(10),
         || ids.iter().all(|id| !prog_exists(*id)).then_some(()),
     );
-    let direct = Client::new(curl::chat())
-        .in_cgroup(&fx.agent)
-        .hosts(&fx.hosts)
-        .trust(fx.upstream.ca_pem_path())
-        .run();
-    assert_ok(&direct);
+    assert_ok(&direct_chat(&fx));
 }
 
 #[test]
@@ -145,12 +150,7 @@ fn fail_open_programs_go_with_a_killed_daemon_and_leave_no_pins() {
         Duration::from_secs(10),
         || ids.iter().all(|id| !prog_exists(*id)).then_some(()),
     );
-    let direct = Client::new(curl::chat())
-        .in_cgroup(&fx.agent)
-        .hosts(&fx.hosts)
-        .trust(fx.upstream.ca_pem_path())
-        .run();
-    assert_ok(&direct);
+    assert_ok(&direct_chat(&fx));
 }
 
 #[test]

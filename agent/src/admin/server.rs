@@ -59,20 +59,10 @@ impl AdminServer {
         listener: UnixListener,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.changed() => return,
-                accepted = listener.accept() => accepted,
-            };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::error!(%error, "admin socket: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        let accept = || listener.accept();
+        while let Some((stream, _)) =
+            crate::accept::next_connection(accept, &mut shutdown, "admin socket").await
+        {
             let server = self.clone();
             tokio::spawn(async move { server.handle(stream).await });
         }

@@ -36,20 +36,10 @@ pub async fn serve(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.changed() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(%error, "metrics: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    let accept = || listener.accept();
+    while let Some((stream, _)) =
+        crate::accept::next_connection(accept, &mut shutdown, "metrics").await
+    {
         let metrics = metrics.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {

@@ -136,20 +136,10 @@ pub async fn serve(
         let drained = drained.clone();
         let abort = abort.clone();
         accept_loops.push(tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    _ = shutdown.changed() => return,
-                    accepted = listener.accept() => accepted,
-                };
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::error!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            let accept = || listener.accept();
+            while let Some((stream, peer)) =
+                crate::accept::next_connection(accept, &mut shutdown, "proxy").await
+            {
                 let guard = OpenConnection::new(open.clone(), drained.clone());
                 let context = context.clone();
                 let shutdown = shutdown.clone();
