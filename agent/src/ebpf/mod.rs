@@ -8,6 +8,8 @@
 //! redirected is decided by the `SELECTED_CGROUPS` map that [`selection`] keeps in sync. With
 //! `fail_mode = "closed"` the links and maps are pinned ([`pins`]) and outlive the daemon; with
 //! `"open"` they are held by the daemon alone and detach when it exits.
+mod attach;
+mod kernel_log;
 mod namespaces;
 pub mod origin;
 pub mod pins;
@@ -16,14 +18,13 @@ pub mod selection;
 use std::{
     fs::File,
     net::SocketAddr,
-    os::fd::AsFd,
     path::{Path, PathBuf},
     sync::{Mutex, MutexGuard},
 };
 
 use aya::{
     maps::{Array, HashMap, MapData, MapType, PerCpuArray},
-    programs::{links::FdLink, CgroupAttachMode, CgroupSockAddr, ProgramError, SockOps},
+    programs::ProgramError,
     Ebpf, EbpfError, EbpfLoader,
 };
 use serde::Serialize;
@@ -35,9 +36,6 @@ use warden_ebpf::{
 use crate::{cgroupfs::CgroupFs, config::FailMode};
 use origin::{client_key, ConnectionOrigin};
 use pins::{HeldLink, MapLayout, PinDir, PinError};
-
-/// See the module comment: with bpf links (kernel ≥ 5.7) this still allows multiple programs.
-const LINK_ATTACH_MODE: CgroupAttachMode = CgroupAttachMode::Single;
 
 /// The eBPF object built by agent/build.rs from agent-ebpf.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/warden-ebpf"));
@@ -164,7 +162,7 @@ impl Redirector {
             FailMode::Open => None,
         };
         let use_ns_pid = u8::from(!pid_namespace.is_initial);
-        let log_level = kernel_log_level();
+        let log_level = kernel_log::kernel_log_level();
         let mut loader = EbpfLoader::new();
         loader
             .override_global(aya_log::LEVEL, &log_level, true)
@@ -177,7 +175,7 @@ impl Redirector {
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(EbpfLoadError::Load)?;
         match aya_log::EbpfLogger::init(&mut ebpf) {
-            Ok(logger) => spawn_kernel_log_reader(logger),
+            Ok(logger) => kernel_log::spawn_kernel_log_reader(logger),
             Err(error) => tracing::warn!(%error, "eBPF programs' diagnostics are not available"),
         }
 
@@ -220,7 +218,8 @@ impl Redirector {
         let mut links = Vec::new();
         let mut adopted = false;
         for name in programs::ALL {
-            let (id, link, readopted) = attach_program(&mut ebpf, name, &root, pins.as_ref())?;
+            let (id, link, readopted) =
+                attach::attach_program(&mut ebpf, name, &root, pins.as_ref())?;
             adopted |= readopted;
             attached.push(AttachedProgram { name, id });
             links.push(link);
@@ -228,7 +227,7 @@ impl Redirector {
 
         let pinned = settings.fail_mode == FailMode::Closed;
         if !pinned && pins.is_some() {
-            links = release_pins(links, settings.pin_dir);
+            links = attach::release_pins(links, settings.pin_dir);
         }
         let origins = take_map(&mut ebpf, maps::ORIGINS)?;
         let selected = take_map(&mut ebpf, maps::SELECTED_CGROUPS)?;
@@ -327,128 +326,6 @@ impl Redirector {
     }
 }
 
-/// Loads `name` and attaches it at `root`, or gives it the link a previous run pinned. Returns
-/// the program's id, its link and whether the link was re-adopted.
-fn attach_program(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-    root: &File,
-    pins: Option<&PinDir>,
-) -> Result<(u32, HeldLink, bool), EbpfLoadError> {
-    let program = ebpf
-        .program_mut(name)
-        .ok_or(EbpfLoadError::MissingProgram(name))?;
-    let program_error = |source| EbpfLoadError::Program { name, source };
-    if name == programs::SOCK_OPS {
-        let program: &mut SockOps = program.try_into().map_err(program_error)?;
-        program.load().map_err(program_error)?;
-        link_program(name, program, root, pins)
-    } else {
-        let program: &mut CgroupSockAddr = program.try_into().map_err(program_error)?;
-        program.load().map_err(program_error)?;
-        link_program(name, program, root, pins)
-    }
-}
-
-/// The two program types Warden attaches to cgroups, as far as linking them goes.
-trait CgroupProgram {
-    fn program_id(&self) -> Result<u32, ProgramError>;
-    fn program_fd(&self) -> Result<aya::programs::ProgramFd, ProgramError>;
-    fn attach_link(&mut self, root: &File, name: &'static str) -> Result<FdLink, EbpfLoadError>;
-}
-
-macro_rules! cgroup_program {
-    ($program_type:ty) => {
-        impl CgroupProgram for $program_type {
-            fn program_id(&self) -> Result<u32, ProgramError> {
-                Ok(self.info()?.id())
-            }
-
-            fn program_fd(&self) -> Result<aya::programs::ProgramFd, ProgramError> {
-                Ok(self.fd()?.try_clone()?)
-            }
-
-            fn attach_link(
-                &mut self,
-                root: &File,
-                name: &'static str,
-            ) -> Result<FdLink, EbpfLoadError> {
-                let program_error = |source| EbpfLoadError::Program { name, source };
-                let link_id = self.attach(root, LINK_ATTACH_MODE).map_err(program_error)?;
-                let link = self.take_link(link_id).map_err(program_error)?;
-                FdLink::try_from(link).map_err(|source| EbpfLoadError::Link { name, source })
-            }
-        }
-    };
-}
-cgroup_program!(SockOps);
-cgroup_program!(CgroupSockAddr);
-
-fn link_program(
-    name: &'static str,
-    program: &mut impl CgroupProgram,
-    root: &File,
-    pins: Option<&PinDir>,
-) -> Result<(u32, HeldLink, bool), EbpfLoadError> {
-    let program_error = |source| EbpfLoadError::Program { name, source };
-    let id = program.program_id().map_err(program_error)?;
-    let Some(pins) = pins else {
-        let link = program.attach_link(root, name)?;
-        return Ok((id, HeldLink::Owned(link), false));
-    };
-    let program_fd = program.program_fd().map_err(program_error)?;
-    let (link, adopted) =
-        pins.adopt_or_attach(name, program_fd.as_fd(), || program.attach_link(root, name))?;
-    Ok((id, HeldLink::Pinned(link), adopted))
-}
-
-/// Fail open after a closed-mode run: the links stay attached only while this process holds
-/// them, and nothing is left pinned (the maps live on through the programs and our handles).
-fn release_pins(links: Vec<HeldLink>, pin_dir: &Path) -> Vec<HeldLink> {
-    let released = links
-        .into_iter()
-        .filter_map(|link| match link {
-            HeldLink::Pinned(pinned) => match pins::unpin(pinned) {
-                Ok(owned) => Some(owned),
-                Err(error) => {
-                    // The pin is still there, so the program stays attached after exit.
-                    tracing::error!(%error, "cannot unpin a link: it stays attached after Warden exits");
-                    None
-                }
-            },
-            owned => Some(owned),
-        })
-        .collect();
-    if let Err(error) = PinDir::remove(pin_dir) {
-        tracing::error!(%error, path = %pin_dir.display(), "removing the pins of a previous run");
-    }
-    tracing::info!(path = %pin_dir.display(), "fail_mode = \"open\": pins removed; the programs detach when Warden exits");
-    released
-}
-
-/// The most verbose level the programs' diagnostics would be logged at, so that the programs do not
-/// write records that the log filter would drop (aya-log's levels are `log`'s: 0 off … 5 trace).
-fn kernel_log_level() -> u8 {
-    use tracing::Level;
-    let target_enabled = |level| match level {
-        Level::TRACE => tracing::enabled!(target: "warden_ebpf::programs", Level::TRACE),
-        Level::DEBUG => tracing::enabled!(target: "warden_ebpf::programs", Level::DEBUG),
-        Level::INFO => tracing::enabled!(target: "warden_ebpf::programs", Level::INFO),
-        Level::WARN => tracing::enabled!(target: "warden_ebpf::programs", Level::WARN),
-        _ => tracing::enabled!(target: "warden_ebpf::programs", Level::ERROR),
-    };
-    [
-        (Level::TRACE, 5),
-        (Level::DEBUG, 4),
-        (Level::INFO, 3),
-        (Level::WARN, 2),
-        (Level::ERROR, 1),
-    ]
-    .into_iter()
-    .find(|&(level, _)| target_enabled(level))
-    .map_or(0, |(_, value)| value)
-}
-
 fn take_map<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, EbpfLoadError>
 where
     M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
@@ -467,25 +344,4 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// aya-log's records arrive on a ring buffer; forward them to `log` (bridged into tracing).
-fn spawn_kernel_log_reader(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
-    // SAFETY: the logger owns the ring buffer's fd, and the AsyncFd owns the logger while registered.
-    let registered = unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
-    };
-    let Ok(mut fd) = registered else {
-        tracing::warn!("eBPF diagnostics: cannot poll the log ring buffer");
-        return;
-    };
-    tokio::spawn(async move {
-        loop {
-            let Ok(mut guard) = fd.readable_mut().await else {
-                return;
-            };
-            guard.get_inner_mut().flush();
-            guard.clear_ready();
-        }
-    });
 }
