@@ -17,6 +17,7 @@ pub mod fake_upstream;
 pub mod hex;
 pub mod hosts;
 pub mod image_root;
+pub mod installed;
 pub mod logs;
 pub mod net;
 pub mod nspawn;

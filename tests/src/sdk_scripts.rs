@@ -121,3 +121,52 @@ main().catch((error) => {
   process.exit(1);
 });
 "#;
+
+/// A long-running agent: `python -c AGENT_ON_REQUEST FIFO DIR` makes one non-streamed chat
+/// completion per line written to the FIFO and writes its result to `DIR/LINE.json` (renamed into
+/// place, so a reader never sees half of it). The client is made once, like an agent's, with
+/// `max_retries=0`: a refused connect is reported at once instead of retried (the SDK's retries
+/// could outlast an outage a test makes on purpose).
+///
+/// A result holds the pid and executable, which CA variables the process has
+/// (`ca_variables`), and either `"ok": true` with the reply's `content`, or `"ok": false` with
+/// the SDK's `error` class and the HTTP `status` or, for a connection error, the `causes` chain.
+pub const AGENT_ON_REQUEST: &str = r#"
+import json, os, sys
+import openai
+from openai import OpenAI
+
+CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+requests_fifo, results = sys.argv[1], sys.argv[2]
+client = OpenAI(api_key="sk-test", max_retries=0)
+
+def call():
+    try:
+        r = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "Say hello"}],
+        )
+        return {"ok": True, "content": r.choices[0].message.content}
+    except openai.APIStatusError as e:
+        return {"ok": False, "error": type(e).__name__, "status": e.status_code, "message": e.message}
+    except openai.APIConnectionError as e:
+        causes, cause = [], e.__cause__ or e.__context__
+        while cause is not None and len(causes) < 8:
+            causes.append(f"{type(cause).__name__}: {cause}")
+            cause = cause.__cause__ or cause.__context__
+        return {"ok": False, "error": type(e).__name__, "causes": causes}
+
+while True:
+    with open(requests_fifo) as requests:
+        for line in requests:
+            name = line.strip()
+            result = {
+                "pid": os.getpid(), "exe": os.readlink("/proc/self/exe"),
+                "ca_variables": sorted(v for v in CA_VARIABLES if v in os.environ),
+            }
+            result.update(call())
+            path = os.path.join(results, name + ".json")
+            with open(path + ".tmp", "w") as f:
+                json.dump(result, f)
+            os.rename(path + ".tmp", path)
+"#;

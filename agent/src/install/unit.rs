@@ -92,7 +92,11 @@ PrivateDevices=yes
 PrivateMounts=yes
 # Read-only: Warden reads cgroupfs to find the selected units' cgroups, and never writes it.
 ProtectControlGroups=yes
-ProtectKernelTunables=yes
+# Not ProtectKernelTunables=: systemd releases before PrivateBPF= (252 in Debian 12, 255 in Ubuntu
+# 24.04) mount /sys/fs/bpf read-only with it, and neither ReadWritePaths= nor BindPaths= undoes that
+# (measured on 252): Warden could not pin its programs and would not start. The tunables it guards are
+# made read-only here instead; /sys/fs/bpf stays writable through ReadWritePaths= above.
+ReadOnlyPaths=/sys /proc/sys -/proc/sysrq-trigger
 ProtectKernelModules=yes
 ProtectKernelLogs=yes
 ProtectClock=yes
@@ -156,7 +160,18 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
-        for forbidden in ["ProtectProc=", "PrivateNetwork=", "ProcSubset="] {
+        assert!(
+            text.lines()
+                .any(|l| l == "ReadOnlyPaths=/sys /proc/sys -/proc/sysrq-trigger"),
+            "the kernel tunables are read-only:\n{text}"
+        );
+        // ProtectKernelTunables= makes /sys/fs/bpf read-only, beyond ReadWritePaths=' reach.
+        for forbidden in [
+            "ProtectProc=",
+            "PrivateNetwork=",
+            "ProcSubset=",
+            "ProtectKernelTunables=",
+        ] {
             assert!(
                 !text.lines().any(|l| l.starts_with(forbidden)),
                 "{forbidden} would break Warden:\n{text}"

@@ -118,7 +118,7 @@ impl ActivePolicy {
     /// Loads the directory; at startup an invalid policy is an error (the daemon does not start).
     pub fn load(dir: &Path) -> Result<ActivePolicy, ActivePolicyError> {
         let compiled = CompiledPolicy::compile(load_dir(dir)?)?;
-        log_loaded(dir, &compiled.policy, "policy loaded");
+        log_loaded(dir, &compiled.policy, "startup", "policy loaded");
         Ok(ActivePolicy {
             dir: dir.to_path_buf(),
             current: RwLock::new(Arc::new(compiled)),
@@ -149,7 +149,7 @@ impl ActivePolicy {
                 REFUSED.to_string()
             }
             Ok(compiled) => {
-                log_loaded(&self.dir, &compiled.policy, "policy reloaded");
+                log_loaded(&self.dir, &compiled.policy, why, "policy reloaded");
                 let summary = format!("policy reloaded: {} rules", compiled.policy.rules.len());
                 *self
                     .current
@@ -222,9 +222,11 @@ impl ActivePolicy {
     }
 }
 
-fn log_loaded(dir: &Path, policy: &Policy, message: &'static str) {
+/// `trigger` says what caused the (re)load, as the refusals do: an operator tells a `systemctl
+/// reload` (SIGHUP) from an edit the directory watch saw.
+fn log_loaded(dir: &Path, policy: &Policy, trigger: &str, message: &'static str) {
     let names: Vec<&str> = policy.rules.iter().map(|rule| rule.name.as_str()).collect();
-    tracing::info!(dir = %dir.display(), files = policy.files.len(), rules = ?names, "{message}");
+    tracing::info!(dir = %dir.display(), files = policy.files.len(), rules = ?names, trigger, "{message}");
 }
 
 async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
