@@ -148,7 +148,8 @@ fn warden_install_runs_a_hardened_service_that_fails_closed_and_uninstalls_clean
     scene.other_clients_are_intercepted(&node, &go);
     scene.reload_applies_a_policy();
     scene.a_killed_warden_fails_closed(agent_pid);
-    scene.restart_readopts_one_set_of_programs();
+    scene.restart_readopts_one_set_of_programs(agent_pid);
+    scene.the_agent_does_not_start_without_warden();
     scene.uninstall_leaves_nothing();
 }
 
@@ -209,10 +210,10 @@ impl Scene {
     ///    recorded: it trusts Warden's CA through the system store install updated. Returns the
     ///    agent's pid.
     fn python_agent_is_intercepted(&self) -> u64 {
-        let requires = unit_property(&self.container, AGENT_UNIT, "Requires");
+        let wants = unit_property(&self.container, AGENT_UNIT, "Wants");
         assert!(
-            requires.contains("warden.service"),
-            "the drop-in: Requires={requires}"
+            wants.contains("warden.service"),
+            "the drop-in: Wants={wants}"
         );
         self.container.sh(&format!("systemctl start {AGENT_UNIT}"));
         wait::until(
@@ -377,8 +378,7 @@ impl Scene {
             down["causes"].to_string().contains("refused"),
             "the connect is refused: {down}"
         );
-        // Requires=warden.service does not stop the agent when Warden dies (systemd 252: only an
-        // explicit stop propagates; Warden is in auto-restart, which counts as activating).
+        // The agent keeps running while Warden is down (the drop-in only Wants= it).
         assert_eq!(
             down["pid"].as_u64(),
             Some(agent_pid),
@@ -393,7 +393,7 @@ impl Scene {
     }
 
     /// 5. Restart=always brings interception back, re-adopting the pins: one set of programs.
-    fn restart_readopts_one_set_of_programs(&self) {
+    fn restart_readopts_one_set_of_programs(&self, agent_pid: u64) {
         let upstream_before = self.upstream.requests().len();
         let restarted = wait::within(RESTART_TIMEOUT, || {
             warden_log(&self.container)
@@ -422,15 +422,51 @@ impl Scene {
             attached, expected,
             "exactly one set of programs is attached"
         );
-        // The agent is restarted with Warden (systemd 252 turns the auto-restart into a restart job,
-        // and Requires= propagates it as try-restart), so this may be a new agent process.
+        // The agent is not restarted with Warden: the same process is intercepted again, with
+        // no new cgroup to select (systemd 252 would restart it through a Requires=).
         let back = agent_call(&self.container, "after-restart");
         assert_intercepted_reply(&back, &self.upstream);
         assert_eq!(self.upstream.requests().len(), upstream_before + 1);
         let back_pid = back["pid"].as_u64();
+        assert_eq!(
+            back_pid,
+            Some(agent_pid),
+            "the agent was restarted with Warden: {back}"
+        );
         wait_for_session(&self.container, "the call after the restart", |s| {
             s["pid"].as_u64() == back_pid && s["unit"] == AGENT_UNIT && s["status"] == 200
         });
+    }
+
+    /// The drop-in's ExecStartPre= check: with Warden stopped, the agent does not start (started
+    /// without pulling Warden in, as an administrator's `--job-mode=ignore-dependencies` would).
+    fn the_agent_does_not_start_without_warden(&self) {
+        self.container.sh("systemctl stop warden");
+        let start = self.container.exec([
+            "systemctl",
+            "restart",
+            "--job-mode=ignore-dependencies",
+            AGENT_UNIT,
+        ]);
+        assert!(
+            !start.status.success(),
+            "the agent started while Warden was stopped\n{}",
+            unit_state(&self.container, AGENT_UNIT)
+        );
+        assert_eq!(
+            unit_property(&self.container, AGENT_UNIT, "ActiveState"),
+            "failed"
+        );
+        // A normal start pulls Warden in first, then the agent starts.
+        self.container.sh(&format!("systemctl start {AGENT_UNIT}"));
+        assert_eq!(
+            unit_property(&self.container, "warden.service", "ActiveState"),
+            "active"
+        );
+        assert_eq!(
+            unit_property(&self.container, AGENT_UNIT, "ActiveState"),
+            "active"
+        );
     }
 
     /// 6. `warden uninstall` leaves no unit, no pin, no trust entry.
@@ -457,8 +493,8 @@ impl Scene {
             "not-found",
             "{uninstalled}"
         );
-        let requires = unit_property(&self.container, AGENT_UNIT, "Requires");
-        assert!(!requires.contains("warden.service"), "Requires={requires}");
+        let wants = unit_property(&self.container, AGENT_UNIT, "Wants");
+        assert!(!wants.contains("warden.service"), "Wants={wants}");
         assert_eq!(
             attached_at_container_root(&self.container),
             Vec::<u32>::new(),

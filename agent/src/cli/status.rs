@@ -11,11 +11,18 @@ pub struct StatusArgs {
     /// Print the status as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print nothing: exit 0 if the daemon answers, non-zero (with the reason) if not. The drop-in
+    /// `warden install` writes for a selected unit runs it before the unit starts.
+    #[arg(long, conflicts_with = "json")]
+    pub quiet: bool,
 }
 
 pub fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<()> {
     let response = client::call(&config.admin_socket_path(), &AdminRequest::Status)?;
     let status = response.status.unwrap_or_default();
+    if args.quiet {
+        return Ok(());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());

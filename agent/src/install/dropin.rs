@@ -12,20 +12,28 @@ pub const DROPIN_FILE: &str = "warden.conf";
 /// The first line of every drop-in Warden writes: only files starting with it are ever removed.
 pub const DROPIN_MARKER: &str = "# Written by `warden install` for a unit in [select] units;";
 
-/// The drop-in for `unit`, pointing Node.js clients at `ca_file` (a live path).
-pub fn dropin_text(unit: &str, ca_file: &Path) -> String {
+/// The drop-in for `unit`, pointing Node.js clients at `ca_file` (a live path). `check` is the
+/// command line of `warden status --quiet` with the unit's config.
+///
+/// Wants= rather than Requires=: with Requires=, systemd turns every automatic restart of Warden
+/// (Restart=always after a crash) into a restart of every selected unit, whose new cgroup then
+/// has to be selected again. The start guarantee comes from the ExecStartPre= check instead.
+pub fn dropin_text(unit: &str, ca_file: &Path, check: &str) -> String {
     let mut text = format!(
         "{DROPIN_MARKER} removed when the unit\n\
          # leaves that list or by `warden uninstall`. Put your own settings in another file here.\n\
          [Unit]\n\
-         # A selected unit does not start while Warden is not intercepting, and stops with it.\n\
-         Requires={UNIT_NAME}\n\
+         # Started after Warden, which it pulls in; restarting Warden does not restart this unit.\n\
+         Wants={UNIT_NAME}\n\
          After={UNIT_NAME}\n"
     );
-    // Only a service runs processes whose environment systemd sets.
+    // Only a service runs processes whose environment and start systemd controls.
     if unit.ends_with(".service") {
         text.push_str(&format!(
             "\n[Service]\n\
+             # Does not start unless Warden answers: from then on its connections are intercepted\n\
+             # (and refused while Warden is down). `+`: the check needs root, whatever User= is.\n\
+             ExecStartPre=+{check}\n\
              # Node.js trusts only its bundled roots; the system store covers Python, curl and Go.\n\
              Environment=NODE_EXTRA_CA_CERTS={}\n",
             ca_file.display()

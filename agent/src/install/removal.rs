@@ -28,8 +28,8 @@ pub fn uninstall(options: &UninstallOptions, steps: &mut Steps) -> Result<(), In
     let config = load_config(options)?;
     let live_systemd = root.is_live() && systemd::systemd_running();
 
-    // The drop-ins go first: a selected unit Requires= warden.service, so stopping Warden while
-    // they are in force would stop the selected units too.
+    // The drop-ins go first, so that the selected units no longer pull Warden in or check for
+    // it when systemd reloads.
     let systemd_dir = root.path(Path::new(SYSTEMD_DIR));
     let mut units_changed = false;
     for unit in units_with_dropins(&systemd_dir)? {

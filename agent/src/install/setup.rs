@@ -12,7 +12,7 @@ use super::{
     step::{Outcome, Steps},
     systemd,
     trust::TrustStore,
-    unit::{unit_text, UnitOptions},
+    unit::{unit_text, warden_command, UnitOptions},
     unit_path, InstallError, Root, BINARY_PATH, CONFIG_DIR, SYSTEMD_DIR, UNIT_NAME,
 };
 use crate::{
@@ -82,6 +82,7 @@ pub fn install(options: &InstallOptions, steps: &mut Steps) -> Result<(), Instal
         &root.path(Path::new(SYSTEMD_DIR)),
         &config.select.units,
         &store.anchor_path(),
+        &warden_command(explicit_config, "status --quiet"),
         steps,
     )?;
 
@@ -190,16 +191,17 @@ fn sync_dropins(
     systemd_dir: &Path,
     units: &[String],
     ca_file: &Path,
+    check: &str,
     steps: &mut Steps,
 ) -> Result<bool, InstallError> {
     let mut changed = false;
     for unit in units {
-        let text = dropin_text(unit, ca_file);
+        let text = dropin_text(unit, ca_file, check);
         let path = dropin_path(systemd_dir, unit);
         let what = if unit.ends_with(".service") {
-            "drop-in: Requires/After warden.service, NODE_EXTRA_CA_CERTS"
+            "drop-in: Wants/After warden.service, starts only if Warden answers, NODE_EXTRA_CA_CERTS"
         } else {
-            "drop-in: Requires/After warden.service"
+            "drop-in: Wants/After warden.service"
         };
         changed |= steps.file(&path, text.as_bytes(), 0o644, what)?.changed();
     }

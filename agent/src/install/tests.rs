@@ -176,7 +176,12 @@ fn an_existing_config_is_never_overwritten_and_decides_the_drop_ins() {
     ));
     let slice =
         fs::read_to_string(image.path("/etc/systemd/system/b.slice.d/warden.conf")).unwrap();
-    assert!(slice.contains("Requires=warden.service\nAfter=warden.service\n"));
+    assert!(slice.contains("Wants=warden.service\nAfter=warden.service\n"));
+    assert!(!slice.contains("Requires="), "{slice}");
+    assert!(
+        service.contains("ExecStartPre=+/usr/local/bin/warden status --quiet\n"),
+        "{service}"
+    );
     assert!(
         !slice.contains("[Service]"),
         "a slice has no environment: {slice}"

@@ -19,12 +19,7 @@ const BPF_FS: &str = "/sys/fs/bpf";
 const STATE_ROOT: &str = "/var/lib";
 
 pub fn unit_text(options: &UnitOptions) -> String {
-    let mut exec_start = format!("{BINARY_PATH} run");
-    if let Some(config) = options.config {
-        // `$` would be expanded as an environment variable on a command line.
-        let config = quote(config).replace('$', "$$");
-        exec_start = format!("{BINARY_PATH} --config {config} run");
-    }
+    let exec_start = warden_command(options.config, "run");
     // StateDirectory= makes the state directory (0700) and the only writable place under
     // ProtectSystem=strict; a state_dir outside /var/lib is made writable by path instead.
     let (state_directory, mut writable) = match options.state_dir.strip_prefix(STATE_ROOT) {
@@ -117,6 +112,19 @@ WantedBy=multi-user.target
         writable = writable.join(" "),
     );
     text
+}
+
+/// The command line that runs `warden SUBCOMMAND` from a unit file, with `--config` when install
+/// was given one.
+pub fn warden_command(config: Option<&Path>, subcommand: &str) -> String {
+    match config {
+        // `$` would be expanded as an environment variable on a command line.
+        Some(config) => format!(
+            "{BINARY_PATH} --config {} {subcommand}",
+            quote(config).replace('$', "$$")
+        ),
+        None => format!("{BINARY_PATH} {subcommand}"),
+    }
 }
 
 /// A path as one word of a unit file line: systemd splits on whitespace, honours C-style quotes,
