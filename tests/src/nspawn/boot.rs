@@ -210,8 +210,26 @@ fn nspawn_args(machine: &str, root: &Path, boot_target: &Path) -> Vec<OsString> 
         boot_target,
         &format!("/etc/systemd/system/{BOOT_TARGET}"),
     ));
+    // The workspace (the warden binary, the venv, the Node and Go clients under target/) at its
+    // own path: a checkout under /tmp or /run would otherwise be hidden by the tmpfs nspawn
+    // mounts there.
+    let workspace = workspace_root();
+    args.push(bind_arg(
+        "--bind-ro=",
+        &workspace,
+        &workspace.to_string_lossy(),
+    ));
     args.push("--boot".into());
     args
+}
+
+/// The cargo workspace these tests belong to.
+fn workspace_root() -> std::path::PathBuf {
+    let tests_crate = Path::new(env!("CARGO_MANIFEST_DIR"));
+    tests_crate
+        .parent()
+        .expect("the tests crate lives in the workspace")
+        .to_path_buf()
 }
 
 /// Arguments after the options: systemd's kernel command line inside the container. nspawn
