@@ -2,7 +2,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use warden::cli::{self, Cli, Command};
+use warden::{
+    admin::client::AdminClientError,
+    cli::{self, Cli, Command},
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -34,8 +37,23 @@ fn main() -> ExitCode {
     };
     result.unwrap_or_else(|error| {
         eprintln!("warden: {}", describe(&error));
+        if looked_in_the_wrong_place(&cli, &error) {
+            eprintln!("warden: {}", cli.config_hint());
+        }
         ExitCode::FAILURE
     })
+}
+
+/// Errors that a wrong or missing `--config` causes: no daemon at the admin socket it names, no
+/// CA in its state directory.
+fn looked_in_the_wrong_place(cli: &Cli, error: &anyhow::Error) -> bool {
+    let unreachable = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<AdminClientError>(),
+            Some(AdminClientError::Connect { .. })
+        )
+    });
+    unreachable || matches!(cli.command, Command::Ca(_))
 }
 
 /// Rust starts with SIGPIPE ignored, so `warden sessions list | head` would panic in println!

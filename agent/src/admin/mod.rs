@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ebpf::{selection::SelectedCgroup, AttachedProgram, Attachment, KernelCounters},
+    policy::active::PolicyStatus,
     proxy::counters::CountersSnapshot,
 };
 
@@ -47,6 +48,8 @@ pub struct Status {
     /// Fail mode, and whether the programs are pinned (stay attached if the daemon dies).
     pub attachment: Attachment,
     pub selected: Vec<SelectedCgroup>,
+    /// The policy directory and whether a policy is loaded from it.
+    pub policy: PolicyStatus,
     pub counters: StatusCounters,
 }
 

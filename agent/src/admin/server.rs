@@ -138,6 +138,7 @@ impl AdminServer {
             programs: self.context.redirector.programs().to_vec(),
             attachment: self.context.redirector.attachment(),
             selected: self.selection.selected(),
+            policy: self.context.policy.status(),
             counters: StatusCounters {
                 proxy: self.context.counters.snapshot(),
                 kernel: self.context.redirector.counters(),

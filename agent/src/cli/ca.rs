@@ -1,4 +1,5 @@
 //! `warden ca`: where Warden's CA certificate is.
+use anyhow::bail;
 use clap::{Args, Subcommand};
 
 use crate::{config::Config, tls};
@@ -18,7 +19,19 @@ pub enum CaCommand {
 
 pub fn run(config: &Config, args: &CaArgs) -> anyhow::Result<()> {
     match args.command {
-        CaCommand::Path => println!("{}", tls::cert_path(&config.ca_dir()).display()),
+        CaCommand::Path => {
+            let path = tls::cert_path(&config.ca_dir());
+            // A path printed for a file that does not exist would be trusted by nobody and fail
+            // later, far from the cause.
+            if !path.is_file() {
+                bail!(
+                    "no CA certificate at {}: the daemon creates it on its first start \
+                     (`warden run` with this config)",
+                    path.display()
+                );
+            }
+            println!("{}", path.display());
+        }
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
 
 /// Warden makes every call your AI agents make to the OpenAI API visible and accountable.
 ///
@@ -62,6 +62,23 @@ pub enum Command {
 impl Cli {
     pub fn load_config(&self) -> anyhow::Result<Config> {
         Ok(Config::load(self.config.as_deref())?)
+    }
+
+    /// Which configuration this command used and how to name another, for errors that may come
+    /// from looking in the wrong place (no daemon at the socket, no CA).
+    pub fn config_hint(&self) -> String {
+        let used = match &self.config {
+            Some(path) => format!("the config used was {}", path.display()),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                format!("the config used was {DEFAULT_CONFIG_PATH} (the default)")
+            }
+            None => format!(
+                "no config file was used ({DEFAULT_CONFIG_PATH} does not exist), so the built-in \
+                 defaults apply (state_dir {})",
+                Config::default().state_dir.display()
+            ),
+        };
+        format!("{used}; name the daemon's config with --config FILE or WARDEN_CONFIG=FILE")
     }
 }
 

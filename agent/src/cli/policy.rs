@@ -95,15 +95,28 @@ pub fn run(cli: &Cli, args: &PolicyArgs) -> anyhow::Result<()> {
 
 fn run_check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<()> {
     // A path given on the command line needs no configuration, so a broken config cannot stop it.
-    let (path, explicit) = match &args.path {
-        Some(path) => (path.clone(), true),
-        None => (cli.load_config()?.policy.dir, false),
+    let (path, may_be_absent) = match &args.path {
+        Some(path) => (path.clone(), false),
+        None => {
+            let config = cli.load_config()?;
+            (config.policy.dir, !config.policy.dir_configured)
+        }
     };
-    if !path.exists() && !explicit {
-        println!("ok: 0 rules in 0 files ({} does not exist)", path.display());
+    if may_be_absent && !path.exists() {
+        // The daemon starts without a policy here, so this is not an error; it is said plainly.
+        println!(
+            "no policy: {} does not exist (the built-in default; no config file sets [policy] dir), \
+             so no request is checked against any rule",
+            path.display()
+        );
         return Ok(());
     }
-    match load_policy(&path) {
+    // The configured directory is a directory even when it is absent (and then an error).
+    let loaded = match args.path.is_some() {
+        true => load_policy(&path),
+        false => policy::load_dir(&path),
+    };
+    match loaded {
         Ok(policy) => {
             println!("{}", summary(&policy, &path));
             Ok(())
@@ -172,21 +185,22 @@ fn policy_problems(path: &Path, problems: &[String]) -> String {
 
 /// Loads and compiles the policy, evaluates the request, and renders the report.
 fn run_test(cli: &Cli, args: &TestArgs) -> Result<String, TestError> {
-    let path = match &args.policy {
-        Some(path) => path.clone(),
+    let (path, may_be_absent) = match &args.policy {
+        Some(path) => (path.clone(), false),
         None => {
             let config = cli
                 .load_config()
                 .map_err(|error| TestError::Config(describe(&error)))?;
-            config.policy.dir
+            (config.policy.dir, !config.policy.dir_configured)
         }
     };
     let policy_error = |problems: Vec<String>| TestError::Policy {
         path: path.clone(),
         problems,
     };
-    // An absent default directory means no rules, as in the daemon; a path given must exist.
-    let policy = if args.policy.is_none() && !path.exists() {
+    // The absent built-in default means no rules, as in the daemon; a path given or configured
+    // must exist.
+    let policy = if may_be_absent && !path.exists() {
         eprintln!("note: {} does not exist: no rules apply", path.display());
         Policy::default()
     } else {

@@ -14,7 +14,7 @@ use crate::{
     ebpf::{selection::Selection, RedirectSettings, Redirector},
     identity::IdentityResolver,
     metrics::{self, Metrics},
-    policy::active::ActivePolicy,
+    policy::active::{AbsentDir, ActivePolicy},
     proxy::{self, upstream::Upstream, Listeners, ProxyContext},
     supervisor,
     tls::{self, CertificateAuthority, LeafCache},
@@ -53,15 +53,22 @@ fn init_logging() {
 async fn daemon(config: Config) -> anyhow::Result<()> {
     raise_open_file_limit();
     let config = Arc::new(config);
+    // Before anything is created: a config that names an absent policy directory stops here.
+    let policy = Arc::new(
+        ActivePolicy::load(
+            &config.policy.dir,
+            match config.policy.dir_configured {
+                true => AbsentDir::Refuse,
+                false => AbsentDir::RunWithoutPolicy,
+            },
+        )
+        .context("loading the policies ([policy] dir)")?,
+    );
     create_private_dir(&config.state_dir)?;
     let ca = CertificateAuthority::load_or_create(&config.ca_dir()).context("Warden CA")?;
     let tls_server = tls::server_config(Arc::new(LeafCache::new(Arc::new(ca))));
     let upstream = Upstream::new(&config)?;
     let cgroupfs = CgroupFs::discover()?;
-    let policy = Arc::new(
-        ActivePolicy::load(&config.policy.dir)
-            .with_context(|| format!("loading the policies in {}", config.policy.dir.display()))?,
-    );
     let audit_db = audit::audit_db_path(&config.state_dir);
     let audit = AuditWriter::start(&audit_db, config.audit.writer_options())
         .with_context(|| format!("opening the audit store {}", audit_db.display()))?;
@@ -194,11 +201,15 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
 /// The line `systemctl status` shows: how Warden fails, what it selects, what it has done.
 fn summary(context: &ProxyContext, selection: &Selection) -> String {
     let counters = context.counters.snapshot();
+    let policy = context.policy.status();
+    let rules = match policy.loaded {
+        true => format!("{} rules", policy.rules),
+        false => "NO POLICY LOADED".to_string(),
+    };
     format!(
-        "fail-{}; {} cgroups selected; {} rules; {} exchanges, {} tunnels, {} refused",
+        "fail-{}; {} cgroups selected; {rules}; {} exchanges, {} tunnels, {} refused",
         context.redirector.attachment().fail_mode,
         selection.selected().len(),
-        context.policy.current().policy.rules.len(),
         counters.exchanges,
         counters.tunneled,
         counters.rejected,

@@ -81,6 +81,18 @@ pub fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<()> {
             cgroup["source"].as_str().unwrap_or("?")
         );
     }
+    let policy = field("policy");
+    let dir = policy["dir"].as_str().unwrap_or("?");
+    match policy["loaded"].as_bool() {
+        Some(true) => println!(
+            "policy          {} rules in {} files from {dir}",
+            policy["rules"], policy["files"]
+        ),
+        _ => println!(
+            "policy          NONE LOADED: {}; no request is checked against any rule",
+            policy["reason"].as_str().unwrap_or("unknown")
+        ),
+    }
     println!("counters");
     if let Some(counters) = field("counters").as_object() {
         for (name, value) in counters {

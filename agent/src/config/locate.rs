@@ -31,6 +31,12 @@ impl KeyPath {
         path
     }
 
+    /// Removes the key at this path from `doc`; false when there is none. Only keys are removed,
+    /// never array elements, so the paths of the keys left keep naming the same places.
+    pub(crate) fn remove_from(&self, doc: &mut toml_edit::DocumentMut) -> bool {
+        remove_at(NodeMut::Table(doc.as_table_mut()), &self.0)
+    }
+
     /// How the table holding this key is written: `[proxy]`, `[[account]]`, or the top level.
     fn parent_table(&self) -> String {
         let parent = &self.0[..self.0.len().saturating_sub(1)];
@@ -60,6 +66,54 @@ impl fmt::Display for KeyPath {
             }
         }
         Ok(())
+    }
+}
+
+/// A node of a mutable document, as [`Node`] is of a parsed one.
+enum NodeMut<'a> {
+    Item(&'a mut toml_edit::Item),
+    Table(&'a mut toml_edit::Table),
+    Value(&'a mut toml_edit::Value),
+}
+
+impl<'a> NodeMut<'a> {
+    fn table_like(self) -> Option<&'a mut dyn toml_edit::TableLike> {
+        match self {
+            NodeMut::Item(item) => item.as_table_like_mut(),
+            NodeMut::Table(table) => Some(table),
+            NodeMut::Value(value) => value
+                .as_inline_table_mut()
+                .map(|t| t as &mut dyn toml_edit::TableLike),
+        }
+    }
+
+    fn element(self, index: usize) -> Option<NodeMut<'a>> {
+        match self {
+            NodeMut::Item(toml_edit::Item::ArrayOfTables(tables)) => {
+                tables.get_mut(index).map(NodeMut::Table)
+            }
+            NodeMut::Item(toml_edit::Item::Value(value)) | NodeMut::Value(value) => {
+                value.as_array_mut()?.get_mut(index).map(NodeMut::Value)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn remove_at(node: NodeMut<'_>, path: &[Segment]) -> bool {
+    match path {
+        [] => false,
+        [Segment::Key(key)] => node
+            .table_like()
+            .is_some_and(|table| table.remove(key).is_some()),
+        [Segment::Key(key), rest @ ..] => match node.table_like().and_then(|t| t.get_mut(key)) {
+            Some(item) => remove_at(NodeMut::Item(item), rest),
+            None => false,
+        },
+        [Segment::Index(index), rest @ ..] => match node.element(*index) {
+            Some(child) => remove_at(child, rest),
+            None => false,
+        },
     }
 }
 

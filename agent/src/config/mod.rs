@@ -52,6 +52,7 @@ use crate::audit::{Durability, WriterOptions};
 use locate::{line_of, Locator};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/warden/warden.toml";
+pub const DEFAULT_POLICY_DIR: &str = "/etc/warden/policies";
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -123,18 +124,23 @@ impl Default for AuditConfig {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// Every `*.toml` file in this directory is loaded; a missing directory means no rules.
+    /// Every `*.toml` file in this directory is loaded. It must exist when a config file names
+    /// it; the built-in default may be absent (the daemon then runs with no policy and says so).
     pub dir: PathBuf,
     /// Bodies larger than this are not inspected: they are refused (413) when a rule that reads
     /// the body applies, so that nothing unmasked slips through because it was big.
     pub max_inspect_bytes: u64,
+    /// Whether `dir` was set in a config file (not the built-in default): then it must exist.
+    #[serde(skip)]
+    pub dir_configured: bool,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
-            dir: PathBuf::from("/etc/warden/policies"),
+            dir: PathBuf::from(DEFAULT_POLICY_DIR),
             max_inspect_bytes: 16 * 1024 * 1024,
+            dir_configured: false,
         }
     }
 }
@@ -325,6 +331,7 @@ impl Config {
         let locate = Locator::new(text, &doc, file);
         let mut config: Config = toml::from_str(text).map_err(|e| locate.serde_error(&e))?;
         config.normalize();
+        config.policy.dir_configured = doc.get("policy").and_then(|p| p.get("dir")).is_some();
         config
             .validate()
             .map_err(|(path, reason)| ConfigError::Invalid {

@@ -267,3 +267,14 @@ fn policy_settings_parse_and_are_validated() {
         "{unknown}"
     );
 }
+
+#[test]
+fn a_policy_dir_set_in_the_file_is_marked_configured() {
+    let config = parse("[policy]\ndir = \"/srv/policies\"\n").unwrap();
+    assert!(config.policy.dir_configured);
+    assert_eq!(config.policy.dir, Path::new("/srv/policies"));
+    let config = parse("[policy]\nmax_inspect_bytes = 4096\n").unwrap();
+    assert!(!config.policy.dir_configured);
+    assert_eq!(config.policy.dir, Path::new(DEFAULT_POLICY_DIR));
+    assert!(!Config::default().policy.dir_configured);
+}

@@ -44,8 +44,13 @@ mod tests {
         };
         let defaults = uncomment(false);
         assert_ne!(defaults, DEFAULT_CONFIG.trim_end());
+        let mut parsed =
+            Config::from_toml(&defaults, file).unwrap_or_else(|e| panic!("{e}\n{defaults}"));
+        // Set in a file, the policy directory must exist; the default need not.
+        assert!(parsed.policy.dir_configured);
+        parsed.policy.dir_configured = false;
         assert_eq!(
-            Config::from_toml(&defaults, file).unwrap_or_else(|e| panic!("{e}\n{defaults}")),
+            parsed,
             Config::default(),
             "a commented value is not the default"
         );
@@ -62,7 +67,8 @@ mod tests {
     fn the_starter_policy_loads_and_masks_secrets_and_personal_data_in_prompts() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(STARTER_POLICY_FILE), STARTER_POLICY).unwrap();
-        let policy = ActivePolicy::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let policy = ActivePolicy::load(dir.path(), crate::policy::active::AbsentDir::Refuse)
+            .unwrap_or_else(|e| panic!("{e}"));
         let current = policy.current();
         assert_eq!(current.policy.rules.len(), 1);
         let rule = &current.policy.rules[0];

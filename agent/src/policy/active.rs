@@ -108,6 +108,28 @@ fn compile_mask(rule: &MaskRule) -> Result<CompiledMask, ActivePolicyError> {
     Ok(CompiledMask { masker, stream })
 }
 
+/// What an absent policy directory means at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbsentDir {
+    /// A directory a config file names: its absence stops the daemon.
+    Refuse,
+    /// The built-in default, which no config file names: the daemon runs with no policy, and says so.
+    RunWithoutPolicy,
+}
+
+/// What `warden status` says about the policy in force.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PolicyStatus {
+    pub dir: PathBuf,
+    /// False when no policy file is loaded: no request is checked against any rule.
+    pub loaded: bool,
+    pub files: usize,
+    pub rules: usize,
+    /// Why no policy is loaded, when none is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// The policy in force for the daemon.
 pub struct ActivePolicy {
     dir: PathBuf,
@@ -115,14 +137,34 @@ pub struct ActivePolicy {
 }
 
 impl ActivePolicy {
-    /// Loads the directory; at startup an invalid policy is an error (the daemon does not start).
-    pub fn load(dir: &Path) -> Result<ActivePolicy, ActivePolicyError> {
-        let compiled = CompiledPolicy::compile(load_dir(dir)?)?;
+    /// Loads the directory; at startup an invalid policy is an error (the daemon does not start),
+    /// and so is an absent directory unless `absent` allows it.
+    pub fn load(dir: &Path, absent: AbsentDir) -> Result<ActivePolicy, ActivePolicyError> {
+        let policy = match load_dir(dir) {
+            Err(PolicyError::MissingDir { .. }) if absent == AbsentDir::RunWithoutPolicy => {
+                Policy::default()
+            }
+            loaded => loaded?,
+        };
+        let compiled = CompiledPolicy::compile(policy)?;
         log_loaded(dir, &compiled.policy, "startup", "policy loaded");
         Ok(ActivePolicy {
             dir: dir.to_path_buf(),
             current: RwLock::new(Arc::new(compiled)),
         })
+    }
+
+    /// The directory, whether a policy is loaded from it, and why not.
+    pub fn status(&self) -> PolicyStatus {
+        let policy = &self.current().policy;
+        let loaded = !policy.files.is_empty();
+        PolicyStatus {
+            dir: self.dir.clone(),
+            loaded,
+            files: policy.files.len(),
+            rules: policy.rules.len(),
+            reason: (!loaded).then(|| not_loaded_reason(&self.dir)),
+        }
     }
 
     /// The policy for one request: a cheap clone of the current one, unaffected by reloads.
@@ -225,8 +267,21 @@ impl ActivePolicy {
 /// `trigger` says what caused the (re)load, as the refusals do: an operator tells a `systemctl
 /// reload` (SIGHUP) from an edit the directory watch saw.
 fn log_loaded(dir: &Path, policy: &Policy, trigger: &str, message: &'static str) {
+    if policy.files.is_empty() {
+        let reason = not_loaded_reason(dir);
+        tracing::warn!(dir = %dir.display(), files = 0, %reason, trigger, "no policy loaded: {reason}; no request is checked against any rule");
+        return;
+    }
     let names: Vec<&str> = policy.rules.iter().map(|rule| rule.name.as_str()).collect();
     tracing::info!(dir = %dir.display(), files = policy.files.len(), rules = ?names, trigger, "{message}");
+}
+
+/// Why a directory gave no policy file.
+fn not_loaded_reason(dir: &Path) -> String {
+    match dir.is_dir() {
+        true => format!("no *.toml file in {}", dir.display()),
+        false => format!("{} does not exist", dir.display()),
+    }
 }
 
 async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
@@ -242,5 +297,52 @@ async fn readable(
     match inotify {
         Some(fd) => fd.readable_mut().await.ok(),
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absent_directory_stops_the_start_unless_it_is_the_unnamed_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("polices");
+        let error = ActivePolicy::load(&absent, AbsentDir::Refuse)
+            .err()
+            .expect("an absent configured directory is refused");
+        assert_eq!(
+            error.to_string(),
+            format!("{}: the policy directory does not exist", absent.display())
+        );
+        let active = ActivePolicy::load(&absent, AbsentDir::RunWithoutPolicy).unwrap();
+        let status = active.status();
+        assert!(!status.loaded && status.files == 0 && status.rules == 0);
+        assert_eq!(
+            status.reason,
+            Some(format!("{} does not exist", absent.display()))
+        );
+    }
+
+    #[test]
+    fn status_says_whether_a_policy_is_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let active = ActivePolicy::load(dir.path(), AbsentDir::Refuse).unwrap();
+        assert_eq!(
+            active.status().reason,
+            Some(format!("no *.toml file in {}", dir.path().display()))
+        );
+        std::fs::write(
+            dir.path().join("a.toml"),
+            "[[rule]]\nname = \"d\"\naction = \"deny\"\nmessage = \"no\"\n",
+        )
+        .unwrap();
+        active.reload("test");
+        let status = active.status();
+        assert!(
+            status.loaded && status.files == 1 && status.rules == 1,
+            "{status:?}"
+        );
+        assert_eq!(status.reason, None);
     }
 }

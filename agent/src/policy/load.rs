@@ -15,6 +15,8 @@ use crate::config::Location;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    #[error("{}: the policy directory does not exist", path.display())]
+    MissingDir { path: PathBuf },
     #[error("{}: cannot read policy directory: {source}", path.display())]
     ReadDir {
         path: PathBuf,
@@ -60,8 +62,9 @@ impl PolicyError {
 }
 
 /// Loads every `*.toml` file of `dir`, sorted by file name. Hidden files (editor locks such as
-/// `.#x.toml`) and subdirectories are skipped. A missing directory is an empty policy: a host
-/// without policies runs without rules. Rule names must be unique across all the files.
+/// `.#x.toml`) and subdirectories are skipped. A missing directory is an error
+/// ([`PolicyError::MissingDir`]): a typo in its path must not mean running without rules. Rule
+/// names must be unique across all the files.
 pub fn load_dir(dir: &Path) -> Result<Policy, PolicyError> {
     let read_dir_error = |source| PolicyError::ReadDir {
         path: dir.to_path_buf(),
@@ -69,7 +72,11 @@ pub fn load_dir(dir: &Path) -> Result<Policy, PolicyError> {
     };
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Policy::default()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(PolicyError::MissingDir {
+                path: dir.to_path_buf(),
+            })
+        }
         Err(e) => return Err(read_dir_error(e)),
     };
     let mut files = Vec::new();
@@ -165,7 +172,7 @@ fn parse_file(text: &str, file: &Path) -> Result<Vec<Rule>, Vec<PolicyError>> {
     // toml_edit keeps source spans, so it points errors at lines; serde (via `toml`) builds the
     // raw model. Both parse the same text, so a span from one names a place in the other.
     let locate = Locator::new(text, &doc, file);
-    let raw: RawPolicyFile = toml::from_str(text).map_err(|e| vec![serde_error(&locate, &e)])?;
+    let raw = deserialize(text, &locate, file)?;
     let mut found = Vec::new();
     let mut rules: Vec<Rule> = Vec::new();
     let mut duplicates = Vec::new();
@@ -199,10 +206,64 @@ fn parse_file(text: &str, file: &Path) -> Result<Vec<Rule>, Vec<PolicyError>> {
     }
 }
 
-fn serde_error(locate: &Locator, e: &toml::de::Error) -> PolicyError {
+/// The raw model, or every problem serde finds in it. serde stops at the first unknown key, so
+/// each one is reported, removed from the text, and the text parsed again: a file with three
+/// typos gets three lines. Other problems stop the parse (one is reported).
+fn deserialize(
+    text: &str,
+    original: &Locator,
+    file: &Path,
+) -> Result<RawPolicyFile, Vec<PolicyError>> {
+    let mut problems = Vec::new();
+    let mut current = text.to_string();
+    loop {
+        let error = match toml::from_str::<RawPolicyFile>(&current) {
+            Ok(raw) if problems.is_empty() => return Ok(raw),
+            Ok(_) => return Err(problems),
+            Err(error) => error,
+        };
+        let edited = {
+            // The error's span indexes `current`; the key's path is the same in the original
+            // text (only keys were removed, never array elements), which gives its line there.
+            let Ok(doc) = toml_edit::ImDocument::parse(current.as_str()) else {
+                return Err(problems);
+            };
+            let here = Locator::new(&current, &doc, file);
+            let edited = (!problems.is_empty()).then_some(original);
+            let problem = serde_error(&here, edited, &error);
+            let unknown_key = error.message().starts_with("unknown field `");
+            let path = error.span().and_then(|span| here.path_at(span.start));
+            problems.push(problem);
+            let (Some(path), true) = (path, unknown_key) else {
+                return Err(problems);
+            };
+            let Ok(mut editable) = current.parse::<toml_edit::DocumentMut>() else {
+                return Err(problems);
+            };
+            if !path.remove_from(&mut editable) {
+                return Err(problems);
+            }
+            editable.to_string()
+        };
+        current = edited;
+    }
+}
+
+/// `here` locates the text serde parsed; `original` the file as written when they differ (an
+/// unknown key was removed): the problem then names the key's line in the file.
+fn serde_error(here: &Locator, original: Option<&Locator>, e: &toml::de::Error) -> PolicyError {
     let span = e.span();
-    let path = span.as_ref().and_then(|s| locate.path_at(s.start));
-    let location = locate.location(span);
+    let path = span.as_ref().and_then(|s| here.path_at(s.start));
+    let location = match (&path, original) {
+        (Some(path), Some(original)) => {
+            let at = original.location_of(path);
+            match at.line {
+                Some(_) => at,
+                None => here.location(span),
+            }
+        }
+        _ => here.location(span),
+    };
     let message = e.message().trim_end().replace('\n', "; ");
     let reason = match message.strip_prefix("unknown field `") {
         Some(rest) => match rest.split_once("`, ") {

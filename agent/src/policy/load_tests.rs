@@ -235,10 +235,52 @@ fn a_directory_loads_its_toml_files_in_name_order() {
 }
 
 #[test]
-fn a_missing_directory_is_an_empty_policy() {
+fn every_unknown_key_of_a_file_is_reported_with_its_line() {
+    let text = "[[rule]]\nnmae = \"a\"\nname = \"a\"\naction = \"deny\"\nmessage = \"no\"\n\
+                [rule.match]\nmodle = [\"x\"]\n\n[[rule]]\nname = \"b\"\naction = \"allow\"\n\
+                match = { hots = [\"x\"], endpoint = [\"responses\"] }\n";
+    let all = errors(text);
+    assert_eq!(all.len(), 3, "{all:#?}");
+    assert!(
+        all[0].starts_with(&format!("{FILE}:2: rule[0].nmae: unknown key")),
+        "{all:#?}"
+    );
+    assert!(
+        all[1].starts_with(&format!("{FILE}:7: rule[0].match.modle: unknown key")),
+        "{all:#?}"
+    );
+    assert!(
+        all[2].starts_with(&format!("{FILE}:12: rule[1].match.hots: unknown key")),
+        "{all:#?}"
+    );
+}
+
+#[test]
+fn unknown_keys_and_a_later_type_error_are_all_reported() {
+    let text = "[[rule]]\nname = \"a\"\nactoin = \"deny\"\naction = \"deny\"\n\
+                message = \"no\"\n\n[[rule]]\nname = 5\naction = \"allow\"\n";
+    let all = errors(text);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert!(
+        all[0].starts_with(&format!("{FILE}:3: rule[0].actoin: unknown key")),
+        "{all:#?}"
+    );
+    assert!(
+        all[1].starts_with(&format!("{FILE}:8: rule[1].name: ")),
+        "{all:#?}"
+    );
+}
+
+#[test]
+fn a_missing_directory_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = load_dir(&dir.path().join("absent")).unwrap();
-    assert!(policy.is_empty() && policy.files.is_empty());
+    let absent = dir.path().join("absent");
+    let e = load_dir(&absent).unwrap_err();
+    assert!(matches!(e, PolicyError::MissingDir { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!("{}: the policy directory does not exist", absent.display())
+    );
     let empty = load_dir(dir.path()).unwrap();
     assert!(empty.is_empty() && empty.files.is_empty());
     let e = load_file(&dir.path().join("absent.toml")).unwrap_err();

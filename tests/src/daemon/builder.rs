@@ -41,6 +41,8 @@ pub struct DaemonBuilder {
     watchdog_usec: Option<u64>,
     /// Serve `/metrics` on a free loopback port; off by default.
     metrics: bool,
+    /// Leave `[policy] dir` out of the config (the daemon's built-in default applies).
+    unnamed_policy_dir: bool,
 }
 
 impl DaemonBuilder {
@@ -64,7 +66,15 @@ impl DaemonBuilder {
             notify_socket: None,
             watchdog_usec: None,
             metrics: false,
+            unnamed_policy_dir: false,
         }
+    }
+
+    /// Leaves `[policy] dir` out of the config, so that the daemon uses its built-in default
+    /// (`/etc/warden/policies`, which no config names and which may be absent).
+    pub fn unnamed_policy_dir(mut self) -> Self {
+        self.unnamed_policy_dir = true;
+        self
     }
 
     /// `[proxy] fail_mode = "open"`: the programs detach when the daemon exits.
@@ -216,7 +226,7 @@ impl DaemonBuilder {
             }),
             accounts: self.accounts.clone(),
             policy: config::PolicySection {
-                dir: policy_dir.clone(),
+                dir: (!self.unnamed_policy_dir).then(|| policy_dir.clone()),
                 max_inspect_bytes: self.max_inspect_bytes,
             },
             metrics: config::MetricsSection {

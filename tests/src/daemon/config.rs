@@ -27,7 +27,9 @@ pub(crate) struct MetricsSection {
 /// `[policy]`: where the daemon reads its policy files, and how much of a body it may inspect.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct PolicySection {
-    pub dir: PathBuf,
+    /// Absent: the daemon's built-in default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
     /// Absent: the daemon's default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_inspect_bytes: Option<u64>,
@@ -159,7 +161,7 @@ mod tests {
                 Account::uid("root-jobs", 0),
             ],
             policy: PolicySection {
-                dir: "/tmp/x/policies".into(),
+                dir: Some("/tmp/x/policies".into()),
                 max_inspect_bytes: Some(65536),
             },
             metrics: MetricsSection {
