@@ -1,6 +1,7 @@
 //! Decides whether a test can run here: root, cgroup2, eBPF, tools, the warden binary, the real
 //! clients and systemd-nspawn; skips or fails under CI.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::{bpf, cgroup};
@@ -17,13 +18,54 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
-/// Panics under CI, otherwise prints why the test is skipped. Always returns `None`.
+/// Names the file that every skipped test appends one line to (`cargo xtask test` sets it and
+/// prints the count and the names after the run: cargo test hides a passing test's output).
+pub const SKIP_LOG_VAR: &str = "WARDEN_TEST_SKIP_LOG";
+
+/// Panics under CI, otherwise says loudly why the test is skipped and records it in the skip log.
+/// Always returns `None`.
 fn skip<T>(why: &str) -> Option<T> {
     if in_ci() {
         panic!("CI=true and this test cannot run: {why}");
     }
-    eprintln!("skipping: {why}");
+    let test = current_test_name();
+    // Straight to fd 2: libtest captures `eprintln!` of passing tests, and a skip must be seen.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+    if let Some(log) = std::env::var_os(SKIP_LOG_VAR) {
+        if let Err(error) = record_skip(Path::new(&log), &test, why) {
+            panic!(
+                "{test} is skipped ({why}) and cannot be recorded in {}: {error}",
+                Path::new(&log).display()
+            );
+        }
+    }
     None
+}
+
+/// `binary::test_path`: the test binary (without cargo's hash) and the test, which libtest names
+/// the test's thread after.
+fn current_test_name() -> String {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|stem| match stem.rsplit_once('-') {
+            Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_owned(),
+            _ => stem,
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    let thread = std::thread::current();
+    format!("{binary}::{}", thread.name().unwrap_or("?"))
+}
+
+/// Appends `test<TAB>why` to the skip log with one write (O_APPEND keeps the lines of tests
+/// that run in parallel, in threads and processes, whole).
+pub fn record_skip(log: &Path, test: &str, why: &str) -> std::io::Result<()> {
+    let line = format!("{test}\t{}\n", why.replace(['\n', '\t'], " "));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?
+        .write_all(line.as_bytes())
 }
 
 /// Root and a cgroup2 mount: enough for the harness self-tests that don't need Warden.
@@ -191,4 +233,40 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_from_many_threads_are_recorded_one_line_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("skips");
+        std::thread::scope(|scope| {
+            for n in 0..8 {
+                let log = &log;
+                scope.spawn(move || {
+                    record_skip(log, &format!("bin::t{n}"), "no\neBPF\there").unwrap()
+                });
+            }
+        });
+        let text = std::fs::read_to_string(&log).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort_unstable();
+        assert_eq!(lines.len(), 8, "{text}");
+        assert_eq!(lines[0], "bin::t0\tno eBPF here");
+    }
+
+    #[test]
+    fn the_test_name_is_the_binary_and_the_thread() {
+        let name = std::thread::Builder::new()
+            .name("suite::a_test".to_owned())
+            .spawn(current_test_name)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(name.ends_with("::suite::a_test"), "{name}");
+        assert!(name.starts_with("warden_tests::"), "{name}");
+    }
 }

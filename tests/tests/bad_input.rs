@@ -1,12 +1,14 @@
-//! Bad input never takes Warden down: each broken connection ends with a reason in the log, and a
-//! normal request right afterwards still succeeds. Upstream failures reach the agent as an
-//! OpenAI-shaped 502.
+//! Bad input never takes Warden down: each broken connection is recorded in the audit store as
+//! rejected with its reason, and a normal request right afterwards still succeeds. Upstream
+//! failures (refused, reset, a certificate Warden does not trust) reach the agent as an
+//! OpenAI-shaped 502 naming the cause, recorded as `upstream_error` with that cause.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use serde_json::Value;
+use warden_tests::audit::{self, connections};
 use warden_tests::curl::{self, assert_chat_reply, http_code};
 use warden_tests::daemon::UpstreamOverride;
 use warden_tests::probe::{self, TcpReport, Then};
@@ -76,15 +78,18 @@ impl Fixture {
             .run()
     }
 
-    /// Warden logged a "connection closed" warning for `pid`, with a reason that `expected` accepts.
-    fn assert_closed(&self, pid: u32, expected: impl FnOnce(&str) -> bool) {
-        let line = self.daemon.wait_for_log(
-            &format!("a closed connection from pid {pid}"),
-            Duration::from_secs(15),
-            |l| l.is("connection closed") && l.pid() == Some(pid),
-        );
-        assert_eq!(line.level(), "WARN", "{line}");
-        assert!(line.str("reason").is_some_and(expected), "{line}");
+    /// The audit store holds the connection of `pid` as rejected, with exactly `reason`.
+    fn assert_rejected(&self, pid: u32, reason: &str) {
+        let record = connections::wait_for_record_of(&self.daemon, pid);
+        assert_eq!(record["disposition"], "rejected", "{record:#}");
+        assert_eq!(record["reason"], reason, "{record:#}");
+    }
+
+    /// The one exchange in the audit store, whole (`sessions show --json`), once it has ended.
+    fn stored_exchange(&self) -> Value {
+        let exchanges = audit::wait_for_finished(&self.daemon, 1);
+        let id = exchanges[0]["id"].as_str().expect("an exchange id");
+        audit::show(&self.daemon, id)
     }
 
     /// Proof that the daemon still serves: a normal intercepted request succeeds.
@@ -115,7 +120,29 @@ impl Fixture {
         assert_eq!(line.u64("status"), Some(502), "{line}");
         body
     }
+
+    /// The exchange behind a 502 is stored as an `upstream_error` whose reason is the cause the
+    /// agent was told (the message after "Warden could not reach the upstream HOST: ").
+    /// Returns the reason.
+    fn assert_stored_upstream_error(&self, body: &Value) -> String {
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        let cause = message
+            .strip_prefix("Warden could not reach the upstream api.openai.com: ")
+            .unwrap_or_else(|| panic!("the 502 names the upstream and the cause: {body}"));
+        let detail = self.stored_exchange();
+        assert_eq!(detail["outcome"], "upstream_error", "{detail:#}");
+        assert_eq!(detail["response"]["status"], 502, "{detail:#}");
+        assert_eq!(detail["response"]["reason"], cause, "{detail:#}");
+        cause.to_owned()
+    }
 }
+
+/// What rustls reports when the client leaves after a whole ClientHello.
+const MID_HANDSHAKE_REASON: &str = "TLS handshake with client failed: tls handshake eof";
+/// What the ClientHello parser says about [`tls_like_garbage`].
+const GARBAGE_REASON: &str = "malformed TLS ClientHello: truncated version or random";
+/// The cause rustls gives for a server certificate no trusted root issued.
+const UNTRUSTED_CERTIFICATE_REASON: &str = "invalid peer certificate: UnknownIssuer";
 
 /// Warden, not a timeout on our side, ended the connection.
 fn assert_closed_by_warden(report: &TcpReport) {
@@ -130,9 +157,10 @@ fn a_client_that_closes_in_the_middle_of_its_client_hello() {
     let hello = client_hello("api.openai.com");
     let report = fx.probe("api.openai.com:443", &hello[..hello.len() / 2], Then::Close);
 
-    fx.assert_closed(report.pid, |reason| {
-        reason.starts_with("client closed during TLS handshake")
-    });
+    fx.assert_rejected(
+        report.pid,
+        "client closed during TLS handshake (incomplete ClientHello)",
+    );
     fx.assert_still_serving();
 }
 
@@ -148,7 +176,7 @@ fn a_client_that_closes_in_the_middle_of_the_tls_handshake() {
         Then::Close,
     );
 
-    fx.assert_closed(report.pid, |reason| !reason.is_empty());
+    fx.assert_rejected(report.pid, MID_HANDSHAKE_REASON);
     fx.assert_still_serving();
 }
 
@@ -164,9 +192,7 @@ fn a_client_hello_without_a_server_name() {
     );
 
     assert_closed_by_warden(&report);
-    fx.assert_closed(report.pid, |reason| {
-        reason == "TLS ClientHello has no server name"
-    });
+    fx.assert_rejected(report.pid, "TLS ClientHello has no server name");
     fx.assert_still_serving();
 }
 
@@ -178,9 +204,7 @@ fn garbage_that_starts_like_tls() {
     let report = fx.probe("api.openai.com:443", &tls_like_garbage(), Then::ReadToEnd);
 
     assert_closed_by_warden(&report);
-    fx.assert_closed(report.pid, |reason| {
-        reason.starts_with("malformed TLS ClientHello: ")
-    });
+    fx.assert_rejected(report.pid, GARBAGE_REASON);
     fx.assert_still_serving();
 }
 
@@ -249,12 +273,8 @@ fn an_upstream_that_refuses_gives_an_openai_shaped_502() {
 
     let body = fx.assert_openai_shaped_502(&out);
     assert_eq!(body["error"]["code"], "upstream_unreachable", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("Warden could not reach the upstream api.openai.com: ")),
-        "{body}"
-    );
+    let cause = fx.assert_stored_upstream_error(&body);
+    assert_eq!(cause, "Connection refused (os error 111)", "{body}");
     fx.assert_still_serving();
 }
 
@@ -276,10 +296,41 @@ fn an_upstream_that_resets_the_connection_gives_an_openai_shaped_502() {
 
     let out = fx.curl("api.openai.com");
 
-    fx.assert_openai_shaped_502(&out);
+    let body = fx.assert_openai_shaped_502(&out);
+    let cause = fx.assert_stored_upstream_error(&body);
+    assert!(!cause.is_empty(), "{body}");
     assert!(
         resetting.connections() >= 1,
         "Warden reached the resetting upstream"
+    );
+    fx.assert_still_serving();
+}
+
+#[test]
+fn an_upstream_whose_certificate_is_not_trusted_gives_a_502_naming_the_cause() {
+    let Some(e2e) = require_kernel() else { return };
+    let untrusted = FakeUpstream::builder().name("api.openai.com").start();
+    // The same kind of upstream as healthy.test, but without its CA in the override: Warden
+    // must not trust a certificate that no root it knows has issued.
+    let mut fx = Fixture::start(
+        &e2e,
+        "untrusted",
+        Some(UpstreamOverride::new(
+            "api.openai.com",
+            untrusted.addr(),
+            None,
+        )),
+    );
+
+    let out = fx.curl("api.openai.com");
+
+    let body = fx.assert_openai_shaped_502(&out);
+    assert_eq!(body["error"]["code"], "upstream_unreachable", "{body}");
+    let cause = fx.assert_stored_upstream_error(&body);
+    assert_eq!(cause, UNTRUSTED_CERTIFICATE_REASON, "{body}");
+    assert!(
+        untrusted.requests().is_empty(),
+        "no request reaches an upstream whose certificate was refused"
     );
     fx.assert_still_serving();
 }

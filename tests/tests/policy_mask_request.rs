@@ -2,12 +2,12 @@
 //! credit card number in a prompt reach the fake upstream as `[EMAIL]` and `[CREDIT_CARD]`, in a
 //! body that is still the same JSON with a matching Content-Length; the audit store keeps only the
 //! masked form plus a count per recognizer, and neither the store's files nor the log hold the
-//! originals. A mask rule for responses only leaves requests alone.
+//! originals. A mask rule for responses only leaves requests alone (and masks the reply).
 
 use serde_json::{json, Value};
 use warden_tests::audit::{self, sqlite};
 use warden_tests::policy::{mask_rule, PolicyAgent};
-use warden_tests::RecordedRequest;
+use warden_tests::{FakeUpstream, RecordedRequest};
 
 const EMAIL: &str = "alice@example.com";
 const CARD: &str = "4111 1111 1111 1111";
@@ -119,20 +119,26 @@ fn an_email_and_a_card_number_reach_the_upstream_masked_and_are_stored_masked() 
 
 #[test]
 fn a_mask_rule_for_responses_only_leaves_requests_alone() {
-    let Some(agent) = PolicyAgent::start("policy-mask-response-only", |daemon, _| {
-        daemon.policy_file(
-            "mask.toml",
-            &mask_rule("mask-replies", "response", &["email", "credit_card"]),
-        )
-    }) else {
+    // The reply carries the same PII, so the rule has something to do in its own direction.
+    let upstream = FakeUpstream::builder().reply(&prompt()).start();
+    let Some(agent) =
+        PolicyAgent::with_upstream("policy-mask-response-only", upstream, |daemon, _| {
+            daemon.policy_file(
+                "mask.toml",
+                &mask_rule("mask-replies", "response", &["email", "credit_card"]),
+            )
+        })
+    else {
         return;
     };
 
-    agent.chat(&request(&prompt())).assert_allowed();
+    let call = agent.chat(&request(&prompt()));
     let seen = only_upstream_request(&agent);
     assert_eq!(
         seen.json(),
         request(&prompt()),
         "the request went unchanged"
     );
+    // The rule is in force: the reply the SDK got was masked.
+    assert_eq!(call.assert_allowed(), MASKED_PROMPT, "{:#}", call.printed);
 }

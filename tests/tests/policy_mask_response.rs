@@ -3,7 +3,7 @@
 //! JSON body and in chat and Responses streams where a value is split across deltas, without any
 //! event revealing a fragment of it; the audit store keeps only the masked form plus a count per
 //! rule and recognizer, and neither its files nor the log hold the originals. A mask rule for
-//! requests only leaves responses alone.
+//! requests only leaves responses alone (and masks the prompt).
 
 use serde_json::{json, Value};
 use warden_tests::audit::{self, sqlite};
@@ -269,4 +269,16 @@ fn a_mask_rule_for_requests_only_leaves_responses_alone() {
         );
         assert_eq!(detail["response"]["assembled"]["text"], reply, "{detail:#}");
     }
+
+    // The rule is in force: a prompt with an email address reaches the upstream masked.
+    agent
+        .chat(&chat_request("gpt-4o-mini", &format!("Write to {EMAIL}")))
+        .assert_allowed();
+    let requests = agent.fx.upstream.requests();
+    let last = requests.last().expect("the upstream got the prompt");
+    assert_eq!(
+        last.json()["messages"][0]["content"],
+        "Write to [EMAIL]",
+        "the request was masked"
+    );
 }

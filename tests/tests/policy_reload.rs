@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use warden_tests::client::Client;
 use warden_tests::policy::{
@@ -112,10 +113,26 @@ fn sighup_reloads_a_change_the_directory_watch_cannot_see() {
         return;
     };
     assert_model_denied(&agent);
+    let reloads = || agent.fx.daemon.logs().with_message("policy reloaded").len();
+    let reloads_before = reloads();
 
     outside.write(&deny_other_model());
+    // Before SIGHUP the rewrite is not in force: for several times the watch's settle period
+    // (200 ms), no reload happens and the model stays denied.
+    let quiet_until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < quiet_until {
+        assert_model_denied(&agent);
+    }
+    assert_eq!(
+        reloads(),
+        reloads_before,
+        "nothing reloaded before SIGHUP:\n{}",
+        agent.fx.daemon.log_text()
+    );
+
     agent.fx.daemon.sighup();
     wait_until_model_gets(&agent, 200, "SIGHUP to apply the rewritten file");
+    assert_eq!(reloads(), reloads_before + 1, "SIGHUP reloaded once");
 }
 
 fn repo_policies() -> PathBuf {

@@ -52,5 +52,14 @@ fn status_fails_when_no_daemon_runs() {
     daemon.stop(libc::SIGTERM);
 
     let out = daemon.cli("status", &["--json"]);
-    assert!(!out.status.success(), "{out}");
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    assert!(out.stdout.trim().is_empty(), "no status is printed: {out}");
+    // The stable part of the message: the daemon cannot be reached, at which admin socket.
+    let socket = daemon.state_dir().join("admin.sock");
+    assert!(
+        out.stderr.contains("cannot reach the Warden daemon")
+            && out.stderr.contains(&socket.display().to_string()),
+        "the error says the daemon at {} cannot be reached: {out}",
+        socket.display()
+    );
 }

@@ -3,10 +3,10 @@
 
 use std::process::Command;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::build_cmd::{self, Profile};
-use crate::process::{cargo, header, is_root, repo_root, run_checked};
+use crate::process::{cargo, header, is_root, repo_root, run_checked, target_dir};
 use crate::{go_client, host_packages, node, python, toolchain};
 
 const TEST_PACKAGES: &[&str] = &["-p", "warden", "-p", "warden-tests", "-p", "warden-bench"];
@@ -57,12 +57,73 @@ pub fn test(cargo_test_args: &[String]) -> Result<()> {
     for (name, value) in &envs {
         println!("    {name}={}", value.to_string_lossy());
     }
-    run_checked(
+    let skip_log = target_dir()?.join("test-skips.log");
+    match std::fs::remove_file(&skip_log) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(error).with_context(|| format!("cannot remove {}", skip_log.display()));
+        }
+        _ => {}
+    }
+    println!("    {SKIP_LOG_VAR}={}", skip_log.display());
+    let outcome = run_checked(
         Command::new(cargo())
             .current_dir(repo_root()?)
             .arg("test")
             .args(TEST_PACKAGES)
             .args(cargo_test_args)
-            .envs(envs),
-    )
+            .envs(envs)
+            .env(SKIP_LOG_VAR, &skip_log),
+    );
+    let skipped = match std::fs::read_to_string(&skip_log) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", skip_log.display()));
+        }
+    };
+    print!("{}", skip_report(&skipped));
+    outcome
+}
+
+/// The file each skipped test appends `name<TAB>reason` to (tests/src/env.rs).
+const SKIP_LOG_VAR: &str = "WARDEN_TEST_SKIP_LOG";
+
+/// What the end of the run says about skipped tests: nothing when none was, else a loud count
+/// and one line per test (cargo test counts a skipped test as passed and hides its output).
+fn skip_report(skip_log: &str) -> String {
+    let mut lines: Vec<&str> = skip_log.lines().filter(|line| !line.is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    lines.sort_unstable();
+    let mut report = format!(
+        "\n==> SKIPPED: {} test(s) did not run and were counted as passed (under CI=true they fail):\n",
+        lines.len()
+    );
+    for line in lines {
+        let (test, why) = line.split_once('\t').unwrap_or((line, ""));
+        report.push_str(&format!("    SKIPPED {test}: {why}\n"));
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::skip_report;
+
+    #[test]
+    fn no_skips_say_nothing() {
+        assert_eq!(skip_report(""), "");
+    }
+
+    #[test]
+    fn skips_are_counted_and_named() {
+        let report = skip_report("curl::b\teBPF is not usable\ncurl::a\tno root\n");
+        assert!(report.contains("SKIPPED: 2 test(s)"), "{report}");
+        let a = report.find("SKIPPED curl::a: no root").expect(&report);
+        let b = report
+            .find("SKIPPED curl::b: eBPF is not usable")
+            .expect(&report);
+        assert!(a < b, "sorted by name: {report}");
+    }
 }

@@ -189,12 +189,13 @@ fn a_response_body_dropped_early_logs_the_status_and_the_client_leaving() {
 }
 
 /// A streamed chat response recorded to a store in `dir`, read for `frames` frames and dropped
-/// with the rest of `chunks` unread (the client left). The exchange's log line.
+/// with the rest of `chunks` unread (the client left). The exchange's log line and its stored
+/// response record.
 async fn stream_left_after(
     dir: &std::path::Path,
     chunks: &[&'static str],
     frames: usize,
-) -> serde_json::Value {
+) -> (serde_json::Value, serde_json::Value) {
     let counters = Arc::new(Counters::default());
     let audit =
         crate::audit::AuditWriter::start(&dir.join("audit.db"), Default::default()).unwrap();
@@ -221,7 +222,21 @@ async fn stream_left_after(
         .unwrap();
     let lines = captured.lines();
     assert_eq!(lines.len(), 1, "{lines:?}");
-    lines[0].clone()
+    (lines[0].clone(), stored_response(&dir.join("audit.db")))
+}
+
+/// The one response record in the store at `db`, as JSON.
+fn stored_response(db: &std::path::Path) -> serde_json::Value {
+    let store = rusqlite::Connection::open(db).unwrap();
+    let bodies: Vec<String> = store
+        .prepare("SELECT body FROM records WHERE kind = 'response'")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(bodies.len(), 1, "one response record: {bodies:?}");
+    serde_json::from_str(&bodies[0]).unwrap()
 }
 
 const CHUNK: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
@@ -231,14 +246,17 @@ const DONE: &str = "data: [DONE]\n\n";
 async fn a_client_that_leaves_after_done_had_the_whole_stream() {
     let dir = tempfile::tempdir().unwrap();
     // The chunked body's end (here: one more empty frame) has not been read when the client goes.
-    let line = stream_left_after(dir.path(), &[CHUNK, DONE, ""], 2).await;
+    let (line, stored) = stream_left_after(dir.path(), &[CHUNK, DONE, ""], 2).await;
+    assert_eq!(stored["outcome"], "ok", "{stored}");
+    assert!(stored["reason"].is_null(), "{stored}");
     assert!(line.get("error").is_none(), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_leaves_before_done_left_mid_response() {
     let dir = tempfile::tempdir().unwrap();
-    let line = stream_left_after(dir.path(), &[CHUNK, DONE, ""], 1).await;
+    let (line, stored) = stream_left_after(dir.path(), &[CHUNK, DONE, ""], 1).await;
+    assert_eq!(stored["outcome"], "client_aborted", "{stored}");
     assert_eq!(line["error"], CLIENT_LEFT_MID_RESPONSE, "{line}");
 }
 
