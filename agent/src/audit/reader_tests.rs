@@ -165,6 +165,7 @@ fn request_and_response_round_trip() {
         "unit",
         "exe",
         "cgroup",
+        "container",
         "model",
         "endpoint",
         "status",
@@ -173,6 +174,7 @@ fn request_and_response_round_trip() {
         "output_tokens",
         "total_tokens",
         "duration_ms",
+        "masked",
     ];
     expected.sort_unstable();
     assert_eq!(keys, expected);
