@@ -64,8 +64,11 @@ fn show_and_list_say_what_the_policy_masked_and_who_called() {
     let masked_call = fx.client(audit::curl::chat("gpt-4o-mini", PROMPT)).run();
     assert_ok(&masked_call);
     let first = audit::wait_for_finished(&fx.daemon, 1).remove(0);
-    // The model list: nothing in it to mask, either way.
-    let plain_call = fx.client(audit::curl::get("/v1/models")).run();
+    // The model list: nothing in it to mask, either way. Over HTTP/1.1, where a client that
+    // closes without a TLS close_notify reaches the server as an unexpected end of file.
+    let mut models = audit::curl::get("/v1/models");
+    models.insert(1, "--http1.1".to_owned());
+    let plain_call = fx.client(models).run();
     assert_ok(&plain_call);
     let finished = audit::wait_for_finished(&fx.daemon, 2);
     let masked_id = first["id"].as_str().expect("an id").to_owned();
@@ -108,8 +111,20 @@ fn show_and_list_say_what_the_policy_masked_and_who_called() {
     );
     assert!(!shown.contains("alice@example.com") && !shown.contains("bob@example.com"));
 
-    let plain = fx.daemon.cli("sessions", &["show", &plain_id]);
-    assert!(plain.status.success(), "{plain}");
+    let plain = warden_tests::wait::until(
+        "the HTTP/1.1 exchange's connection record",
+        audit::RECORD_TIMEOUT,
+        || {
+            let out = fx.daemon.cli("sessions", &["show", &plain_id]);
+            assert!(out.status.success(), "{out}");
+            (!out.stdout.contains("no connection record yet")).then_some(out)
+        },
+    );
+    assert!(
+        section(&plain.stdout, "Connection", Some("Request"))
+            .contains("\n  reason      closed by the client\n"),
+        "{plain}"
+    );
     assert!(
         plain
             .stdout
@@ -150,6 +165,47 @@ fn show_and_list_say_what_the_policy_masked_and_who_called() {
         row(&plain_id)["IDENTITY"],
         format!("root:curl[{}]", plain_call.pid()),
         "{listed}"
+    );
+}
+
+/// The official SDK (httpx, HTTP/1.1) reads a stream up to `[DONE]` and leaves without a TLS
+/// close_notify, often while Warden still writes the body's last bytes: the server then reads an
+/// unexpected end of file, which is still the client closing its connection.
+const SDK_STREAM_THEN_EXIT: &str = r#"
+import os
+from openai import OpenAI
+stream = OpenAI().chat.completions.create(
+    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True)
+print(len([chunk for chunk in stream]), os.getpid())
+os._exit(0)
+"#;
+
+#[test]
+fn a_connection_the_sdk_closed_is_recorded_as_closed_by_the_client() {
+    let Some(agent) =
+        PolicyAgent::with_upstream("sessions-closed", FakeUpstream::start(), |d, _| d)
+    else {
+        return;
+    };
+    let out = audit::sdk_client(&agent.fx, &agent.python, SDK_STREAM_THEN_EXIT).run();
+    out.assert_success();
+    let id = audit::wait_for_finished(&agent.fx.daemon, 1).remove(0)["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let shown = warden_tests::wait::until(
+        "the exchange's connection record",
+        audit::RECORD_TIMEOUT,
+        || {
+            let out = agent.fx.daemon.cli("sessions", &["show", &id]);
+            assert!(out.status.success(), "{out}");
+            (!out.stdout.contains("no connection record yet")).then_some(out.stdout)
+        },
+    );
+    assert!(
+        section(&shown, "Connection", Some("Request"))
+            .contains("\n  reason      closed by the client\n"),
+        "{shown}"
     );
 }
 

@@ -5,6 +5,8 @@ use std::io;
 /// The client closed the connection: cleanly, or (as most TLS clients do) without a
 /// `close_notify` alert, which the TLS layer reports as an unexpected end of file.
 pub const CLOSED_BY_CLIENT: &str = "closed by the client";
+/// The client closed (or reset) it while Warden was still sending it something.
+pub const CLOSED_WHILE_WRITING: &str = "closed by the client while Warden was writing to it";
 /// Warden closed it while shutting down, after its exchanges finished (or were cut).
 pub const CLOSED_AT_SHUTDOWN: &str = "closed at shutdown";
 
@@ -15,14 +17,22 @@ pub fn closed(result: Result<(), &(dyn Error + 'static)>, shutting_down: bool) -
         Ok(()) => return CLOSED_BY_CLIENT.to_string(),
         Err(error) => error,
     };
-    if let Some(hyper) = find::<hyper::Error>(error) {
-        if hyper.is_incomplete_message() {
-            return "closed by the client before its request was complete".to_string();
-        }
+    let hyper = find::<hyper::Error>(error);
+    if hyper.is_some_and(hyper::Error::is_incomplete_message) {
+        return "closed by the client before its request was complete".to_string();
+    }
+    let gone = matches!(
+        find::<io::Error>(error).map(io::Error::kind),
+        Some(io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset)
+    );
+    // Saying goodbye (TLS close_notify, shutdown) to a client that already left: an SDK that
+    // stops reading at `[DONE]` and exits does this, its exchange complete.
+    if gone && hyper.is_some_and(hyper::Error::is_shutdown) {
+        return CLOSED_BY_CLIENT.to_string();
     }
     match find::<io::Error>(error).map(io::Error::kind) {
         Some(io::ErrorKind::UnexpectedEof) => CLOSED_BY_CLIENT.to_string(),
-        Some(io::ErrorKind::ConnectionReset) => "reset by the client".to_string(),
+        _ if gone => CLOSED_WHILE_WRITING.to_string(),
         _ => chain(error),
     }
 }
@@ -79,10 +89,15 @@ mod tests {
     }
 
     #[test]
-    fn other_errors_keep_their_cause() {
+    fn a_client_gone_mid_write_and_other_errors_say_what_happened() {
         let reset = wrapped(io::ErrorKind::ConnectionReset, "connection reset by peer");
-        assert_eq!(closed(Err(&reset), false), "reset by the client");
+        assert_eq!(closed(Err(&reset), false), CLOSED_WHILE_WRITING);
         let broken = wrapped(io::ErrorKind::BrokenPipe, "broken pipe");
-        assert_eq!(closed(Err(&broken), false), "connection error: broken pipe");
+        assert_eq!(closed(Err(&broken), false), CLOSED_WHILE_WRITING);
+        let other = wrapped(io::ErrorKind::InvalidData, "corrupt message");
+        assert_eq!(
+            closed(Err(&other), false),
+            "connection error: corrupt message"
+        );
     }
 }
