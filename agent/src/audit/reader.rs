@@ -32,6 +32,7 @@ pub struct ExchangeSummary {
     pub unit: Option<String>,
     pub exe: Option<String>,
     pub cgroup: Option<String>,
+    pub container: Option<String>,
     pub model: Option<String>,
     pub endpoint: String,
     pub status: Option<u16>,
@@ -41,6 +42,8 @@ pub struct ExchangeSummary {
     pub output_tokens: Option<u64>,
     pub total_tokens: Option<u64>,
     pub duration_ms: Option<f64>,
+    /// Values masked by the policy, request and response together (0: nothing was masked).
+    pub masked: u64,
 }
 
 /// A whole exchange, read from its records (`sessions show --json`, export lines).
@@ -68,8 +71,13 @@ pub struct AuditReader {
 /// Exchanges per page of an export.
 const EXPORT_PAGE: usize = 500;
 
+/// The mask counts are read from the request and response records themselves (the index has
+/// no column for them): two lookups by primary key per row listed.
 const SUMMARY_COLUMNS: &str = "id, started_us, pid, uid, \"user\", account, unit, exe, cgroup, \
-    model, endpoint, status, outcome, input_tokens, output_tokens, total_tokens, duration_ms";
+    model, endpoint, status, outcome, input_tokens, output_tokens, total_tokens, duration_ms, \
+    container, \
+    (SELECT json_extract(body, '$.policy.masked') FROM records WHERE seq = request_seq), \
+    (SELECT json_extract(body, '$.masked') FROM records WHERE seq = response_seq)";
 
 const DETAIL_COLUMNS: &str = "id, outcome, request_seq, response_seq, connection_id";
 
@@ -115,6 +123,8 @@ impl AuditReader {
                 output_tokens: row.get(14)?,
                 total_tokens: row.get(15)?,
                 duration_ms: row.get(16)?,
+                container: row.get(17)?,
+                masked: masked_total(row.get(18)?) + masked_total(row.get(19)?),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -256,6 +266,15 @@ impl DetailRow {
         })
     }
 }
+
+/// The number of values in a record's mask counts (`{rule: {recognizer: n}}`); 0 when absent.
+fn masked_total(counts: Option<String>) -> u64 {
+    counts
+        .and_then(|json| serde_json::from_str::<MaskCounts>(&json).ok())
+        .map_or(0, |rules| rules.values().flat_map(|by| by.values()).sum())
+}
+
+type MaskCounts = std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>;
 
 fn to_seq(seq: i64) -> u64 {
     u64::try_from(seq).unwrap_or(0)

@@ -165,6 +165,7 @@ fn request_and_response_round_trip() {
         "unit",
         "exe",
         "cgroup",
+        "container",
         "model",
         "endpoint",
         "status",
@@ -173,6 +174,7 @@ fn request_and_response_round_trip() {
         "output_tokens",
         "total_tokens",
         "duration_ms",
+        "masked",
     ];
     expected.sort_unstable();
     assert_eq!(keys, expected);
@@ -207,6 +209,40 @@ fn an_exchange_without_response_is_incomplete() {
     let summary = &reader.list(&ExchangeFilter::default()).unwrap()[0];
     assert_eq!(summary.outcome, INCOMPLETE);
     assert_eq!(summary.total_tokens, None);
+}
+
+#[test]
+fn a_summary_counts_the_values_masked_in_request_and_response() {
+    let (_dir, db) = store();
+    let mut masked = testing::request("ex-masked", T0, identity(1, None));
+    masked.identity.container = Some("web-1".into());
+    masked
+        .policy
+        .masked
+        .entry("mask-pii".into())
+        .or_default()
+        .insert("EMAIL".into(), 2);
+    let mut response = testing::response("ex-masked", T0 + SECOND, Outcome::Ok);
+    response
+        .masked
+        .entry("mask-pii".into())
+        .or_default()
+        .insert("PHONE".into(), 1);
+    let plain = testing::request("ex-plain", T0 + 2 * SECOND, identity(2, None));
+    testing::write(
+        &db,
+        [
+            AuditRecord::Request(masked),
+            AuditRecord::Response(response),
+            AuditRecord::Request(plain),
+        ],
+    );
+    let reader = AuditReader::open(&db).unwrap();
+    let rows = reader.list(&ExchangeFilter::default()).unwrap();
+    let by_id = |id: &str| rows.iter().find(|row| row.id == id).unwrap();
+    assert_eq!(by_id("ex-masked").masked, 3);
+    assert_eq!(by_id("ex-masked").container.as_deref(), Some("web-1"));
+    assert_eq!(by_id("ex-plain").masked, 0);
 }
 
 #[test]

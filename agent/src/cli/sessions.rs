@@ -4,6 +4,7 @@ mod show;
 mod table;
 mod text;
 mod timeline;
+mod verdict;
 
 use std::{
     io::{self, Write},
@@ -138,7 +139,7 @@ pub struct ExportArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// Output format.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
     pub format: ExportFormat,
 }
 

@@ -7,7 +7,11 @@
 //! recognizer's `max_len`. Text is released up to the earliest live thread, never cutting
 //! through the span a dead thread covered, and masked with the real regexes, looking back into
 //! already released text for word boundaries. Cutting only where no possible match crosses
-//! makes the concatenated output equal to `Masker::mask` of the whole text.
+//! makes the concatenated output equal to `Masker::mask` of the whole text. Dead spans that
+//! chain (a long word, with `email` on) would hold everything, so what is held is bounded by
+//! the longest match a live thread's recognizer can produce (`Recognizer::max_len`): past it,
+//! the text before the earliest live thread is released, masked by the regexes over all the
+//! held text (a match there is shorter than the bound, so it is already whole).
 
 mod channels;
 mod chat;
@@ -172,16 +176,24 @@ impl StreamMasker {
 
     /// Masks and appends to `out` everything up to the earliest position a live thread began
     /// (all of it at `end_of_stream`), backing off so as not to cut through a dead thread's span.
+    /// When backing off would hold more than the longest match a live thread can still grow
+    /// into, releases up to that thread instead (`release_bounded`): a long run that could be
+    /// part of a match (a 2,500-character word with `email` on) never holds the stream back.
     fn release(&mut self, end_of_stream: bool, out: &mut String, counts: &mut MaskCounts) {
         let end = self.buf.len();
-        let mut cut = if end_of_stream {
+        let live_cut = if end_of_stream {
             end
         } else {
             self.threads.iter().map(|t| t.start).min().unwrap_or(end)
         };
+        let mut cut = live_cut;
         // Spans are disjoint, so moving to the start of the one containing `cut` suffices.
         if let Some(span) = self.spans.iter().find(|s| s.start < cut && cut < s.end) {
             cut = span.start;
+        }
+        if cut < live_cut && end - cut.max(self.context) > self.live_bound() {
+            self.release_bounded(live_cut, out, counts);
+            return;
         }
         if cut <= self.context {
             return;
@@ -193,13 +205,39 @@ impl StreamMasker {
                 .take_while(|span| span.start < cut)
                 .any(|span| span.matched);
         if needs_regexes {
-            self.mask_held(cut, out, counts);
+            self.mask_held(cut, cut, out, counts);
         } else {
             out.push_str(&self.buf[self.context..cut]);
         }
         if end_of_stream {
             return; // `finish` resets everything.
         }
+        self.forget_released(cut);
+    }
+
+    /// The most a live thread's match can span: the bound on what must stay held.
+    fn live_bound(&self) -> usize {
+        self.threads
+            .iter()
+            .map(|thread| self.prefixes.automata[thread.recognizer].max_len)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Releases everything before `limit` (the earliest live thread's start), masked. Every
+    /// match that starts before it belongs to a dead thread, so it ends inside the held text
+    /// (its recognizer's `max_len` bounds it): the regexes search all of the held text, and a
+    /// match that crosses `limit` is released whole, masked.
+    fn release_bounded(&mut self, limit: usize, out: &mut String, counts: &mut MaskCounts) {
+        let end = self.buf.len();
+        let cut = self.mask_held(end, limit, out, counts);
+        // Threads that began inside a released match can no longer start one.
+        self.threads.retain(|thread| thread.start >= cut);
+        self.forget_released(cut);
+    }
+
+    /// Drops the released text before `cut`, keeping its last character as look-behind.
+    fn forget_released(&mut self, cut: usize) {
         self.spans.retain(|span| span.start >= cut);
         let keep_from = self.buf[..cut]
             .char_indices()
@@ -217,13 +255,22 @@ impl StreamMasker {
         }
     }
 
-    /// `Masker::mask` of `buf[context..cut]`, searching `buf[..cut]` so that assertions see the
-    /// released character before it. Mirrors `Masker::mask` choice for choice: the leftmost
-    /// match of any recognizer, the longest on ties, the earlier recognizer on equal length.
-    fn mask_held(&mut self, cut: usize, out: &mut String, counts: &mut MaskCounts) {
+    /// `Masker::mask` of `buf[context..searched]`, searching `buf[..searched]` so that
+    /// assertions see the released character before it, and releasing only the matches that
+    /// start before `limit` and the text before `limit`; returns where the release ended
+    /// (`limit`, or the end of a match that crosses it). Mirrors `Masker::mask` choice for
+    /// choice: the leftmost match of any recognizer, the longest on ties, the earlier
+    /// recognizer on equal length.
+    fn mask_held(
+        &mut self,
+        searched: usize,
+        limit: usize,
+        out: &mut String,
+        counts: &mut MaskCounts,
+    ) -> usize {
         let masker = &**self.prefixes.masker();
         let recognizers = masker.recognizers();
-        let text = &self.buf[..cut];
+        let text = &self.buf[..searched];
         let candidates = &mut self.candidates;
         candidates.clear();
         candidates.extend(
@@ -249,6 +296,9 @@ impl StreamMasker {
                 }
             }
             let Some((found, index)) = best else { break };
+            if found.start >= limit {
+                break;
+            }
             out.push_str(&text[cursor..found.start]);
             if self.json && odd_backslashes_before(text, found.start, self.escaped_start) {
                 out.push('\\');
@@ -257,7 +307,9 @@ impl StreamMasker {
             counts.add(&recognizers[index].name, 1);
             cursor = found.end;
         }
-        out.push_str(&text[cursor..]);
+        let released = cursor.max(limit);
+        out.push_str(&text[cursor..released]);
+        released
     }
 }
 

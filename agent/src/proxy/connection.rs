@@ -13,6 +13,7 @@ use hyper_util::{
 use tokio::{io::AsyncReadExt, net::TcpStream, sync::watch};
 use tracing::Level;
 
+use super::close_reason;
 use super::recording::{new_id, now_us};
 use super::{
     client_hello::{classify, Classified},
@@ -392,15 +393,16 @@ async fn intercept(
     };
     let connection = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
+    let (result, shutting_down) = tokio::select! {
+        result = connection.as_mut() => (result, false),
         _ = shutdown.changed() => {
             connection.as_mut().graceful_shutdown();
-            connection.await
+            (connection.await, true)
         }
     };
-    if let Err(error) = result {
+    if let Err(error) = &result {
         identity_event!(Level::DEBUG, &identity, %error, "intercepted connection ended with an error");
-        audit.reason = Some(error.to_string());
     }
+    let result = result.as_ref().map(|_| ()).map_err(|error| &**error as _);
+    audit.reason = Some(close_reason::closed(result, shutting_down));
 }

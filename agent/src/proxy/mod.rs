@@ -1,5 +1,6 @@
 //! The proxy: listener, classify, tunnel, TLS interception, HTTP forwarding, upstream pool.
 pub mod client_hello;
+mod close_reason;
 mod connection;
 pub mod counters;
 mod counting;

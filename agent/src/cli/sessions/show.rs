@@ -8,6 +8,7 @@ use super::{
     prompt,
     text::{self, Doc, NO_RESPONSE},
     timeline::usage_text,
+    verdict,
 };
 use crate::cli::time_arg::rfc3339_from_micros;
 
@@ -126,6 +127,8 @@ fn request_fields(doc: &mut Doc, request: &ExchangeRequest) {
     if !params.is_empty() {
         doc.field(SECTION, "params", params);
     }
+    doc.field(SECTION, "policy", verdict::decision(&request.policy));
+    doc.field(SECTION, "masked", verdict::masked(&request.policy.masked));
     headers(doc, &request.headers);
     match prompt::prompt(&request.endpoint, &request.body) {
         Some(parts) => {
@@ -181,6 +184,7 @@ fn response_fields(doc: &mut Doc, response: &ExchangeResponse) {
         "timing",
         format_args!("{ttfb}, duration {}", text::duration(response.duration_ms)),
     );
+    doc.field(SECTION, "masked", verdict::masked(&response.masked));
     headers(doc, &response.headers);
     match &response.assembled {
         Some(assembled) => {
@@ -266,6 +270,8 @@ Request
   call        POST api.openai.com/v1/chat/completions (chat.completions)
   model       gpt-4o
   params      stream=true
+  policy      not recorded
+  masked      nothing
   headers
     content-type: application/json
   prompt
@@ -274,6 +280,7 @@ Request
 Response
   status      200, streamed, 5 events
   timing      first byte 123ms, duration 1.2s
+  masked      nothing
   headers
     content-type: text/event-stream
   text

@@ -2,14 +2,14 @@
 use super::text::{duration, one_line};
 use crate::{audit::ExchangeSummary, cli::time_arg::table_time};
 
-const HEADERS: [&str; 8] = [
-    "ID", "TIME", "IDENTITY", "MODEL", "ENDPOINT", "OUTCOME", "TOKENS", "DURATION",
+const HEADERS: [&str; 9] = [
+    "ID", "TIME", "IDENTITY", "MODEL", "ENDPOINT", "OUTCOME", "MASKED", "TOKENS", "DURATION",
 ];
 /// TOKENS and DURATION are numbers: right-aligned.
-const RIGHT_ALIGNED: [bool; 8] = [false, false, false, false, false, false, true, true];
+const RIGHT_ALIGNED: [bool; 9] = [false, false, false, false, false, false, false, true, true];
 
 pub fn render(rows: &[ExchangeSummary]) -> String {
-    let cells: Vec<[String; 8]> = rows.iter().map(cells).collect();
+    let cells: Vec<[String; 9]> = rows.iter().map(cells).collect();
     let mut widths = HEADERS.map(str::len);
     for row in &cells {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -23,7 +23,7 @@ pub fn render(rows: &[ExchangeSummary]) -> String {
     table
 }
 
-fn line(cells: &[String; 8], widths: &[usize; 8]) -> String {
+fn line(cells: &[String; 9], widths: &[usize; 9]) -> String {
     let padded: Vec<String> = cells
         .iter()
         .zip(widths)
@@ -41,7 +41,7 @@ fn line(cells: &[String; 8], widths: &[usize; 8]) -> String {
     line
 }
 
-fn cells(row: &ExchangeSummary) -> [String; 8] {
+fn cells(row: &ExchangeSummary) -> [String; 9] {
     let dash = || "-".to_string();
     // Read back from the store, which is a file: nothing in it reaches the terminal raw.
     [
@@ -51,21 +51,45 @@ fn cells(row: &ExchangeSummary) -> [String; 8] {
         row.model.as_deref().map_or_else(dash, one_line),
         one_line(&row.endpoint),
         one_line(&row.outcome),
+        masked(row.masked),
         row.total_tokens
             .map_or_else(dash, |tokens| tokens.to_string()),
         row.duration_ms.map_or_else(dash, duration),
     ]
 }
 
-/// The account, else the unit, else the user, else the uid; with the pid: `billing[4242]`.
+/// The most useful name recorded: the account, else the unit, else the container, else
+/// `user:exe-name` (the uid when the user has no name); with the pid: `billing[4242]`.
 fn identity(row: &ExchangeSummary) -> String {
-    let who = row
+    let named = row
         .account
         .as_deref()
         .or(row.unit.as_deref())
-        .or(row.user.as_deref())
-        .map_or_else(|| format!("uid {}", row.uid), one_line);
+        .or(row.container.as_deref())
+        .map(one_line);
+    let who = named.unwrap_or_else(|| {
+        let user = row
+            .user
+            .as_deref()
+            .map_or_else(|| format!("uid {}", row.uid), one_line);
+        let exe = row
+            .exe
+            .as_deref()
+            .map(|exe| exe.rsplit('/').next().unwrap_or(exe));
+        match exe {
+            Some(exe) if !exe.is_empty() => format!("{user}:{}", one_line(exe)),
+            _ => user,
+        }
+    });
     format!("{who}[{}]", row.pid)
+}
+
+/// Whether the policy masked anything in the exchange: `no`, or `yes (N)` with N values.
+fn masked(values: u64) -> String {
+    match values {
+        0 => "no".to_string(),
+        n => format!("yes ({n})"),
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +108,7 @@ mod tests {
             unit: Some("billing.service".into()),
             exe: Some("/usr/bin/python3".into()),
             cgroup: Some("/system.slice/billing.service".into()),
+            container: None,
             model: Some("gpt-4o-mini".into()),
             endpoint: "chat.completions".into(),
             status: Some(200),
@@ -92,6 +117,7 @@ mod tests {
             output_tokens: Some(345),
             total_tokens: Some(1545),
             duration_ms: Some(1834.2),
+            masked: 3,
         }
     }
 
@@ -112,26 +138,38 @@ mod tests {
             output_tokens: None,
             total_tokens: None,
             duration_ms: Some(85.0),
+            masked: 0,
             ..summary()
         };
         let expected = "\
-ID    TIME                 IDENTITY             MODEL        ENDPOINT          OUTCOME     TOKENS  DURATION
-ex-2  2026-11-20 22:10:14  billing-agent[4242]  gpt-4o-mini  chat.completions  ok            1545      1.8s
-ex-1  2026-11-20 22:09:58  bob[17]              -            models            incomplete       -      85ms
+ID    TIME                 IDENTITY             MODEL        ENDPOINT          OUTCOME     MASKED   TOKENS  DURATION
+ex-2  2026-11-20 22:10:14  billing-agent[4242]  gpt-4o-mini  chat.completions  ok          yes (3)    1545      1.8s
+ex-1  2026-11-20 22:09:58  bob:python3[17]      -            models            incomplete  no            -      85ms
 ";
         assert_eq!(render(&[summary(), incomplete]), expected);
     }
 
     #[test]
-    fn identity_falls_back_to_the_unit_then_the_user_then_the_uid() {
+    fn identity_falls_back_to_the_unit_the_container_then_user_and_exe() {
         let unit = ExchangeSummary {
             account: None,
             ..summary()
         };
         assert_eq!(identity(&unit), "billing.service[4242]");
-        let user = ExchangeSummary { unit: None, ..unit };
-        assert_eq!(identity(&user), "alice[4242]");
+        let container = ExchangeSummary {
+            unit: None,
+            container: Some("web-1".into()),
+            ..unit
+        };
+        assert_eq!(identity(&container), "web-1[4242]");
+        let user = ExchangeSummary {
+            container: None,
+            ..container
+        };
+        assert_eq!(identity(&user), "alice:python3[4242]");
         let uid = ExchangeSummary { user: None, ..user };
-        assert_eq!(identity(&uid), "uid 1000[4242]");
+        assert_eq!(identity(&uid), "uid 1000:python3[4242]");
+        let no_exe = ExchangeSummary { exe: None, ..uid };
+        assert_eq!(identity(&no_exe), "uid 1000[4242]");
     }
 }

@@ -154,6 +154,76 @@ fn prefix_dfas_build_for_every_builtin_and_reject_nothing_valid() {
     assert!(prefixes.first[0x80].is_empty());
 }
 
+/// Streams `text` in `size`-byte deltas; the output, and the most held after any delta.
+fn stream_in_pieces(prefixes: &Arc<StreamPrefixes>, text: &str, size: usize) -> (String, usize) {
+    let mut masker = StreamMasker::new(Arc::clone(prefixes));
+    let mut counts = MaskCounts::default();
+    let mut out = String::new();
+    let mut most_held = 0;
+    for chunk in text.as_bytes().chunks(size) {
+        out.push_str(&masker.push(std::str::from_utf8(chunk).expect("ASCII"), &mut counts));
+        most_held = most_held.max(masker.held());
+    }
+    out.push_str(&masker.finish(&mut counts));
+    (out, most_held)
+}
+
+#[test]
+fn a_long_run_without_whitespace_is_released_in_pieces_within_the_email_bound() {
+    let email_bound = crate::policy::recognizers::builtin("email")
+        .expect("email is built in")
+        .max_len;
+    assert_eq!(email_bound, 254);
+    let run = "a".repeat(2_500);
+    for prefixes in [prefixes_of(&["email"]), all_prefixes()] {
+        let mut masker = StreamMasker::new(Arc::clone(&prefixes));
+        let mut counts = MaskCounts::default();
+        let mut released = String::new();
+        let mut pieces = 0;
+        for chunk in run.as_bytes().chunks(10) {
+            let piece = masker.push(std::str::from_utf8(chunk).expect("ASCII"), &mut counts);
+            pieces += usize::from(!piece.is_empty());
+            released.push_str(&piece);
+            assert!(masker.held() <= email_bound, "held {}", masker.held());
+        }
+        // Everything but the last `email_bound` bytes left before the stream ended.
+        assert!(
+            released.len() >= run.len() - email_bound,
+            "{}",
+            released.len()
+        );
+        assert!(pieces > 200, "{pieces} pieces");
+        released.push_str(&masker.finish(&mut counts));
+        assert_eq!(released, run);
+        assert!(counts.is_empty());
+    }
+}
+
+#[test]
+fn a_bounded_release_still_masks_what_the_whole_text_masks() {
+    let texts = [
+        format!("{}bob@example.com and more", "x".repeat(1_000)),
+        format!("{}@{}.com end", "a".repeat(600), "b".repeat(10)),
+        format!("{} alice@example.com {}", "q".repeat(300), "z".repeat(700)),
+        format!("{}4111111111111111,{}", "k".repeat(400), "w".repeat(400)),
+        format!("{}EMP-123456{}", "m".repeat(500), "n".repeat(20)),
+    ];
+    for text in &texts {
+        for (prefixes, bound) in [(prefixes_of(&["email"]), Some(254)), (all_prefixes(), None)] {
+            let mut counts = MaskCounts::default();
+            let expected = prefixes.masker().mask(text, &mut counts).into_owned();
+            for size in [1, 7, 64, 300] {
+                let (out, most_held) = stream_in_pieces(&prefixes, text, size);
+                assert_eq!(out, expected, "{size}-byte deltas");
+                // With every built-in on, a JWT (up to 8,200 bytes) may begin in the run.
+                if let Some(bound) = bound {
+                    assert!(most_held <= bound, "held {most_held}, {size}-byte deltas");
+                }
+            }
+        }
+    }
+}
+
 /// Per-delta cost, for the report: `cargo test --release -p warden --lib
 /// policy::stream_mask::hold_tests::measure -- --ignored --nocapture`.
 #[test]
