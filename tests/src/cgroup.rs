@@ -228,7 +228,12 @@ fn rmdir_tree(dir: &Path) -> io::Result<()> {
     for child in child_dirs(dir) {
         rmdir_tree(&child)?;
     }
-    // The kernel may report EBUSY for a moment after the last task exited.
+    remove_empty_dir(dir)
+}
+
+/// Removes an empty cgroup directory, retrying while the kernel still reports it busy (EBUSY
+/// for a moment after its last task exited); absent is fine.
+pub fn remove_empty_dir(dir: &Path) -> io::Result<()> {
     let mut last_error = None;
     let removed = wait::within(EMPTY_TIMEOUT, || match fs::remove_dir(dir) {
         Ok(()) => Some(()),

@@ -100,6 +100,7 @@ pub fn account_name(identity: &Identity) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::tests::identity;
 
     #[test]
     fn the_first_values_are_kept_and_later_ones_are_other() {
@@ -119,25 +120,6 @@ mod tests {
         let first = values.get("billing-agent");
         let again = values.get("billing-agent");
         assert!(Arc::ptr_eq(&first.0, &again.0));
-    }
-
-    fn identity(account: Option<&str>, unit: Option<&str>) -> Identity {
-        Identity {
-            pid: 4242,
-            comm: "python3".into(),
-            exe: Some("/usr/bin/python3".into()),
-            cmdline: Some("python3 agent.py --key sk-secret".into()),
-            uid: 1000,
-            user: Some("alice".into()),
-            gid: 1000,
-            cgroup_id: 7,
-            cgroup: Some("/system.slice/agent.service".into()),
-            unit: unit.map(Into::into),
-            container: None,
-            account: account.map(Into::into),
-            k8s_service_account: None,
-            process_exited: false,
-        }
     }
 
     #[test]

@@ -11,7 +11,8 @@ fn parse_policy_text(text: &str) -> Policy {
     }
 }
 
-fn identity(account: Option<&str>, unit: Option<&str>) -> Identity {
+/// A caller with a pid, a command line and a secret in it: none of which may become a label.
+pub(super) fn identity(account: Option<&str>, unit: Option<&str>) -> Identity {
     Identity {
         pid: 31337,
         comm: "python3".into(),

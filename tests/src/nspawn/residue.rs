@@ -4,11 +4,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use crate::wait;
-
-const RMDIR_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where nspawn keeps each container's mount propagation directory.
 const PROPAGATE_ROOT: &str = "/run/systemd/nspawn/propagate";
 
@@ -118,20 +114,7 @@ pub fn remove_v1_tree(dir: &Path) -> io::Result<()> {
             remove_v1_tree(&entry.path())?;
         }
     }
-    let mut last_error = None;
-    let removed = wait::within(RMDIR_TIMEOUT, || match fs::remove_dir(dir) {
-        Ok(()) => Some(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(()),
-        Err(e) => {
-            last_error = Some(e);
-            None
-        }
-    });
-    match (removed, last_error) {
-        (Some(()), _) => Ok(()),
-        (None, Some(e)) => Err(e),
-        (None, None) => Err(io::Error::other("rmdir timed out")),
-    }
+    crate::cgroup::remove_empty_dir(dir)
 }
 
 pub fn propagate_dir(machine: &str) -> PathBuf {
