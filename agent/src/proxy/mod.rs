@@ -11,6 +11,7 @@ pub mod policy_check;
 mod prefixed;
 mod recording;
 mod response_mask;
+mod stages;
 pub mod upstream;
 
 use std::{
