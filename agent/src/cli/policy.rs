@@ -15,9 +15,16 @@ use super::Cli;
 use crate::{
     audit::record::IdentitySnapshot,
     identity::selector::IdentitySelector,
-    openai::{endpoint::EndpointKind, request::request_fields},
-    policy::{self, active::CompiledPolicy, Policy, PolicyError},
-    proxy::policy_check::{check_request, CheckedRequest},
+    openai::{
+        endpoint::EndpointKind,
+        request::{normalized_body, request_fields, RequestFields},
+    },
+    policy::{
+        self,
+        active::CompiledPolicy,
+        check::{check_request, CheckedRequest},
+        Policy, PolicyError,
+    },
 };
 
 /// `policy test` input errors exit with this code, like clap's usage errors.
@@ -211,16 +218,41 @@ fn run_test(cli: &Cli, args: &TestArgs) -> Result<String, TestError> {
     let compiled =
         CompiledPolicy::compile(policy).map_err(|error| policy_error(vec![error.to_string()]))?;
     let caller = caller_identity(&args.identity)?;
-    let body = read_request(&args.request)?;
-    let body = parse_request(&body, &source_name(&args.request), args.model.as_deref())?;
+    let bytes = read_request(&args.request)?;
+    let body = parse_request(&bytes, &source_name(&args.request), args.model.as_deref())?;
+    // The daemon's intake: a body a rule must read but cannot (duplicated or mistyped fields) is
+    // judged without it, and refused with 400 unless the policy refuses it anyway.
+    if compiled.policy.reads_bodies() {
+        if let Err(why) = normalized_body(&bytes) {
+            let checked = check_request(
+                &compiled,
+                &caller,
+                &args.host,
+                args.endpoint,
+                &RequestFields::default(),
+                None,
+            );
+            if checked.refusal.is_none() {
+                return Err(TestError::Request {
+                    source_name: source_name(&args.request),
+                    reason: format!("the daemon refuses this body with 400 invalid_body: it cannot inspect it ({why}), and a policy rule must inspect it"),
+                });
+            }
+            return Ok(render(&report(checked, body), args.json));
+        }
+    }
     let report = evaluate(&compiled, &caller, &args.host, args.endpoint, body);
-    Ok(match args.json {
+    Ok(render(&report, args.json))
+}
+
+fn render(report: &TestReport, json: bool) -> String {
+    match json {
         true => format!(
             "{}\n",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
+            serde_json::to_string_pretty(report).unwrap_or_default()
         ),
         false => report.render_text(),
-    })
+    }
 }
 
 /// The error and its causes on one line, skipping causes whose text is already there.
@@ -362,12 +394,18 @@ pub fn evaluate(
     // Serializing a `Value` cannot fail: its keys are strings.
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let fields = request_fields(&bytes);
+    let checked = check_request(policy, caller, host, endpoint, &fields, Some(&bytes));
+    report(checked, body)
+}
+
+/// The report on a checked request; `body` is what was checked, shown masked.
+fn report(checked: CheckedRequest, body: Value) -> TestReport {
     let CheckedRequest {
         masked_body,
         refusal,
         record,
         ..
-    } = check_request(policy, caller, host, endpoint, &fields, Some(&bytes));
+    } = checked;
     let body = masked_body
         .and_then(|masked| serde_json::from_slice(&masked).ok())
         .unwrap_or(body);

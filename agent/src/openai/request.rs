@@ -1,4 +1,6 @@
-//! Extract the audited fields (model, stream, sampling limits, tool names) from a request body.
+//! Read a request body as an API call: the audited fields (model, stream, sampling limits, tool
+//! names), and the normalized body a policy that reads bodies judges.
+use bytes::Bytes;
 use serde::Deserialize;
 
 use super::lenient::LenientStr;
@@ -111,6 +113,20 @@ pub fn try_request_fields(body: &[u8]) -> Option<RequestFields> {
             .and_then(|options| options.include_usage)
             .unwrap_or(false),
     })
+}
+
+/// A body re-serialized from its parsed JSON, or why it cannot be inspected: compressed, not JSON
+/// an API call can be read from (duplicated or mistyped fields), so that what a policy judges and
+/// what the upstream receives cannot differ.
+/// Returns the fields read from it too, so the body is not parsed again for them.
+pub fn normalized_body(body: &[u8]) -> Result<(Bytes, RequestFields), &'static str> {
+    if body.is_empty() {
+        return Ok((Bytes::new(), RequestFields::default()));
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| "not JSON")?;
+    let fields = try_request_fields(body).ok_or("duplicated or mistyped fields")?;
+    let normalized = serde_json::to_vec(&value).map_err(|_| "not serializable")?;
+    Ok((Bytes::from(normalized), fields))
 }
 
 #[cfg(test)]

@@ -27,9 +27,9 @@ use {
     super::stages::{
         forward::strip_hop_by_hop,
         guard::{ambiguous_path, requested_upgrade, upstream_uri},
-        intake::normalized_body,
         respond::is_event_stream,
     },
+    crate::openai::request::normalized_body,
     http::{HeaderMap, Method},
 };
 

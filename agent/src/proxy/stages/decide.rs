@@ -11,12 +11,10 @@ use http_body_util::BodyExt;
 use super::{intake::Intake, whole_body, Refusal};
 use crate::{
     audit::record::{Outcome, PolicyRecord},
+    metrics::MaskedIn,
     openai::{endpoint::EndpointKind, request::RequestFields},
-    policy::active::CompiledPolicy,
-    proxy::{
-        exchange_log::ExchangeLog, http::ConnectionInfo, policy_check::check_policy,
-        upstream::UpstreamBody,
-    },
+    policy::{active::CompiledPolicy, check::check_request},
+    proxy::{exchange_log::ExchangeLog, http::ConnectionInfo, upstream::UpstreamBody},
 };
 
 /// The request once the policy has decided on it.
@@ -51,7 +49,17 @@ pub async fn decide(
         uninspected_prefix,
         unreadable,
     } = intake;
-    let checked = check_policy(&policy, connection, endpoint, &fields, whole.as_deref());
+    let checked = check_request(
+        &policy,
+        connection.identity.as_ref(),
+        &connection.server_name,
+        endpoint,
+        &fields,
+        whole.as_deref(),
+    );
+    let metrics = &connection.context.metrics;
+    metrics.policy_decided(&policy.policy, &checked.record);
+    metrics.masked(MaskedIn::Request, &checked.record.masked);
     if let Some(masked) = checked.masked_body {
         whole = Some(masked);
         // The body changed length: hyper sets the new Content-Length from it.

@@ -16,7 +16,7 @@ use crate::{
     openai::{
         endpoint::EndpointKind,
         error::ApiError,
-        request::{request_fields, try_request_fields, RequestFields},
+        request::{normalized_body, request_fields, RequestFields},
     },
     policy::active::CompiledPolicy,
     proxy::{
@@ -134,20 +134,6 @@ pub async fn intake(
         uninspected_prefix,
         unreadable,
     })
-}
-
-/// A body re-serialized from its parsed JSON, or why it cannot be inspected: compressed, not JSON
-/// an API call can be read from (duplicated or mistyped fields), so that what a policy judges and
-/// what the upstream receives cannot differ.
-/// Returns the fields read from it too, so the body is not parsed again for them.
-pub fn normalized_body(body: &[u8]) -> Result<(Bytes, RequestFields), &'static str> {
-    if body.is_empty() {
-        return Ok((Bytes::new(), RequestFields::default()));
-    }
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| "not JSON")?;
-    let fields = try_request_fields(body).ok_or("duplicated or mistyped fields")?;
-    let normalized = serde_json::to_vec(&value).map_err(|_| "not serializable")?;
-    Ok((Bytes::from(normalized), fields))
 }
 
 /// A request body as intake has it: read whole (so the API call can be parsed and recorded),
