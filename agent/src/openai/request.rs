@@ -1,10 +1,9 @@
 //! Read a request body as an API call: the audited fields (model, stream, sampling limits, tool
 //! names), and the normalized body a policy that reads bodies judges.
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::lenient::LenientStr;
-use crate::audit::record::RequestParams;
 
 /// What an audit record keeps about a request body.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -13,6 +12,17 @@ pub struct RequestFields {
     pub params: RequestParams,
     /// Chat completions: `stream_options.include_usage`, so the last chunk carries usage.
     pub include_usage: bool,
+}
+
+/// The request parameters that matter to an audit.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestParams {
+    pub stream: Option<bool>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    /// Tool (function) names offered to the model.
+    pub tools: Vec<String>,
 }
 
 /// The fields of a chat completions / responses / embeddings / completions body we read; everything

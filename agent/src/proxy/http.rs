@@ -15,12 +15,11 @@ use super::{
     recording::now_us,
     stages::{
         approve::approve, credential::credential, decide::decide, forward::forward, guard::guard,
-        intake::intake, record::record, respond::respond, respond::Answer, Refusal,
+        intake::intake, record::record, respond::respond, respond::Answer, ConnectionInfo, Refusal,
     },
     upstream::UpstreamBody,
-    ProxyContext,
 };
-use crate::{identity::Identity, openai::endpoint::EndpointKind};
+use crate::openai::endpoint::EndpointKind;
 // The helpers the stages share with this module's tests.
 #[cfg(test)]
 use {
@@ -32,16 +31,6 @@ use {
     crate::openai::request::normalized_body,
     http::{HeaderMap, Method},
 };
-
-/// Everything a request handler needs to know about its connection.
-pub struct ConnectionInfo {
-    pub context: Arc<ProxyContext>,
-    pub identity: Arc<Identity>,
-    pub server_name: String,
-    /// The port the agent connected to; the upstream is reached on the same port.
-    pub destination_port: u16,
-    pub connection_id: String,
-}
 
 pub async fn handle(
     connection: Arc<ConnectionInfo>,

@@ -8,13 +8,13 @@ use bytes::Bytes;
 use http::header;
 use http_body_util::BodyExt;
 
-use super::{intake::Intake, whole_body, Refusal};
+use super::{intake::Intake, whole_body, ConnectionInfo, Refusal};
 use crate::{
     audit::record::{Outcome, PolicyRecord},
     metrics::MaskedIn,
     openai::{endpoint::EndpointKind, request::RequestFields},
     policy::{active::CompiledPolicy, check::check_request},
-    proxy::{exchange_log::ExchangeLog, http::ConnectionInfo, upstream::UpstreamBody},
+    proxy::{exchange_log::ExchangeLog, upstream::UpstreamBody},
 };
 
 /// The request once the policy has decided on it.

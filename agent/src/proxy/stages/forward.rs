@@ -4,12 +4,10 @@ use std::sync::Arc;
 use http::{header, HeaderMap, Request, Response};
 use hyper::body::Incoming;
 
-use super::{Outbound, Refusal};
+use super::{ConnectionInfo, Outbound, Refusal};
 use crate::{
-    audit::record::Outcome,
-    openai::endpoint::EndpointKind,
-    policy::active::CompiledPolicy,
-    proxy::{counters::Counters, http::ConnectionInfo},
+    audit::record::Outcome, openai::endpoint::EndpointKind, policy::active::CompiledPolicy,
+    proxy::counters::Counters,
 };
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1); never forwarded.

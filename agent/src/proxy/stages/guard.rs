@@ -3,8 +3,8 @@
 //! target with no upstream URI. On success the request is addressed to its upstream.
 use http::{header, Method, StatusCode};
 
-use super::{Outbound, Refusal};
-use crate::{audit::record::Outcome, openai::error::ApiError, proxy::http::ConnectionInfo};
+use super::{ConnectionInfo, Outbound, Refusal};
+use crate::{audit::record::Outcome, openai::error::ApiError};
 
 /// The port the upstream URI leaves implicit.
 const HTTPS_PORT: u16 = 443;

@@ -10,7 +10,7 @@ use http::{header, HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::Refusal;
+use super::{ConnectionInfo, Refusal};
 use crate::{
     audit::record::Outcome,
     openai::{
@@ -21,7 +21,6 @@ use crate::{
     policy::active::CompiledPolicy,
     proxy::{
         exchange_log::{CountedBody, ExchangeLog},
-        http::ConnectionInfo,
         recording::is_binary,
     },
 };

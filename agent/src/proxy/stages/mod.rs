@@ -18,12 +18,23 @@ use bytes::Bytes;
 use http::Response;
 use http_body_util::BodyExt;
 
-use super::{exchange_log::ExchangeLog, upstream::UpstreamBody};
+use super::{exchange_log::ExchangeLog, upstream::UpstreamBody, ProxyContext};
 use crate::{
     audit::record::Outcome,
+    identity::Identity,
     openai::{endpoint::EndpointKind, error::ApiError},
     policy::active::CompiledPolicy,
 };
+
+/// Everything a request handler needs to know about its connection.
+pub struct ConnectionInfo {
+    pub context: Arc<ProxyContext>,
+    pub identity: Arc<Identity>,
+    pub server_name: String,
+    /// The port the agent connected to; the upstream is reached on the same port.
+    pub destination_port: u16,
+    pub connection_id: String,
+}
 
 /// Why an exchange ends with Warden's own answer instead of the upstream's.
 pub struct Refusal {

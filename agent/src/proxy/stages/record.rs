@@ -4,13 +4,12 @@
 use bytes::Bytes;
 use http::{header, HeaderMap, StatusCode};
 
-use super::{decide::Decided, Outbound, Refusal};
+use super::{decide::Decided, ConnectionInfo, Outbound, Refusal};
 use crate::{
     audit::record::{AuditRecord, ExchangeRequest, IdentitySnapshot, Outcome},
     openai::error::ApiError,
     proxy::{
         exchange_log::{ExchangeLog, Recorder},
-        http::ConnectionInfo,
         recording::{new_id, recorded_body, recorded_headers, recorded_target},
     },
 };

@@ -4,12 +4,11 @@
 use http::{header, HeaderMap};
 use http_body_util::{BodyExt, Limited};
 
-use super::{forward::strip_hop_by_hop, forward::Forwarded, whole_body, Refusal};
+use super::{forward::strip_hop_by_hop, forward::Forwarded, whole_body, ConnectionInfo, Refusal};
 use crate::{
     audit::record::Outcome,
     proxy::{
         exchange_log::ExchangeLog,
-        http::ConnectionInfo,
         response_mask::{ResponseMasks, SharedMaskCounts},
         upstream::UpstreamBody,
     },
