@@ -15,12 +15,12 @@ use warden::{
     },
     policy::{
         active::CompiledPolicy,
+        check::check_request,
         load::parse_rules,
         mask::MaskCounts,
         prompt::{mask_request, prompt_texts},
         Policy, RequestFacts, Verdict,
     },
-    proxy::policy_check::check_request,
 };
 
 /// Ten rules of every kind, the policy `cargo xtask bench` runs Warden with; the benchmark's request

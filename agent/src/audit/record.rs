@@ -4,48 +4,9 @@
 //! text is what the hash chain covers, so field order here is part of the on-disk format.
 use serde::{Deserialize, Serialize};
 
-use crate::{identity::Identity, openai::assemble::Assembled};
-
-/// The identity as it was when the record was written.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdentitySnapshot {
-    pub pid: u32,
-    pub comm: String,
-    pub exe: Option<String>,
-    pub cmdline: Option<String>,
-    pub uid: u32,
-    pub user: Option<String>,
-    pub gid: u32,
-    pub cgroup_id: u64,
-    pub cgroup: Option<String>,
-    pub unit: Option<String>,
-    /// `runtime:id`.
-    pub container: Option<String>,
-    pub account: Option<String>,
-    pub k8s_sa: Option<String>,
-    pub process_exited: bool,
-}
-
-impl From<&Identity> for IdentitySnapshot {
-    fn from(identity: &Identity) -> Self {
-        IdentitySnapshot {
-            pid: identity.pid,
-            comm: identity.comm.clone(),
-            exe: identity.exe.clone(),
-            cmdline: identity.cmdline.clone(),
-            uid: identity.uid,
-            user: identity.user.clone(),
-            gid: identity.gid,
-            cgroup_id: identity.cgroup_id,
-            cgroup: identity.cgroup.clone(),
-            unit: identity.unit.clone(),
-            container: identity.container.as_ref().map(ToString::to_string),
-            account: identity.account.clone(),
-            k8s_sa: identity.k8s_service_account.clone(),
-            process_exited: identity.process_exited,
-        }
-    }
-}
+// Kept here too: they are part of these records' on-disk format.
+use crate::openai::assemble::Assembled;
+pub use crate::{identity::IdentitySnapshot, openai::request::RequestParams};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,17 +40,6 @@ pub struct ConnectionRecord {
     /// Unix time in microseconds.
     pub started_at_us: i64,
     pub ended_at_us: i64,
-}
-
-/// The request parameters that matter to an audit.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct RequestParams {
-    pub stream: Option<bool>,
-    pub temperature: Option<f64>,
-    pub max_tokens: Option<u64>,
-    pub max_output_tokens: Option<u64>,
-    /// Tool (function) names offered to the model.
-    pub tools: Vec<String>,
 }
 
 /// A message body as recorded: JSON and text bodies are kept whole (up to the recording limit);

@@ -12,6 +12,8 @@ use std::{
 
 use tokio::sync::oneshot;
 
+use crate::config::{AuditConfig, AuditSync};
+
 use super::{
     chain::{load_head, ChainRecord},
     record::AuditRecord,
@@ -33,8 +35,24 @@ pub enum Durability {
     Interval(Duration),
 }
 
-/// The default: commits are fsynced within 100 ms.
-pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// The default: commits are fsynced within `[audit] sync_interval_ms`'s default.
+pub const DEFAULT_SYNC_INTERVAL: Duration =
+    Duration::from_millis(crate::config::DEFAULT_AUDIT_SYNC_INTERVAL_MS);
+
+impl AuditConfig {
+    /// The writer's options this section asks for.
+    pub fn writer_options(&self) -> WriterOptions {
+        WriterOptions {
+            retention_days: self.retention_days,
+            durability: match self.sync {
+                AuditSync::Commit => Durability::EveryCommit,
+                AuditSync::Interval => {
+                    Durability::Interval(Duration::from_millis(self.sync_interval_ms))
+                }
+            },
+        }
+    }
+}
 
 impl Default for Durability {
     fn default() -> Self {

@@ -1,6 +1,5 @@
 //! `warden policy`: check policy files, and try them on a request before the daemon enforces them.
 use std::{
-    collections::BTreeMap,
     fmt::Write as _,
     io::Read,
     path::{Path, PathBuf},
@@ -8,17 +7,22 @@ use std::{
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use serde::Serialize;
 use serde_json::Value;
 
 use super::Cli;
 use crate::{
     audit::record::IdentitySnapshot,
     identity::selector::IdentitySelector,
-    openai::{endpoint::EndpointKind, request::request_fields},
-    policy::{self, active::CompiledPolicy, Policy, PolicyError},
-    proxy::policy_check::{check_request, CheckedRequest},
+    openai::{
+        endpoint::EndpointKind,
+        request::{normalized_body, RequestFields},
+    },
+    policy::{self, active::CompiledPolicy, check::check_request, Policy, PolicyError},
 };
+
+#[path = "policy_report.rs"]
+mod report;
+pub use report::{evaluate, TestReport};
 
 /// `policy test` input errors exit with this code, like clap's usage errors.
 const BAD_INPUT: i32 = 2;
@@ -211,16 +215,41 @@ fn run_test(cli: &Cli, args: &TestArgs) -> Result<String, TestError> {
     let compiled =
         CompiledPolicy::compile(policy).map_err(|error| policy_error(vec![error.to_string()]))?;
     let caller = caller_identity(&args.identity)?;
-    let body = read_request(&args.request)?;
-    let body = parse_request(&body, &source_name(&args.request), args.model.as_deref())?;
+    let bytes = read_request(&args.request)?;
+    let body = parse_request(&bytes, &source_name(&args.request), args.model.as_deref())?;
+    // The daemon's intake: a body a rule must read but cannot (duplicated or mistyped fields) is
+    // judged without it, and refused with 400 unless the policy refuses it anyway.
+    if compiled.policy.reads_bodies() {
+        if let Err(why) = normalized_body(&bytes) {
+            let checked = check_request(
+                &compiled,
+                &caller,
+                &args.host,
+                args.endpoint,
+                &RequestFields::default(),
+                None,
+            );
+            if checked.refusal.is_none() {
+                return Err(TestError::Request {
+                    source_name: source_name(&args.request),
+                    reason: format!("the daemon refuses this body with 400 invalid_body: it cannot inspect it ({why}), and a policy rule must inspect it"),
+                });
+            }
+            return Ok(render(&report::report(checked, body), args.json));
+        }
+    }
     let report = evaluate(&compiled, &caller, &args.host, args.endpoint, body);
-    Ok(match args.json {
+    Ok(render(&report, args.json))
+}
+
+fn render(report: &TestReport, json: bool) -> String {
+    match json {
         true => format!(
             "{}\n",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
+            serde_json::to_string_pretty(report).unwrap_or_default()
         ),
         false => report.render_text(),
-    })
+    }
 }
 
 /// The error and its causes on one line, skipping causes whose text is already there.
@@ -331,88 +360,6 @@ fn json_kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    }
-}
-
-/// What `policy test` prints; also its `--json` shape.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct TestReport {
-    /// `allow`, `deny` or `approve`.
-    pub decision: String,
-    /// The rule behind a deny or approve.
-    pub rule: Option<String>,
-    /// What the agent is told when the request is refused.
-    pub message: Option<String>,
-    /// Every rule that matched, in policy order.
-    pub matched: Vec<String>,
-    /// Per mask rule, how many values of each recognizer were masked.
-    pub masked: BTreeMap<String, BTreeMap<String, u64>>,
-    /// The body as the daemon forwards and records it.
-    pub body: Value,
-}
-
-/// Evaluates with the daemon's own request check (`check_request`).
-pub fn evaluate(
-    policy: &CompiledPolicy,
-    caller: &IdentitySnapshot,
-    host: &str,
-    endpoint: EndpointKind,
-    body: Value,
-) -> TestReport {
-    // Serializing a `Value` cannot fail: its keys are strings.
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    let fields = request_fields(&bytes);
-    let CheckedRequest {
-        masked_body,
-        refusal,
-        record,
-        ..
-    } = check_request(policy, caller, host, endpoint, &fields, Some(&bytes));
-    let body = masked_body
-        .and_then(|masked| serde_json::from_slice(&masked).ok())
-        .unwrap_or(body);
-    TestReport {
-        decision: record.verdict,
-        rule: record.rule,
-        message: refusal.map(|(error, _)| error.message),
-        matched: record.matched,
-        masked: record.masked,
-        body,
-    }
-}
-
-impl TestReport {
-    pub fn render_text(&self) -> String {
-        let rule = self.rule.as_deref().unwrap_or("?");
-        let decision = match self.decision.as_str() {
-            "deny" => format!(
-                "deny by {rule}: {}",
-                self.message.as_deref().unwrap_or_default()
-            ),
-            "approve" => format!(
-                "approval required by {rule} (approvals are not enabled yet: the daemon refuses it with 403)"
-            ),
-            other => other.to_string(),
-        };
-        let mut out = format!("decision: {decision}\n");
-        match self.matched.is_empty() {
-            true => out.push_str("matched: none\n"),
-            false => {
-                let _ = writeln!(out, "matched: {}", self.matched.join(", "));
-            }
-        }
-        match self.masked.is_empty() {
-            true => out.push_str("masked: nothing\n"),
-            false => out.push_str("masked:\n"),
-        }
-        for (rule, labels) in &self.masked {
-            for (label, n) in labels {
-                let _ = writeln!(out, "  {rule} {label}: {n}");
-            }
-        }
-        let body = serde_json::to_string_pretty(&self.body).unwrap_or_default();
-        let _ = writeln!(out, "body:\n{body}");
-        out
     }
 }
 

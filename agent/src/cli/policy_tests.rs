@@ -270,3 +270,30 @@ fn run_test_reads_files_and_reports_bad_input() {
         "{text}"
     );
 }
+
+#[test]
+fn run_test_refuses_a_body_the_daemon_cannot_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy_path = dir.path().join("p.toml");
+    std::fs::write(&policy_path, POLICY).unwrap();
+    let request = dir.path().join("r.json");
+    let (policy, request_arg) = (policy_path.to_str().unwrap(), request.to_str().unwrap());
+    let argv = ["warden", "policy", "test", "--request", request_arg];
+    let (cli, args) = test_args(&[&argv[..], &["--policy", policy]].concat());
+    // A duplicated key: the policy would judge one copy and the upstream could read the other.
+    let duplicated = r#"{"model":"gpt-4o-mini","temperature":0.1,"temperature":1.9}"#;
+    // A mistyped field: the policy would judge it as absent.
+    let mistyped = r#"{"model":"gpt-4o-mini","max_tokens":"lots"}"#;
+    for body in [duplicated, mistyped] {
+        std::fs::write(&request, body).unwrap();
+        let error = run_test(&cli, &args).unwrap_err().to_string();
+        assert!(
+            error.contains("the daemon refuses this body with 400 invalid_body"),
+            "{body}: {error}"
+        );
+    }
+    std::fs::write(&request, r#"{"model":"gpt-4o-mini","max_tokens":5}"#).unwrap();
+    assert!(run_test(&cli, &args)
+        .unwrap()
+        .starts_with("decision: allow\n"));
+}

@@ -43,16 +43,14 @@ use std::{
     fmt, fs, io,
     net::SocketAddr,
     path::{Path, PathBuf},
-    time::Duration,
 };
-
-use crate::audit::writer::DEFAULT_SYNC_INTERVAL;
-use crate::audit::{Durability, WriterOptions};
 
 use locate::{line_of, Locator};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/warden/warden.toml";
 pub const DEFAULT_POLICY_DIR: &str = "/etc/warden/policies";
+/// `[audit] sync_interval_ms` by default: commits are fsynced within 100 ms.
+pub const DEFAULT_AUDIT_SYNC_INTERVAL_MS: u64 = 100;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -94,28 +92,13 @@ pub enum AuditSync {
     Commit,
 }
 
-impl AuditConfig {
-    /// The writer's options this section asks for.
-    pub fn writer_options(&self) -> WriterOptions {
-        WriterOptions {
-            retention_days: self.retention_days,
-            durability: match self.sync {
-                AuditSync::Commit => Durability::EveryCommit,
-                AuditSync::Interval => {
-                    Durability::Interval(Duration::from_millis(self.sync_interval_ms))
-                }
-            },
-        }
-    }
-}
-
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             retention_days: None,
             max_body_bytes: 16 * 1024 * 1024,
             sync: AuditSync::default(),
-            sync_interval_ms: DEFAULT_SYNC_INTERVAL.as_millis() as u64,
+            sync_interval_ms: DEFAULT_AUDIT_SYNC_INTERVAL_MS,
         }
     }
 }

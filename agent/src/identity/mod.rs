@@ -6,6 +6,7 @@ mod cgroup_path;
 mod redact;
 pub mod selector;
 mod service_account;
+mod snapshot;
 mod token_file;
 
 use std::{
@@ -23,6 +24,7 @@ use procfs::process::Process;
 pub use cgroup_path::{container_of, unit_of, Container};
 pub use redact::redact_command_line;
 pub use service_account::service_account_from_token;
+pub use snapshot::IdentitySnapshot;
 pub use token_file::{read_token, read_token_at};
 
 use crate::{cgroupfs::CgroupFs, config::AccountConfig, ebpf::origin::ConnectionOrigin};

@@ -6,7 +6,7 @@
 //! case-sensitive.
 use std::{fmt, str::FromStr};
 
-use crate::{audit::record::IdentitySnapshot, identity::Identity};
+use crate::identity::{Identity, IdentitySnapshot};
 
 /// The prefixes a selector may start with, in the order error messages list them.
 pub const SELECTOR_PREFIXES: [&str; 8] = [

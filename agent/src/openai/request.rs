@@ -1,8 +1,9 @@
-//! Extract the audited fields (model, stream, sampling limits, tool names) from a request body.
-use serde::Deserialize;
+//! Read a request body as an API call: the audited fields (model, stream, sampling limits, tool
+//! names), and the normalized body a policy that reads bodies judges.
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use super::lenient::LenientStr;
-use crate::audit::record::RequestParams;
 
 /// What an audit record keeps about a request body.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -11,6 +12,17 @@ pub struct RequestFields {
     pub params: RequestParams,
     /// Chat completions: `stream_options.include_usage`, so the last chunk carries usage.
     pub include_usage: bool,
+}
+
+/// The request parameters that matter to an audit.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestParams {
+    pub stream: Option<bool>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    /// Tool (function) names offered to the model.
+    pub tools: Vec<String>,
 }
 
 /// The fields of a chat completions / responses / embeddings / completions body we read; everything
@@ -111,6 +123,20 @@ pub fn try_request_fields(body: &[u8]) -> Option<RequestFields> {
             .and_then(|options| options.include_usage)
             .unwrap_or(false),
     })
+}
+
+/// A body re-serialized from its parsed JSON, or why it cannot be inspected: compressed, not JSON
+/// an API call can be read from (duplicated or mistyped fields), so that what a policy judges and
+/// what the upstream receives cannot differ.
+/// Returns the fields read from it too, so the body is not parsed again for them.
+pub fn normalized_body(body: &[u8]) -> Result<(Bytes, RequestFields), &'static str> {
+    if body.is_empty() {
+        return Ok((Bytes::new(), RequestFields::default()));
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| "not JSON")?;
+    let fields = try_request_fields(body).ok_or("duplicated or mistyped fields")?;
+    let normalized = serde_json::to_vec(&value).map_err(|_| "not serializable")?;
+    Ok((Bytes::from(normalized), fields))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Policies: rules that deny, mask, require approval or allow API calls, loaded from TOML files.
 pub mod active;
+pub mod check;
 mod compile;
 mod conditions;
 pub mod load;

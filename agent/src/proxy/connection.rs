@@ -19,8 +19,9 @@ use super::{
     client_hello::{classify, Classified},
     counters::Counters,
     counting::{ByteCounts, CountingStream},
-    http::{self, ConnectionInfo},
+    http,
     prefixed::PrefixedStream,
+    stages::ConnectionInfo,
     ProxyContext,
 };
 use crate::{

@@ -7,10 +7,10 @@ mod counting;
 mod exchange_log;
 mod http;
 mod log_fields;
-pub mod policy_check;
 mod prefixed;
 mod recording;
 mod response_mask;
+mod stages;
 pub mod upstream;
 
 use std::{

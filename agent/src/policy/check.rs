@@ -3,18 +3,16 @@
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::http::ConnectionInfo;
+use super::{
+    active::CompiledPolicy,
+    mask::MaskCounts,
+    prompt::{mask_request, prompt_texts},
+    RequestFacts, Verdict,
+};
 use crate::{
     audit::record::PolicyRecord,
     identity::selector::SelectorSubject,
-    metrics::MaskedIn,
     openai::{endpoint::EndpointKind, error::ApiError, request::RequestFields},
-    policy::{
-        active::CompiledPolicy,
-        mask::MaskCounts,
-        prompt::{mask_request, prompt_texts},
-        RequestFacts, Verdict,
-    },
 };
 
 pub struct CheckedRequest {
@@ -27,30 +25,8 @@ pub struct CheckedRequest {
     pub response_rules: Vec<String>,
 }
 
-pub fn check_policy(
-    policy: &CompiledPolicy,
-    connection: &ConnectionInfo,
-    endpoint: EndpointKind,
-    fields: &RequestFields,
-    body: Option<&[u8]>,
-) -> CheckedRequest {
-    let identity = connection.identity.as_ref();
-    let checked = check_request(
-        policy,
-        identity,
-        &connection.server_name,
-        endpoint,
-        fields,
-        body,
-    );
-    let metrics = &connection.context.metrics;
-    metrics.policy_decided(&policy.policy, &checked.record);
-    metrics.masked(MaskedIn::Request, &checked.record.masked);
-    checked
-}
-
-/// `check_policy` without a connection, for `warden policy test`: `identity` is the caller and
-/// `host` the TLS server name.
+/// The policy's decision on one request, as the daemon's decide stage and `warden policy test`
+/// both take it: `identity` is the caller and `host` the TLS server name.
 pub fn check_request(
     policy: &CompiledPolicy,
     identity: &dyn SelectorSubject,
