@@ -195,26 +195,27 @@ impl<'a> Steps<'a> {
 
     /// Removes a file (or symlink); absent is fine.
     pub fn remove_file(&mut self, path: &Path, what: &str) -> Result<Outcome, InstallError> {
-        let outcome = match fs::symlink_metadata(path) {
-            Ok(_) => Outcome::Removed,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Outcome::Absent,
-            Err(e) => return Err(InstallError::io("reading", path)(e)),
-        };
-        if !self.dry_run && outcome == Outcome::Removed {
-            fs::remove_file(path).map_err(InstallError::io("removing", path))?;
-        }
-        Ok(self.report(outcome, format!("{} ({what})", path.display())))
+        self.remove(path, what, |p| fs::remove_file(p))
     }
 
     /// Removes a directory and everything in it; absent is fine.
     pub fn remove_tree(&mut self, path: &Path, what: &str) -> Result<Outcome, InstallError> {
+        self.remove(path, what, |p| fs::remove_dir_all(p))
+    }
+
+    fn remove(
+        &mut self,
+        path: &Path,
+        what: &str,
+        remove: fn(&Path) -> io::Result<()>,
+    ) -> Result<Outcome, InstallError> {
         let outcome = match fs::symlink_metadata(path) {
             Ok(_) => Outcome::Removed,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Outcome::Absent,
             Err(e) => return Err(InstallError::io("reading", path)(e)),
         };
         if !self.dry_run && outcome == Outcome::Removed {
-            fs::remove_dir_all(path).map_err(InstallError::io("removing", path))?;
+            remove(path).map_err(InstallError::io("removing", path))?;
         }
         Ok(self.report(outcome, format!("{} ({what})", path.display())))
     }
