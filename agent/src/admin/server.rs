@@ -12,7 +12,12 @@ use tokio::{
 };
 
 use super::{AdminRequest, AdminResponse, Status, StatusCounters};
-use crate::{ebpf::selection::Selection, proxy::ProxyContext};
+use crate::{
+    audit::governance::Actor,
+    ebpf::{selection::Selection, Redirector},
+    identity::lookup_user_name,
+    proxy::ProxyContext,
+};
 
 /// A request line longer than this is refused (requests are a few dozen bytes).
 const MAX_REQUEST: usize = 4096;
@@ -31,6 +36,7 @@ pub enum AdminServerError {
 
 pub struct AdminServer {
     pub context: Arc<ProxyContext>,
+    pub redirector: Arc<Redirector>,
     pub selection: Arc<Selection>,
     pub listen: Vec<String>,
     pub cgroup2_mount: String,
@@ -69,8 +75,12 @@ impl AdminServer {
     }
 
     async fn handle(self: Arc<Self>, stream: UnixStream) {
-        match stream.peer_cred() {
-            Ok(cred) if cred.uid() == 0 => {}
+        let actor = match stream.peer_cred() {
+            Ok(cred) if cred.uid() == 0 => Actor {
+                uid: cred.uid(),
+                user: lookup_user_name(cred.uid()),
+                pid: cred.pid().and_then(|pid| u32::try_from(pid).ok()),
+            },
             Ok(cred) => {
                 tracing::warn!(
                     uid = cred.uid(),
@@ -83,7 +93,7 @@ impl AdminServer {
                 tracing::warn!(%error, "admin socket: cannot read peer credentials");
                 return;
             }
-        }
+        };
         let (read, mut write) = stream.into_split();
         let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
         let mut line = String::new();
@@ -92,7 +102,7 @@ impl AdminServer {
                 // Answers stat cgroupfs and read BPF maps: keep them off the async workers.
                 Ok(request) => {
                     let server = self.clone();
-                    tokio::task::spawn_blocking(move || server.answer(request))
+                    tokio::task::spawn_blocking(move || server.answer(request, &actor))
                         .await
                         .unwrap_or_else(|error| refusal(format!("internal error: {error}")))
                 }
@@ -105,7 +115,8 @@ impl AdminServer {
         let _ = write.write_all(&bytes).await;
     }
 
-    fn answer(&self, request: AdminRequest) -> AdminResponse {
+    /// Answers `request` from `actor`, the peer the socket vouched for.
+    fn answer(&self, request: AdminRequest, actor: &Actor) -> AdminResponse {
         match request {
             AdminRequest::Status => AdminResponse {
                 ok: true,
@@ -114,7 +125,12 @@ impl AdminServer {
             },
             AdminRequest::SelectExec { path } => match self.selection.add_exec(&path) {
                 Ok(cgroup) => {
-                    tracing::info!(path = %cgroup.path, id = cgroup.id, "warden exec cgroup registered");
+                    tracing::info!(
+                        path = %cgroup.path,
+                        id = cgroup.id,
+                        by_uid = actor.uid,
+                        "warden exec cgroup registered"
+                    );
                     ok()
                 }
                 Err(error) => refusal(error.to_string()),
@@ -135,13 +151,13 @@ impl AdminServer {
             intercept_ports: config.proxy.intercept_ports.clone(),
             intercept_hosts: config.proxy.intercept_hosts.clone(),
             cgroup2_mount: self.cgroup2_mount.clone(),
-            programs: self.context.redirector.programs().to_vec(),
-            attachment: self.context.redirector.attachment(),
+            programs: self.redirector.programs().to_vec(),
+            attachment: self.redirector.attachment(),
             selected: self.selection.selected(),
             policy: self.context.policy.status(),
             counters: StatusCounters {
                 proxy: self.context.counters.snapshot(),
-                kernel: self.context.redirector.counters(),
+                kernel: self.redirector.counters(),
             },
         }
     }

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use rusqlite::OptionalExtension;
 
 use super::{
+    governance::GovernanceRecord,
     record::{AuditRecord, ConnectionRecord, ExchangeRequest, ExchangeResponse},
     schema::{self, META_ANCHOR_HASH, META_ANCHOR_SEQ},
     AuditError,
@@ -23,6 +24,7 @@ pub enum RecordKind {
     Request,
     Response,
     Prune,
+    Governance,
 }
 
 impl RecordKind {
@@ -32,6 +34,7 @@ impl RecordKind {
             RecordKind::Request => "request",
             RecordKind::Response => "response",
             RecordKind::Prune => "prune",
+            RecordKind::Governance => "governance",
         }
     }
 
@@ -41,6 +44,7 @@ impl RecordKind {
             "request" => RecordKind::Request,
             "response" => RecordKind::Response,
             "prune" => RecordKind::Prune,
+            "governance" => RecordKind::Governance,
             _ => return None,
         })
     }
@@ -66,6 +70,7 @@ pub enum ChainRecord {
     Request(ExchangeRequest),
     Response(ExchangeResponse),
     Prune(PruneRecord),
+    Governance(GovernanceRecord),
 }
 
 impl From<AuditRecord> for ChainRecord {
@@ -74,6 +79,7 @@ impl From<AuditRecord> for ChainRecord {
             AuditRecord::Connection(connection) => ChainRecord::Connection(connection),
             AuditRecord::Request(request) => ChainRecord::Request(request),
             AuditRecord::Response(response) => ChainRecord::Response(response),
+            AuditRecord::Governance(governance) => ChainRecord::Governance(governance),
         }
     }
 }
@@ -94,6 +100,7 @@ impl ChainRecord {
             ChainRecord::Request(_) => RecordKind::Request,
             ChainRecord::Response(_) => RecordKind::Response,
             ChainRecord::Prune(_) => RecordKind::Prune,
+            ChainRecord::Governance(_) => RecordKind::Governance,
         }
     }
 
@@ -107,6 +114,7 @@ impl ChainRecord {
             ),
             ChainRecord::Response(r) => (Some(&r.exchange_id), None, r.ended_at_us),
             ChainRecord::Prune(p) => (None, None, p.pruned_at_us),
+            ChainRecord::Governance(g) => (g.exchange_id.as_ref(), None, g.at_us),
         };
         RecordColumns {
             kind: self.kind(),
@@ -123,6 +131,7 @@ impl ChainRecord {
             ChainRecord::Request(r) => serde_json::to_string(r),
             ChainRecord::Response(r) => serde_json::to_string(r),
             ChainRecord::Prune(p) => serde_json::to_string(p),
+            ChainRecord::Governance(g) => serde_json::to_string(g),
         };
         body.map_err(|err| AuditError::Serialize(err.to_string()))
     }
@@ -133,6 +142,7 @@ impl ChainRecord {
             RecordKind::Request => ChainRecord::Request(serde_json::from_str(body)?),
             RecordKind::Response => ChainRecord::Response(serde_json::from_str(body)?),
             RecordKind::Prune => ChainRecord::Prune(serde_json::from_str(body)?),
+            RecordKind::Governance => ChainRecord::Governance(serde_json::from_str(body)?),
         })
     }
 }
@@ -148,6 +158,9 @@ pub fn describe(
             format!("{} of exchange {exchange}", kind.as_str())
         }
         (RecordKind::Connection, _, Some(connection)) => format!("connection {connection}"),
+        (RecordKind::Governance, Some(exchange), _) => {
+            format!("governance record of exchange {exchange}")
+        }
         _ => kind.as_str().to_owned(),
     }
 }

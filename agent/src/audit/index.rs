@@ -73,6 +73,8 @@ pub enum IndexEntry {
     Connection(ConnectionRow),
     /// Delete the rows of every record up to and including `through_seq`.
     Prune { through_seq: i64 },
+    /// Governance records are read from `records` itself (by kind and exchange id).
+    Nothing,
 }
 
 /// Whether an entry changed the indexes.
@@ -152,6 +154,7 @@ pub fn index_entry(record: &ChainRecord, seq: u64) -> IndexEntry {
         ChainRecord::Prune(prune) => IndexEntry::Prune {
             through_seq: saturating(prune.through_seq),
         },
+        ChainRecord::Governance(_) => IndexEntry::Nothing,
     }
 }
 
@@ -234,6 +237,7 @@ pub fn apply(conn: &Connection, entry: &IndexEntry) -> rusqlite::Result<Applied>
             conn.execute("DELETE FROM connections WHERE seq <= ?1", [through_seq])?;
             1
         }
+        IndexEntry::Nothing => 1,
     };
     Ok(if changed == 0 {
         Applied::Skipped

@@ -5,6 +5,7 @@
 //! commit (writer.rs) and prunes old records in chunks (retention.rs); the CLI reads (reader.rs)
 //! and verifies (verify.rs) through read-only connections.
 pub mod chain;
+pub mod governance;
 pub mod index;
 pub mod query;
 pub mod reader;

@@ -8,6 +8,7 @@ use time::{macros::format_description, OffsetDateTime};
 
 use super::{
     chain::{ChainRecord, RecordKind},
+    governance::GovernanceRecord,
     index,
     query::{select_sql, ExchangeFilter, Order, Pages, GLOB_PROBE_CAP, INCOMPLETE},
     record::{ConnectionRecord, ExchangeRequest, ExchangeResponse},
@@ -57,6 +58,9 @@ pub struct ExchangeDetail {
     pub connection: Option<ConnectionRecord>,
     pub request_seq: u64,
     pub response_seq: Option<u64>,
+    /// Its approval trail (requested, decided, cancelled, expired), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub governance: Vec<GovernanceRecord>,
 }
 
 /// A read-only view of the store; the daemon may keep writing meanwhile.
@@ -222,7 +226,9 @@ impl AuditReader {
             },
             None => None,
         };
+        let governance = self.governance_of_exchange(&row.id)?;
         Ok(ExchangeDetail {
+            governance,
             id: row.id,
             outcome: row.outcome.unwrap_or_else(|| INCOMPLETE.to_owned()),
             request,
@@ -231,6 +237,41 @@ impl AuditReader {
             request_seq: to_seq(row.request_seq),
             response_seq: row.response_seq.map(to_seq),
         })
+    }
+
+    /// The governance records that name exchange `id`, oldest first.
+    pub fn governance_of_exchange(&self, id: &str) -> Result<Vec<GovernanceRecord>, AuditError> {
+        self.governance_where("exchange_id = ?1", rusqlite::params![id])
+    }
+
+    /// Every governance record from `since_us` on (unix µs), oldest first, with its seq.
+    pub fn governance_since(&self, since_us: i64) -> Result<Vec<GovernanceRecord>, AuditError> {
+        self.governance_where("at_us >= ?1", rusqlite::params![since_us])
+    }
+
+    fn governance_where(
+        &self,
+        condition: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<GovernanceRecord>, AuditError> {
+        let sql = format!(
+            "SELECT seq, body FROM records WHERE kind = 'governance' AND {condition} ORDER BY seq"
+        );
+        let mut statement = self.conn.prepare(&sql)?;
+        let rows = statement.query_map(params, |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut records = Vec::new();
+        for row in rows {
+            let (seq, body) = row?;
+            records.push(
+                serde_json::from_str(&body).map_err(|err| AuditError::Corrupt {
+                    seq: to_seq(seq),
+                    reason: err.to_string(),
+                })?,
+            );
+        }
+        Ok(records)
     }
 
     fn record(&self, seq: i64, kind: RecordKind) -> Result<ChainRecord, AuditError> {

@@ -105,15 +105,24 @@ pub enum Outcome {
     ClientAborted,
     Denied,
     Timeout,
+    /// A held request's approver said no.
+    ApprovalDenied,
+    /// A held request's approval was not decided in time.
+    ApprovalTimeout,
+    /// The requester's identity was revoked (before or during the exchange).
+    Revoked,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 5] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Ok,
         Outcome::UpstreamError,
         Outcome::ClientAborted,
         Outcome::Denied,
         Outcome::Timeout,
+        Outcome::ApprovalDenied,
+        Outcome::ApprovalTimeout,
+        Outcome::Revoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -123,6 +132,9 @@ impl Outcome {
             Outcome::ClientAborted => "client_aborted",
             Outcome::Denied => "denied",
             Outcome::Timeout => "timeout",
+            Outcome::ApprovalDenied => "approval_denied",
+            Outcome::ApprovalTimeout => "approval_timeout",
+            Outcome::Revoked => "revoked",
         }
     }
 }
@@ -159,4 +171,5 @@ pub enum AuditRecord {
     Connection(ConnectionRecord),
     Request(ExchangeRequest),
     Response(ExchangeResponse),
+    Governance(super::governance::GovernanceRecord),
 }

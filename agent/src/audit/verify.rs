@@ -311,7 +311,7 @@ fn check_index(
                 .first_difference(&row)
                 .and_then(|column| mismatch("connection", &expected.id, column)),
         },
-        IndexEntry::Prune { .. } => None,
+        IndexEntry::Prune { .. } | IndexEntry::Nothing => None,
     })
 }
 

@@ -111,7 +111,6 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::for_daemon(selection.clone(), redirector.clone(), &audit);
     let context = Arc::new(ProxyContext {
         config: config.clone(),
-        redirector: redirector.clone(),
         identities: IdentityResolver::new(config.accounts.clone(), Some(cgroupfs.clone())),
         tls_server,
         upstream,
@@ -124,6 +123,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let admin = Arc::new(AdminServer {
         context: context.clone(),
+        redirector: redirector.clone(),
         selection: selection.clone(),
         listen: listen.clone(),
         cgroup2_mount: cgroupfs.mount().display().to_string(),
@@ -136,7 +136,13 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         tokio::spawn(metrics::server::serve(metrics, listener, shutdown.clone()));
     }
     let drain = Duration::from_secs(config.proxy.drain_timeout_secs);
-    let proxy = tokio::spawn(proxy::serve(context, listeners, shutdown.clone(), drain));
+    let proxy = tokio::spawn(proxy::serve(
+        context,
+        redirector.clone(),
+        listeners,
+        shutdown.clone(),
+        drain,
+    ));
 
     let programs: Vec<String> = redirector
         .programs()
@@ -165,10 +171,11 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         metrics = ?metrics_address,
         "warden ready"
     );
-    supervisor::ready(&summary(&context_for_status, &selection));
+    supervisor::ready(&summary(&context_for_status, &redirector, &selection));
     supervisor::spawn_watchdog(shutdown.clone());
     tokio::spawn(report_status(
         context_for_status.clone(),
+        redirector.clone(),
         selection.clone(),
         shutdown.clone(),
     ));
@@ -199,7 +206,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
 }
 
 /// The line `systemctl status` shows: how Warden fails, what it selects, what it has done.
-fn summary(context: &ProxyContext, selection: &Selection) -> String {
+fn summary(context: &ProxyContext, redirector: &Redirector, selection: &Selection) -> String {
     let counters = context.counters.snapshot();
     let policy = context.policy.status();
     let rules = match policy.loaded {
@@ -208,7 +215,7 @@ fn summary(context: &ProxyContext, selection: &Selection) -> String {
     };
     format!(
         "fail-{}; {} cgroups selected; {rules}; {} exchanges, {} tunnels, {} refused",
-        context.redirector.attachment().fail_mode,
+        redirector.attachment().fail_mode,
         selection.selected().len(),
         counters.exchanges,
         counters.tunneled,
@@ -219,6 +226,7 @@ fn summary(context: &ProxyContext, selection: &Selection) -> String {
 /// Keeps the status line current until shutdown (sent only when it changed).
 async fn report_status(
     context: Arc<ProxyContext>,
+    redirector: Arc<Redirector>,
     selection: Arc<Selection>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -229,7 +237,7 @@ async fn report_status(
             _ = shutdown.changed() => return,
             _ = ticker.tick() => {}
         }
-        let line = summary(&context, &selection);
+        let line = summary(&context, &redirector, &selection);
         if line != last {
             supervisor::status(&line);
             last = line;

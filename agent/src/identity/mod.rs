@@ -262,7 +262,7 @@ fn read_service_account(process: &Process) -> Option<String> {
 }
 
 /// The user name through NSS (so LDAP/sssd/systemd users resolve too).
-fn lookup_user_name(uid: u32) -> Option<String> {
+pub fn lookup_user_name(uid: u32) -> Option<String> {
     let mut buf = vec![0u8; 1024];
     loop {
         // SAFETY: passwd is plain C data (integers and pointers), for which all-zeroes is valid.

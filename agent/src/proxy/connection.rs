@@ -46,10 +46,11 @@ pub async fn handle(
     context: Arc<ProxyContext>,
     mut client: TcpStream,
     peer: SocketAddr,
+    origin: Option<ConnectionOrigin>,
     shutdown: watch::Receiver<bool>,
 ) {
     Counters::bump(&context.counters.accepted);
-    let Some(origin) = context.redirector.take_origin(peer) else {
+    let Some(origin) = origin else {
         // Someone connected to the listener directly: there is no destination to serve.
         Counters::bump(&context.counters.rejected);
         context.metrics.connection(Disposition::Rejected);

@@ -13,6 +13,9 @@ mod response_mask;
 mod stages;
 pub mod upstream;
 
+/// The request path on its own, for the criterion bench of the stage sequence.
+pub use {http::handle as handle_request, stages::ConnectionInfo};
+
 use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{
@@ -28,10 +31,10 @@ use crate::{config::Config, ebpf::Redirector, identity::IdentityResolver};
 use counters::Counters;
 use upstream::Upstream;
 
-/// What every connection task shares.
+/// What every connection task and request stage shares. The redirector is not part of it: only
+/// accepting a connection needs it, so the request path can run without eBPF (benches, tests).
 pub struct ProxyContext {
     pub config: Arc<Config>,
-    pub redirector: Arc<Redirector>,
     pub identities: IdentityResolver,
     pub tls_server: Arc<rustls::ServerConfig>,
     pub upstream: Upstream,
@@ -120,6 +123,7 @@ impl Drop for OpenConnection {
 /// (HTTP connections are asked to close after their current request).
 pub async fn serve(
     context: Arc<ProxyContext>,
+    redirector: Arc<Redirector>,
     listeners: Listeners,
     shutdown: watch::Receiver<bool>,
     drain: Duration,
@@ -132,6 +136,7 @@ pub async fn serve(
     let mut accept_loops = Vec::new();
     for listener in listeners.0 {
         let context = context.clone();
+        let redirector = redirector.clone();
         let mut shutdown = shutdown.clone();
         let open = open.clone();
         let drained = drained.clone();
@@ -143,12 +148,14 @@ pub async fn serve(
             {
                 let guard = OpenConnection::new(open.clone(), drained.clone());
                 let context = context.clone();
+                let redirector = redirector.clone();
                 let shutdown = shutdown.clone();
                 let mut abort = abort.clone();
                 tokio::spawn(async move {
                     let _open = guard;
+                    let origin = redirector.take_origin(peer);
                     tokio::select! {
-                        _ = connection::handle(context, stream, peer, shutdown) => {}
+                        _ = connection::handle(context, stream, peer, origin, shutdown) => {}
                         _ = abort.changed() => {}
                     }
                 });

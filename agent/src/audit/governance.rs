@@ -1,0 +1,134 @@
+//! The governance records of the chain: approvals, their decisions and grants, and revocations.
+//!
+//! They sit in the same hash chain as the exchanges they govern, so deleting or editing one breaks
+//! `audit verify` like any other record. An approval's records carry its exchange's id, which is
+//! how `sessions show` finds the trail of an exchange.
+use serde::{Deserialize, Serialize};
+
+use super::record::IdentitySnapshot;
+
+/// One governance event, with when it happened and the exchange it concerns (if any).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GovernanceRecord {
+    /// Unix time in microseconds.
+    pub at_us: i64,
+    pub exchange_id: Option<String>,
+    pub event: GovernanceEvent,
+}
+
+/// Who did something through the admin socket (SO_PEERCRED), or the daemon itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub uid: u32,
+    /// The user name, when the uid has one.
+    pub user: Option<String>,
+    pub pid: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Deny,
+}
+
+/// A duration approval: later requests of the same identity matching the same rule pass
+/// until `expires_at_us`, each recorded with `grant_id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRecord {
+    pub grant_id: String,
+    pub expires_at_us: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum GovernanceEvent {
+    /// A request held for a human decision: who asked and for what.
+    ApprovalRequested {
+        approval_id: String,
+        /// Boxed: it is most of the record's size, and the other events are small.
+        identity: Box<IdentitySnapshot>,
+        rule: String,
+        model: Option<String>,
+        endpoint: String,
+        /// The prompt's beginning, masked as it was forwarded would be.
+        excerpt: String,
+        expires_at_us: i64,
+    },
+    /// Who decided, and why; an approval for a duration also opens a grant.
+    ApprovalDecided {
+        approval_id: String,
+        decision: Decision,
+        by: Actor,
+        reason: Option<String>,
+        grant: Option<GrantRecord>,
+    },
+    /// The client left while its request was held.
+    ApprovalCancelled { approval_id: String },
+    /// Nobody decided within the rule's timeout.
+    ApprovalExpired { approval_id: String },
+    /// The daemon stopped (or restarted) while the approval was pending.
+    ApprovalInterrupted { approval_id: String },
+    /// An identity selector cut off from every intercepted host.
+    Revoked {
+        selector: String,
+        by: Actor,
+        reason: Option<String>,
+    },
+    /// A revocation lifted.
+    Restored { selector: String, by: Actor },
+}
+
+impl GovernanceEvent {
+    /// The `type` tag, for listings and log lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            GovernanceEvent::ApprovalRequested { .. } => "approval_requested",
+            GovernanceEvent::ApprovalDecided { .. } => "approval_decided",
+            GovernanceEvent::ApprovalCancelled { .. } => "approval_cancelled",
+            GovernanceEvent::ApprovalExpired { .. } => "approval_expired",
+            GovernanceEvent::ApprovalInterrupted { .. } => "approval_interrupted",
+            GovernanceEvent::Revoked { .. } => "revoked",
+            GovernanceEvent::Restored { .. } => "restored",
+        }
+    }
+
+    /// The approval this event belongs to, if it is an approval's.
+    pub fn approval_id(&self) -> Option<&str> {
+        match self {
+            GovernanceEvent::ApprovalRequested { approval_id, .. }
+            | GovernanceEvent::ApprovalDecided { approval_id, .. }
+            | GovernanceEvent::ApprovalCancelled { approval_id }
+            | GovernanceEvent::ApprovalExpired { approval_id }
+            | GovernanceEvent::ApprovalInterrupted { approval_id } => Some(approval_id),
+            GovernanceEvent::Revoked { .. } | GovernanceEvent::Restored { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_tagged_by_type() {
+        let record = GovernanceRecord {
+            at_us: 5,
+            exchange_id: Some("ex-1".into()),
+            event: GovernanceEvent::ApprovalExpired {
+                approval_id: "ap-1".into(),
+            },
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        assert_eq!(
+            json,
+            r#"{"at_us":5,"exchange_id":"ex-1","event":{"type":"approval_expired","approval_id":"ap-1"}}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<GovernanceRecord>(&json).unwrap(),
+            record
+        );
+        assert_eq!(record.event.name(), "approval_expired");
+        assert_eq!(record.event.approval_id(), Some("ap-1"));
+    }
+}
