@@ -32,6 +32,10 @@ fn main() -> ExitCode {
             .and_then(|config| cli::audit::run(&config, args))
             .map(|()| ExitCode::SUCCESS),
         Command::Policy(args) => cli::policy::run(&cli, args).map(|()| ExitCode::SUCCESS),
+        Command::Approvals(args) => cli
+            .load_config()
+            .and_then(|config| cli::approvals::run(&config, args))
+            .map(|()| ExitCode::SUCCESS),
         Command::Install(args) => cli::install::run(&cli, args).map(|()| ExitCode::SUCCESS),
         Command::Uninstall(args) => cli::uninstall::run(&cli, args).map(|()| ExitCode::SUCCESS),
     };

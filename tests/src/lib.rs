@@ -4,6 +4,7 @@
 //! 127.0.0.0/8 or `::1`; `api.openai.com` only ever resolves to loopback, through a private hosts file.
 
 pub mod agent_fixture;
+pub mod approvals;
 pub mod attribution;
 pub mod audit;
 pub mod bpf;
@@ -27,6 +28,7 @@ pub mod prometheus;
 pub mod sdk_scripts;
 pub mod tcp_echo;
 pub mod tls_hello;
+pub mod unix_user;
 pub mod wait;
 
 pub use agent_fixture::AgentFixture;

@@ -1,7 +1,9 @@
 //! Root-only unix-socket API between the daemon and the CLI: status and `warden exec` registration.
 //!
-//! One JSON request per line, one JSON response per line. The socket lives in `state_dir` (0700)
-//! and is itself 0600; the server also checks the peer's uid with SO_PEERCRED.
+//! One JSON request per line, one JSON response per line (a watch answers with many). The socket
+//! lives in `state_dir` (0700) and is itself 0600; with `[admin] group` the directory is 0710 and
+//! the socket 0660, both of that group. The server checks each operation against the peer
+//! (SO_PEERCRED): approval operations for the approvers, everything else for root.
 pub mod client;
 pub mod server;
 
@@ -23,6 +25,10 @@ pub enum AdminRequest {
     },
     UnselectExec {
         path: String,
+    },
+    /// Approvals: list, show, decide, watch (see `approvals::admin`); open to `[admin] group`.
+    Approvals {
+        request: crate::approvals::admin::ApprovalsRequest,
     },
 }
 

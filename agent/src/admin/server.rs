@@ -13,9 +13,9 @@ use tokio::{
 
 use super::{AdminRequest, AdminResponse, Status, StatusCounters};
 use crate::{
+    approvals::{self, authority::Peer},
     audit::governance::Actor,
     ebpf::{selection::Selection, Redirector},
-    identity::lookup_user_name,
     proxy::ProxyContext,
 };
 
@@ -42,8 +42,9 @@ pub struct AdminServer {
     pub cgroup2_mount: String,
 }
 
-/// Binds the socket (removing a stale one left by a crashed daemon) with mode 0600.
-pub fn bind(path: &Path) -> Result<UnixListener, AdminServerError> {
+/// Binds the socket (removing a stale one left by a crashed daemon) with mode 0600, or 0660 owned
+/// by `group` (a gid from `[admin] group`).
+pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, AdminServerError> {
     let socket_error = |source| AdminServerError::Socket {
         path: path.to_path_buf(),
         source,
@@ -55,7 +56,14 @@ pub fn bind(path: &Path) -> Result<UnixListener, AdminServerError> {
         std::fs::remove_file(path).map_err(socket_error)?;
     }
     let listener = UnixListener::bind(path).map_err(socket_error)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(socket_error)?;
+    let mode = match group {
+        Some(gid) => {
+            std::os::unix::fs::chown(path, Some(0), Some(gid)).map_err(socket_error)?;
+            0o660
+        }
+        None => 0o600,
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(socket_error)?;
     Ok(listener)
 }
 
@@ -75,30 +83,39 @@ impl AdminServer {
     }
 
     async fn handle(self: Arc<Self>, stream: UnixStream) {
-        let actor = match stream.peer_cred() {
-            Ok(cred) if cred.uid() == 0 => Actor {
-                uid: cred.uid(),
-                user: lookup_user_name(cred.uid()),
-                pid: cred.pid().and_then(|pid| u32::try_from(pid).ok()),
-            },
-            Ok(cred) => {
-                tracing::warn!(
-                    uid = cred.uid(),
-                    pid = cred.pid(),
-                    "admin request from a non-root peer refused"
-                );
-                return;
-            }
+        // Non-root peers get this far only through `[admin] group` (the socket's mode).
+        let peer = match stream.peer_cred() {
+            Ok(cred) => Peer::new(
+                cred.uid(),
+                cred.gid(),
+                cred.pid().and_then(|pid| u32::try_from(pid).ok()),
+            ),
             Err(error) => {
                 tracing::warn!(%error, "admin socket: cannot read peer credentials");
                 return;
             }
         };
+        let actor = peer.actor.clone();
         let (read, mut write) = stream.into_split();
         let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
         let mut line = String::new();
         let response = match reader.read_line(&mut line).await {
             Ok(_) => match serde_json::from_str::<AdminRequest>(&line) {
+                Ok(AdminRequest::Approvals { request }) => {
+                    let approvals = self.context.approvals.clone();
+                    return approvals::admin::serve(approvals, request, peer, reader, write).await;
+                }
+                Ok(_) if !peer.is_root() => {
+                    tracing::warn!(
+                        uid = actor.uid,
+                        pid = actor.pid,
+                        "admin request from a non-root peer refused"
+                    );
+                    refusal(format!(
+                        "only root may do this; {} may only list, show, watch and decide approvals",
+                        peer.describe()
+                    ))
+                }
                 // Answers stat cgroupfs and read BPF maps: keep them off the async workers.
                 Ok(request) => {
                     let server = self.clone();
@@ -139,6 +156,8 @@ impl AdminServer {
                 Ok(()) => ok(),
                 Err(error) => refusal(error.to_string()),
             },
+            // Served in `handle`, which streams its answers.
+            AdminRequest::Approvals { .. } => refusal("internal error: misrouted".into()),
         }
     }
 

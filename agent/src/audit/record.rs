@@ -86,6 +86,9 @@ pub struct PolicyRecord {
     pub matched: Vec<String>,
     /// Per mask rule, how many values of each recognizer were masked in the request.
     pub masked: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    /// An `approve` verdict passed without holding under this duration grant (its id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 /// One server-sent event of a streamed response, with when it arrived.

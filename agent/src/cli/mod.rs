@@ -1,4 +1,5 @@
 //! Command-line interface: the argument model and one module per subcommand.
+pub mod approvals;
 pub mod audit;
 pub mod ca;
 pub mod exec;
@@ -52,6 +53,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Work with policy files: `check` validates them with precise errors.
     Policy(policy::PolicyArgs),
+    /// Requests held for a human decision: list, show, approve, deny, watch (approvers).
+    Approvals(approvals::ApprovalsArgs),
     /// Install Warden as a hardened systemd service: binary, config, starter policy, CA trusted by
     /// the system, unit and drop-ins, then `systemctl enable --now` (root).
     Install(install::InstallArgs),

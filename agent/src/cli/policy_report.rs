@@ -51,15 +51,24 @@ pub fn report(checked: CheckedRequest, body: Value) -> TestReport {
         masked_body,
         refusal,
         record,
+        approval,
         ..
     } = checked;
+    let held = approval.map(|required| {
+        let approvers: Vec<String> = required.approvers.iter().map(ToString::to_string).collect();
+        format!(
+            "the request is held until one of {} approves it (timeout {})",
+            approvers.join(", "),
+            humantime::format_duration(required.timeout)
+        )
+    });
     let body = masked_body
         .and_then(|masked| serde_json::from_slice(&masked).ok())
         .unwrap_or(body);
     TestReport {
         decision: record.verdict,
         rule: record.rule,
-        message: refusal.map(|(error, _)| error.message),
+        message: refusal.map(|(error, _)| error.message).or(held),
         matched: record.matched,
         masked: record.masked,
         body,
@@ -75,7 +84,8 @@ impl TestReport {
                 self.message.as_deref().unwrap_or_default()
             ),
             "approve" => format!(
-                "approval required by {rule} (approvals are not enabled yet: the daemon refuses it with 403)"
+                "approval required by {rule} ({})",
+                self.message.as_deref().unwrap_or_default()
             ),
             other => other.to_string(),
         };

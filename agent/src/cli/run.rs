@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use super::Cli;
 use crate::{
     admin::server::{self as admin_server, AdminServer},
+    approvals::{authority::group_id, Approvals},
     audit::{self, AuditWriter},
     cgroupfs::CgroupFs,
     config::Config,
@@ -64,6 +65,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         )
         .context("loading the policies ([policy] dir)")?,
     );
+    let admin_group = admin_group(&config)?;
     create_private_dir(&config.state_dir)?;
     let ca = CertificateAuthority::load_or_create(&config.ca_dir()).context("Warden CA")?;
     let tls_server = tls::server_config(Arc::new(LeafCache::new(Arc::new(ca))));
@@ -72,6 +74,10 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     let audit_db = audit::audit_db_path(&config.state_dir);
     let audit = AuditWriter::start(&audit_db, config.audit.writer_options())
         .with_context(|| format!("opening the audit store {}", audit_db.display()))?;
+    // After the store, which makes its directory (state_dir) private again when it opens.
+    if let Some(gid) = admin_group {
+        open_state_dir_to(&config.state_dir, gid)?;
+    }
 
     // Bind before attaching: a redirect with nothing listening would break the selected workloads.
     let listeners = Listeners::bind(config.proxy.listen_port).await?;
@@ -81,7 +87,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         .map(ToString::to_string)
         .collect();
     let admin_socket = config.admin_socket_path();
-    let admin_listener = admin_server::bind(&admin_socket)?;
+    let admin_listener = admin_server::bind(&admin_socket, admin_group)?;
     let metrics_listener = match config.metrics.address() {
         Some(address) => Some(metrics::server::bind(address).await?),
         None => None,
@@ -109,6 +115,11 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     selection.resync().context("selecting cgroups")?;
 
     let metrics = Metrics::for_daemon(selection.clone(), redirector.clone(), &audit);
+    let approvals = Approvals::new(&config, audit.clone(), metrics.clone());
+    let recovered = approvals
+        .recover()
+        .await
+        .context("closing the approvals the previous run left pending")?;
     let context = Arc::new(ProxyContext {
         config: config.clone(),
         identities: IdentityResolver::new(config.accounts.clone(), Some(cgroupfs.clone())),
@@ -118,6 +129,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         policy: policy.clone(),
         counters: Default::default(),
         metrics: metrics.clone(),
+        approvals: approvals.clone(),
     });
     let context_for_status = context.clone();
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -169,6 +181,8 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         ca = %tls::cert_path(&config.ca_dir()).display(),
         audit = %audit_db.display(),
         metrics = ?metrics_address,
+        interrupted_approvals = recovered.interrupted,
+        restored_grants = recovered.grants,
         "warden ready"
     );
     supervisor::ready(&summary(&context_for_status, &redirector, &selection));
@@ -192,6 +206,8 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     );
     redirector.detach();
     let _ = shutdown_tx.send(true);
+    // Held requests would outlast the drain: refuse them now, their approvals interrupted.
+    approvals.interrupt_all().await;
     let _ = proxy.await;
     // Every exchange has ended: commit the records still queued before exiting.
     let closing = audit.clone();
@@ -282,6 +298,17 @@ fn raise_open_file_limit() {
     }
 }
 
+/// `[admin] group` as a gid: a group that does not exist stops the daemon.
+fn admin_group(config: &Config) -> anyhow::Result<Option<u32>> {
+    match &config.admin.group {
+        None => Ok(None),
+        Some(name) => match group_id(name) {
+            Some(gid) => Ok(Some(gid)),
+            None => anyhow::bail!("[admin] group: no group named {name:?} on this host"),
+        },
+    }
+}
+
 /// state_dir holds the CA key and the admin socket: root-only.
 fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -295,5 +322,16 @@ fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
         tracing::warn!(path = %dir.display(), mode = format!("{mode:o}"), "state_dir was not 0700; fixing");
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
+    Ok(())
+}
+
+/// With `[admin] group`, its members must reach the socket in state_dir: the directory becomes
+/// 0710 root:GROUP (enter, not list). Everything else in it stays 0600/0700.
+fn open_state_dir_to(dir: &std::path::Path, gid: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::os::unix::fs::chown(dir, Some(0), Some(gid))
+        .with_context(|| format!("giving state_dir {} to [admin] group", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710))
+        .with_context(|| format!("state_dir {}", dir.display()))?;
     Ok(())
 }

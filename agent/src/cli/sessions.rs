@@ -4,6 +4,7 @@ mod show;
 mod table;
 mod text;
 mod timeline;
+mod trail;
 mod verdict;
 
 use std::{
@@ -179,13 +180,15 @@ fn show(config: &Config, args: &ShowArgs) -> anyhow::Result<()> {
     if args.json {
         return print_json(serde_json::to_string_pretty(&detail)?);
     }
-    print(&show::render(
+    let mut text = show::render(
         &detail.id,
         &detail.outcome,
         &detail.request,
         detail.response.as_ref(),
         detail.connection.as_ref(),
-    ))
+    );
+    text.push_str(&trail::render(&detail.governance));
+    print(&text)
 }
 
 fn replay(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {

@@ -29,10 +29,15 @@
 //! max_inspect_bytes = 16777216                # larger bodies are refused when a content rule applies
 //! [metrics]
 //! listen = "127.0.0.1:9464"                   # Prometheus /metrics; "" turns it off
+//! [admin]
+//! group = "warden-approvers"                  # admin socket 0660 for this group (approvers)
+//! [approvals]
+//! webhook = "https://hooks.example/warden"    # JSON POST (Slack-style `text`) per held request
 //! ```
 //!
 //! This module holds the typed model and loading; `locate` maps key paths to source lines for
 //! error messages and `validate` holds the rules a parsed config must satisfy.
+mod approvals;
 pub(crate) mod locate;
 mod validate;
 
@@ -45,6 +50,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+pub use approvals::{AdminConfig, ApprovalsConfig};
 use locate::{line_of, Locator};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/warden/warden.toml";
@@ -64,6 +70,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(rename = "account")]
     pub accounts: Vec<AccountConfig>,
+    pub admin: AdminConfig,
+    pub approvals: ApprovalsConfig,
 }
 
 /// The audit store (`state_dir/audit.db`).
@@ -232,6 +240,8 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             metrics: MetricsConfig::default(),
             accounts: Vec::new(),
+            admin: AdminConfig::default(),
+            approvals: ApprovalsConfig::default(),
         }
     }
 }

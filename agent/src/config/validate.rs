@@ -113,6 +113,8 @@ impl Config {
                 &mut names,
             )?;
         }
+        self.admin.validate()?;
+        self.approvals.validate()?;
         Ok(())
     }
 }

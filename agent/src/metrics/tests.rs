@@ -253,6 +253,7 @@ message = "no"
             rule: Some("no-gpt-4".into()),
             matched: vec!["mask-pii".into(), "no-gpt-4".into()],
             masked: Default::default(),
+            grant: None,
         },
     );
     metrics.policy_decided(
@@ -262,6 +263,7 @@ message = "no"
             rule: None,
             matched: vec!["mask-pii".into()],
             masked: Default::default(),
+            grant: None,
         },
     );
     let text = exposition(&metrics);

@@ -23,6 +23,16 @@ pub struct CheckedRequest {
     pub record: PolicyRecord,
     /// The mask rules that apply to the response, in policy order.
     pub response_rules: Vec<String>,
+    /// The human decision the request waits for, when an approve rule decided it.
+    pub approval: Option<RequiredApproval>,
+}
+
+/// What an approve rule asks for: who may decide, and how long the request waits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequiredApproval {
+    pub rule: String,
+    pub approvers: Vec<super::model::Approver>,
+    pub timeout: std::time::Duration,
 }
 
 /// The policy's decision on one request, as the daemon's decide stage and `warden policy test`
@@ -60,6 +70,22 @@ pub fn check_request(
             .collect(),
         ..PolicyRecord::default()
     };
+    let approval = match &decision.verdict {
+        Verdict::Approve {
+            rule,
+            approvers,
+            timeout,
+        } => {
+            record.verdict = "approve".to_string();
+            record.rule = Some(rule.to_string());
+            Some(RequiredApproval {
+                rule: rule.to_string(),
+                approvers: approvers.to_vec(),
+                timeout: *timeout,
+            })
+        }
+        _ => None,
+    };
     let refusal = match &decision.verdict {
         Verdict::Allow => None,
         Verdict::Deny { rule, message } => {
@@ -74,20 +100,8 @@ pub fn check_request(
             .with_should_retry(false);
             Some((error, format!("denied by rule {rule}")))
         }
-        Verdict::Approve { rule, .. } => {
-            record.verdict = "approve".to_string();
-            record.rule = Some(rule.to_string());
-            let message = format!(
-                "This request requires human approval (rule {rule}), and approvals are not enabled in this Warden yet"
-            );
-            let error = ApiError::new(StatusCode::FORBIDDEN, "policy_violation", message)
-                .with_code(rule.to_string())
-                .with_should_retry(false);
-            Some((
-                error,
-                format!("approval required by rule {rule}; approvals are not enabled"),
-            ))
-        }
+        // Not a refusal: the approve stage holds the request for a human decision.
+        Verdict::Approve { .. } => None,
     };
 
     let mut changed = false;
@@ -122,5 +136,6 @@ pub fn check_request(
         refusal,
         record,
         response_rules,
+        approval,
     }
 }

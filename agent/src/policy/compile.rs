@@ -16,7 +16,8 @@ use super::{
 use crate::config::Location;
 
 /// An approval request waits this long when a rule names no `timeout`.
-const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Below the official SDKs' 600 s client timeout, so a held call gets Warden's answer.
+const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -183,7 +183,7 @@ identity = ["account:prod-*"]
             Approver::User("alice".into())
         ]
     );
-    assert_eq!(approve.timeout.as_secs(), 600, "default timeout");
+    assert_eq!(approve.timeout.as_secs(), 120, "default timeout");
     assert_eq!(rules[1].source.line, Some(11));
 }
 

@@ -100,7 +100,7 @@ pub struct MaskPattern {
 #[derive(Clone, Debug)]
 pub struct ApproveRule {
     pub approvers: Vec<Approver>,
-    /// How long a request waits for a decision (default 10 minutes).
+    /// How long a request waits for a decision (default 120 s).
     pub timeout: Duration,
 }
 

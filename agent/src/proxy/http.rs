@@ -58,7 +58,7 @@ pub async fn handle(
         let request = decide(&connection, &mut log, request).await?;
         let request = record(&connection, &mut log, started_at_us, request).await?;
         let request = guard(&connection, request).await?;
-        let request = approve(request).await?;
+        let request = approve(&connection, request).await?;
         let request = credential(request).await?;
         let response = forward(&connection, request).await?;
         respond(&connection, &mut log, response).await

@@ -8,7 +8,7 @@ mod exchange_log;
 mod http;
 mod log_fields;
 mod prefixed;
-mod recording;
+pub(crate) mod recording;
 mod response_mask;
 mod stages;
 pub mod upstream;
@@ -43,6 +43,8 @@ pub struct ProxyContext {
     /// Shared with exchange logs, which can outlive their request handler.
     pub counters: Arc<Counters>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Held requests, their decisions and duration grants.
+    pub approvals: Arc<crate::approvals::Approvals>,
 }
 
 #[derive(Debug, thiserror::Error)]

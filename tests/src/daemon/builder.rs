@@ -43,6 +43,8 @@ pub struct DaemonBuilder {
     metrics: bool,
     /// Leave `[policy] dir` out of the config (the daemon's built-in default applies).
     unnamed_policy_dir: bool,
+    /// TOML tables appended to the rendered config (sections this builder has no setter for).
+    extra_toml: String,
 }
 
 impl DaemonBuilder {
@@ -67,7 +69,16 @@ impl DaemonBuilder {
             watchdog_usec: None,
             metrics: false,
             unnamed_policy_dir: false,
+            extra_toml: String::new(),
         }
+    }
+
+    /// Appends `tables` (whole TOML tables, e.g. `[admin]\ngroup = "x"`) to the daemon's config.
+    pub fn config_toml(mut self, tables: &str) -> Self {
+        self.extra_toml.push('\n');
+        self.extra_toml.push_str(tables);
+        self.extra_toml.push('\n');
+        self
     }
 
     /// Leaves `[policy] dir` out of the config, so that the daemon uses its built-in default
@@ -233,7 +244,8 @@ impl DaemonBuilder {
                 listen: metrics_port.map_or_else(String::new, |port| format!("127.0.0.1:{port}")),
             },
         };
-        fs::write(&config_path, config.render()).expect("writing the daemon config");
+        let text = config.render() + &self.extra_toml;
+        fs::write(&config_path, text).expect("writing the daemon config");
 
         // The daemon gets a cgroup of its own so that "nothing is left behind" can be checked
         // by looking at it, and so that Drop can kill anything it leaves.

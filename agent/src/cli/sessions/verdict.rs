@@ -23,6 +23,9 @@ pub fn decision(policy: &PolicyRecord) -> String {
         let matched: Vec<String> = policy.matched.iter().map(|rule| one_line(rule)).collect();
         text.push_str(&format!("; matched {}", matched.join(", ")));
     }
+    if let Some(grant) = &policy.grant {
+        text.push_str(&format!("; passed under grant {}", one_line(grant)));
+    }
     text
 }
 
@@ -69,10 +72,22 @@ mod tests {
             rule: Some("no-gpt4".into()),
             matched: vec!["no-gpt4".into(), "mask-pii".into()],
             masked: MaskCounts::new(),
+            grant: None,
         };
         assert_eq!(
             decision(&denied),
             "deny by rule no-gpt4; matched no-gpt4, mask-pii"
+        );
+        let granted = PolicyRecord {
+            verdict: "approve".into(),
+            rule: Some("review".into()),
+            matched: vec!["review".into()],
+            grant: Some("gr-1".into()),
+            ..PolicyRecord::default()
+        };
+        assert_eq!(
+            decision(&granted),
+            "approve by rule review; matched review; passed under grant gr-1"
         );
         let allowed = PolicyRecord {
             verdict: "allow".into(),

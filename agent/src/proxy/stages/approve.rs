@@ -1,8 +1,81 @@
-//! Approve: where a request held for a human decision will wait. Approvals are not enabled yet:
-//! the policy refuses `action = "approve"` rules itself (403, see `policy::check`), so every
-//! request that reaches this stage passes.
-use super::{Outbound, Refusal};
+//! Approve: a request an `approve` rule decided is held here, its connection open, until an
+//! approver approves (it goes on), denies (403 `approval_denied`), or nobody decides within the
+//! rule's timeout (403 `approval_timeout`). The pending approval is on the chain before the hold
+//! begins; if the client leaves meanwhile, the dropped hold records the cancellation.
+use http::StatusCode;
 
-pub async fn approve(request: Outbound) -> Result<Outbound, Refusal> {
-    Ok(request)
+use super::{ConnectionInfo, Outbound, Refusal};
+use crate::{approvals::Resolution, audit::record::Outcome, openai::error::ApiError};
+
+pub async fn approve(
+    connection: &ConnectionInfo,
+    mut request: Outbound,
+) -> Result<Outbound, Refusal> {
+    let Some(hold) = request.hold.take() else {
+        return Ok(request);
+    };
+    let rule = hold.rule.clone();
+    let resolution = match connection.context.approvals.hold(hold).await {
+        Ok(resolution) => resolution,
+        Err(error) => {
+            tracing::error!(%error, rule, "pending approval not recorded; refusing the request");
+            return Err(unrecorded(&rule));
+        }
+    };
+    let mut refusal = |status, code: &str, message: String, reason: String, outcome| {
+        let error = ApiError::new(status, "policy_violation", message)
+            .with_code(code)
+            .with_should_retry(false);
+        Err(
+            Refusal::new(error, reason, outcome).discarding(std::mem::replace(
+                &mut request.body,
+                super::whole_body(bytes::Bytes::new()),
+            )),
+        )
+    };
+    match resolution {
+        Resolution::Approved { .. } => Ok(request),
+        Resolution::Denied { reason } => {
+            let why = reason.unwrap_or_default();
+            refusal(
+                StatusCode::FORBIDDEN,
+                "approval_denied",
+                format!("This request (rule {rule}) was denied by its approver: {why}"),
+                format!("approval denied (rule {rule}): {why}"),
+                Outcome::ApprovalDenied,
+            )
+        }
+        Resolution::Expired => refusal(
+            StatusCode::FORBIDDEN,
+            "approval_timeout",
+            format!(
+                "This request (rule {rule}) needed a human approval that was not given in time"
+            ),
+            format!("approval timed out (rule {rule})"),
+            Outcome::ApprovalTimeout,
+        ),
+        Resolution::Interrupted => refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "approval_interrupted",
+            format!("Warden stopped while this request (rule {rule}) waited for approval"),
+            format!("approval interrupted by shutdown (rule {rule})"),
+            Outcome::Denied,
+        ),
+        Resolution::Unrecorded => Err(unrecorded(&rule)),
+    }
+}
+
+fn unrecorded(rule: &str) -> Refusal {
+    let error = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server_error",
+        "Warden could not record this request's approval in its audit store, so it was not sent",
+    )
+    .with_code("audit_unavailable")
+    .with_should_retry(false);
+    Refusal::new(
+        error,
+        format!("approval (rule {rule}) not recorded"),
+        Outcome::Denied,
+    )
 }

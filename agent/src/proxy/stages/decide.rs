@@ -10,10 +10,13 @@ use http_body_util::BodyExt;
 
 use super::{intake::Intake, whole_body, ConnectionInfo, Refusal};
 use crate::{
-    audit::record::{Outcome, PolicyRecord},
+    audit::record::{IdentitySnapshot, Outcome, PolicyRecord},
     metrics::MaskedIn,
     openai::{endpoint::EndpointKind, request::RequestFields},
-    policy::{active::CompiledPolicy, check::check_request},
+    policy::{
+        active::CompiledPolicy,
+        check::{check_request, RequiredApproval},
+    },
     proxy::{exchange_log::ExchangeLog, upstream::UpstreamBody},
 };
 
@@ -32,6 +35,8 @@ pub struct Decided {
     /// The policy's refusal, if it refuses the request.
     pub refusal: Option<Refusal>,
     pub response_rules: Vec<String>,
+    /// The human decision the request must wait for (none when a duration grant covers it).
+    pub approval: Option<RequiredApproval>,
 }
 
 pub async fn decide(
@@ -57,9 +62,23 @@ pub async fn decide(
         &fields,
         whole.as_deref(),
     );
+    let mut record = checked.record;
+    let mut approval = checked.approval;
+    if let Some(required) = &approval {
+        let identity = IdentitySnapshot::from(connection.identity.as_ref());
+        if let Some(grant) = connection
+            .context
+            .approvals
+            .grant_for(&identity, &required.rule)
+        {
+            // An approver approved this identity under this rule for a while: no hold.
+            record.grant = Some(grant);
+            approval = None;
+        }
+    }
     let metrics = &connection.context.metrics;
-    metrics.policy_decided(&policy.policy, &checked.record);
-    metrics.masked(MaskedIn::Request, &checked.record.masked);
+    metrics.policy_decided(&policy.policy, &record);
+    metrics.masked(MaskedIn::Request, &record.masked);
     if let Some(masked) = checked.masked_body {
         whole = Some(masked);
         // The body changed length: hyper sets the new Content-Length from it.
@@ -85,8 +104,9 @@ pub async fn decide(
         whole,
         uninspected_prefix,
         body,
-        record: checked.record,
+        record,
         refusal,
         response_rules: checked.response_rules,
+        approval,
     })
 }

@@ -37,6 +37,7 @@ pub async fn forward(connection: &ConnectionInfo, request: Outbound) -> Result<F
         endpoint,
         policy,
         response_rules,
+        ..
     } = request;
     strip_hop_by_hop(&mut parts.headers);
     // Warden must read the response to record and mask it: ask for it uncompressed (the hop to the

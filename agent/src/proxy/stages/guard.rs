@@ -16,6 +16,7 @@ pub async fn guard(connection: &ConnectionInfo, request: Outbound) -> Result<Out
         endpoint,
         policy,
         response_rules,
+        hold,
     } = request;
     if let Some(authority) = request_authority(&parts) {
         if !authority.eq_ignore_ascii_case(&connection.server_name) {
@@ -74,6 +75,7 @@ pub async fn guard(connection: &ConnectionInfo, request: Outbound) -> Result<Out
         endpoint,
         policy,
         response_rules,
+        hold,
     })
 }
 

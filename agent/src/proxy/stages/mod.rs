@@ -82,6 +82,8 @@ pub struct Outbound {
     pub policy: Arc<CompiledPolicy>,
     /// The mask rules that apply to the response, in policy order.
     pub response_rules: Vec<String>,
+    /// A request an approve rule holds for a human decision (the approve stage waits on it).
+    pub hold: Option<crate::approvals::HoldRequest>,
 }
 
 /// A body held whole, as the upstream body type.

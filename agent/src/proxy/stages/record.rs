@@ -6,8 +6,10 @@ use http::{header, HeaderMap, StatusCode};
 
 use super::{decide::Decided, ConnectionInfo, Outbound, Refusal};
 use crate::{
+    approvals::HoldRequest,
     audit::record::{AuditRecord, ExchangeRequest, IdentitySnapshot, Outcome},
     openai::error::ApiError,
+    policy::prompt::prompt_texts,
     proxy::{
         exchange_log::{ExchangeLog, Recorder},
         recording::{new_id, recorded_body, recorded_headers, recorded_target},
@@ -31,6 +33,7 @@ pub async fn record(
         record: policy_record,
         refusal,
         response_rules,
+        approval,
     } = decided;
     let context = &connection.context;
     let body_limit = context.config.audit.max_body_bytes as usize;
@@ -38,11 +41,22 @@ pub async fn record(
         .as_ref()
         .map_or_else(|| declared_length(&parts.headers), |b| b.len() as u64);
     let exchange_id = new_id("ex");
+    let identity = IdentitySnapshot::from(connection.identity.as_ref());
+    let hold = approval.map(|required| HoldRequest {
+        exchange_id: exchange_id.clone(),
+        identity: identity.clone(),
+        rule: required.rule,
+        approvers: required.approvers,
+        timeout: required.timeout,
+        model: fields.model.clone(),
+        endpoint: endpoint.as_str().to_string(),
+        excerpt: excerpt(whole.as_deref()),
+    });
     let mut record = ExchangeRequest {
         exchange_id: exchange_id.clone(),
         connection_id: connection.connection_id.clone(),
         started_at_us,
-        identity: IdentitySnapshot::from(connection.identity.as_ref()),
+        identity,
         method: parts.method.to_string(),
         host: connection.server_name.clone(),
         path: recorded_target(parts.uri.path_and_query().map_or("/", |p| p.as_str())),
@@ -100,7 +114,24 @@ pub async fn record(
         endpoint,
         policy,
         response_rules,
+        hold,
     })
+}
+
+/// How much of the prompt an approver sees.
+const EXCERPT_CHARS: usize = 280;
+
+/// The beginning of the prompt's text, from the body as forwarded (masked where a rule masked).
+fn excerpt(body: Option<&[u8]>) -> String {
+    let Some(value) = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok()) else {
+        return String::new();
+    };
+    let joined = prompt_texts(&value).join(" | ");
+    let mut excerpt: String = joined.chars().take(EXCERPT_CHARS).collect();
+    if joined.chars().nth(EXCERPT_CHARS).is_some() {
+        excerpt.push_str("...");
+    }
+    excerpt
 }
 
 fn declared_length(headers: &HeaderMap) -> u64 {

@@ -1,0 +1,230 @@
+//! Support for the approval tests: a daemon whose approve rule names a group of real unprivileged
+//! approvers (and admits an admin group to its socket), the official SDK call it holds, and the
+//! `warden approvals` CLI run as root or as one of those users.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::client::{Client, ClientOutput, RunningClient};
+use crate::daemon::DaemonBuilder;
+use crate::env::E2e;
+use crate::policy::{chat_request, PolicyAgent, SdkCall, REQUEST_ENV};
+use crate::unix_user::{UnixGroup, UnixUser};
+use crate::wait;
+
+/// The approve rule every approval test's daemon runs with.
+pub const RULE: &str = "chat-needs-review";
+
+/// How long a pending approval may take to show up once the SDK call was started.
+pub const PENDING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// [`crate::policy::SDK_CHAT`], with `WARDEN_TEST_TIMEOUT` (seconds) as the client's timeout and
+/// no retries when it is set: a client that gives up.
+pub const SDK_CHAT_WAITING: &str = r#"
+import json, os
+import openai
+from openai import OpenAI, DefaultHttpxClient
+
+attempts = []
+http_client = DefaultHttpxClient(event_hooks={"request": [lambda r: attempts.append(str(r.url))]})
+options = {"api_key": "sk-test", "http_client": http_client}
+if "WARDEN_TEST_TIMEOUT" in os.environ:
+    options["timeout"] = float(os.environ["WARDEN_TEST_TIMEOUT"])
+    options["max_retries"] = 0
+client = OpenAI(**options)
+out = {"pid": os.getpid(), "exe": os.readlink("/proc/self/exe")}
+try:
+    r = client.chat.completions.create(**json.loads(os.environ["WARDEN_TEST_REQUEST"]))
+    out["content"] = r.choices[0].message.content
+except openai.APIStatusError as e:
+    out["error"] = {
+        "class": type(e).__name__, "status": e.status_code, "message": e.message,
+        "body": e.body, "code": e.code, "type": e.type, "param": e.param,
+        "should_retry": e.response.headers.get("x-should-retry"),
+        "raw": e.response.text,
+    }
+except openai.APIError as e:
+    out["error"] = {"class": type(e).__name__, "message": str(e)}
+out["attempts"] = len(attempts)
+print(json.dumps(out))
+"#;
+
+/// The people of an approval test. Fields drop in order: users before their groups.
+#[derive(Debug)]
+pub struct People {
+    /// In the admin group and the approvers' group.
+    pub alice: UnixUser,
+    /// In the admin group only: may reach the socket, may not decide.
+    pub mallory: UnixUser,
+    /// `[admin] group`.
+    pub admins: UnixGroup,
+    /// The rule's `approvers = ["group:…"]`.
+    pub secops: UnixGroup,
+}
+
+impl People {
+    pub fn create() -> Self {
+        let admins = UnixGroup::create("wadm");
+        let secops = UnixGroup::create("wsec");
+        let alice = UnixUser::create("walice", &[&admins, &secops]);
+        let mallory = UnixUser::create("wmal", &[&admins]);
+        Self {
+            alice,
+            mallory,
+            admins,
+            secops,
+        }
+    }
+}
+
+/// An approve rule naming `approvers` with `timeout`, for chat completions.
+pub fn approve_rule(approvers: &str, timeout: &str) -> String {
+    format!(
+        "[[rule]]\nname = {RULE:?}\naction = \"approve\"\napprovers = [{approvers:?}]\ntimeout = {timeout:?}\n[rule.match]\nendpoint = [\"chat.completions\"]\n"
+    )
+}
+
+#[derive(Debug)]
+pub struct ApprovalAgent {
+    pub agent: PolicyAgent,
+    pub people: People,
+    e2e: E2e,
+}
+
+impl ApprovalAgent {
+    /// `None` where end-to-end tests cannot run. The rule waits `timeout` for a decision by
+    /// the secops group; `configure` may add to the daemon.
+    pub fn start(
+        name: &str,
+        timeout: &str,
+        configure: impl FnOnce(DaemonBuilder) -> DaemonBuilder,
+    ) -> Option<Self> {
+        let e2e = crate::env::require_kernel()?;
+        let people = People::create();
+        let rule = approve_rule(&format!("group:{}", people.secops.name), timeout);
+        let admin = format!("[admin]\ngroup = {:?}\n", people.admins.name);
+        let agent = PolicyAgent::start(name, |daemon, _| {
+            configure(daemon.policy_file("review.toml", &rule).config_toml(&admin))
+        })?;
+        // The approvers' CLI reads the config and reaches the socket in the daemon's tempdir.
+        let config = agent.fx.daemon.config_path();
+        let dir = config.parent().expect("the config is in the daemon's dir");
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o711)).expect("chmod daemon dir");
+        fs::set_permissions(config, fs::Permissions::from_mode(0o644)).expect("chmod config");
+        Some(Self { agent, people, e2e })
+    }
+
+    /// The SDK's chat completion with `prompt`, started from the agent cgroup (as root).
+    pub fn spawn_chat(&self, prompt: &str, client_timeout: Option<f64>) -> RunningClient {
+        let request = chat_request("gpt-4o-mini", prompt);
+        let mut client = Client::new([
+            self.agent.python.as_os_str(),
+            OsStr::new("-c"),
+            OsStr::new(SDK_CHAT_WAITING),
+        ])
+        .in_cgroup(&self.agent.fx.agent)
+        .hosts(&self.agent.fx.hosts)
+        .trust(&self.agent.fx.daemon.trust_bundle())
+        .env(REQUEST_ENV, request.to_string())
+        .timeout(Duration::from_secs(120));
+        if let Some(seconds) = client_timeout {
+            client = client.env("WARDEN_TEST_TIMEOUT", seconds.to_string());
+        }
+        client.spawn()
+    }
+
+    /// `warden approvals ARGS` as root.
+    pub fn cli(&self, args: &[&str]) -> ClientOutput {
+        self.agent.fx.daemon.cli("approvals", args)
+    }
+
+    /// `warden approvals ARGS` as `user`.
+    pub fn cli_as(&self, user: &UnixUser, args: &[&str]) -> ClientOutput {
+        self.warden_as(user, "approvals", args)
+    }
+
+    /// `warden SUBCOMMAND --config FILE ARGS` as `user`.
+    pub fn warden_as(&self, user: &UnixUser, subcommand: &str, args: &[&str]) -> ClientOutput {
+        let mut argv: Vec<String> = user.setpriv();
+        argv.push(self.e2e.warden_bin.display().to_string());
+        argv.push(subcommand.into());
+        argv.push("--config".into());
+        argv.push(self.agent.fx.daemon.config_path().display().to_string());
+        argv.extend(args.iter().map(|a| a.to_string()));
+        Client::new(argv).timeout(Duration::from_secs(30)).run()
+    }
+
+    /// `warden approvals watch --json` as `user`, running.
+    pub fn watch_as(&self, user: &UnixUser) -> RunningClient {
+        let mut argv: Vec<String> = user.setpriv();
+        argv.push(self.e2e.warden_bin.display().to_string());
+        argv.extend(["approvals", "--config"].map(String::from));
+        argv.push(self.agent.fx.daemon.config_path().display().to_string());
+        argv.extend(["watch", "--json"].map(String::from));
+        Client::new(argv).timeout(Duration::from_secs(120)).spawn()
+    }
+
+    /// `approvals list --json` (as root), parsed.
+    pub fn pending(&self) -> Vec<Value> {
+        list(&self.cli(&["list", "--json"]))
+    }
+
+    /// `approvals list --all --json` (as root), parsed.
+    pub fn all(&self) -> Vec<Value> {
+        list(&self.cli(&["list", "--all", "--json"]))
+    }
+
+    /// Waits for a pending approval whose id is not in `known`; adds it and returns it.
+    pub fn wait_for_pending(&self, known: &mut BTreeSet<String>) -> Value {
+        let found = wait::until("a new pending approval", PENDING_TIMEOUT, || {
+            self.pending()
+                .into_iter()
+                .find(|a| a["id"].as_str().is_some_and(|id| !known.contains(id)))
+        });
+        known.insert(id(&found).to_owned());
+        found
+    }
+
+    /// Waits for the held client to finish; its printed result.
+    pub fn finish(&self, running: RunningClient) -> SdkCall {
+        let out = running.wait();
+        out.assert_success();
+        SdkCall {
+            printed: out.last_line_json(),
+            out,
+        }
+    }
+
+    /// The state of approval `id` in `list --all`.
+    pub fn state_of(&self, id: &str) -> Value {
+        self.all()
+            .into_iter()
+            .find(|a| a["id"] == id)
+            .unwrap_or_else(|| panic!("approval {id} is not in `approvals list --all`"))
+    }
+}
+
+pub fn id(approval: &Value) -> &str {
+    approval["id"].as_str().expect("an approval has an id")
+}
+
+fn list(out: &ClientOutput) -> Vec<Value> {
+    out.assert_success();
+    match serde_json::from_str(out.stdout.trim()) {
+        Ok(Value::Array(list)) => list,
+        _ => panic!("`approvals list --json` printed no JSON array\n{out}"),
+    }
+}
+
+/// Asserts `out` failed and its stderr says `needle`.
+pub fn assert_refused(out: &ClientOutput, needle: &str) {
+    assert!(
+        !out.status.success() && out.stderr.contains(needle),
+        "expected a refusal saying {needle:?}\n{out}"
+    );
+}
