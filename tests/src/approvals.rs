@@ -228,3 +228,35 @@ pub fn assert_refused(out: &ClientOutput, needle: &str) {
         "expected a refusal saying {needle:?}\n{out}"
     );
 }
+
+/// Opens `WARDEN_TEST_HELD` TLS connections to api.openai.com from one process (asyncio, raw
+/// HTTP/1.1 over TLS), sends a chat completion on each, prints `sent N` once all are written,
+/// and then waits (for the test to kill it).
+pub const HOLD_MANY: &str = r#"
+import asyncio, json, os, resource, ssl
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+n = int(os.environ["WARDEN_TEST_HELD"])
+ctx = ssl.create_default_context()
+body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hold me"}]}).encode()
+head = ("POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\n"
+        "Content-Type: application/json\r\nAuthorization: Bearer sk-test\r\n"
+        "Content-Length: %d\r\n\r\n" % len(body)).encode()
+
+async def one():
+    reader, writer = await asyncio.open_connection(
+        "api.openai.com", 443, ssl=ctx, server_hostname="api.openai.com")
+    writer.write(head + body)
+    await writer.drain()
+    return reader, writer
+
+async def main():
+    held = []
+    while len(held) < n:
+        batch = min(100, n - len(held))
+        held += await asyncio.gather(*[one() for _ in range(batch)])
+    print("sent", len(held), flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"#;
