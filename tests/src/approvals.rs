@@ -138,6 +138,30 @@ impl ApprovalAgent {
         client.spawn()
     }
 
+    /// The SDK's chat completion with `prompt`, from the agent cgroup, running as `user`.
+    pub fn spawn_chat_as(
+        &self,
+        user: &UnixUser,
+        prompt: &str,
+    ) -> (tempfile::TempDir, RunningClient) {
+        let (dir, bundle) = crate::audit::world_readable_copy(&self.agent.fx.daemon.trust_bundle());
+        let mut argv: Vec<std::ffi::OsString> =
+            user.setpriv().into_iter().map(Into::into).collect();
+        argv.extend([
+            self.agent.python.clone().into_os_string(),
+            "-c".into(),
+            SDK_CHAT_WAITING.into(),
+        ]);
+        let running = Client::new(argv)
+            .in_cgroup(&self.agent.fx.agent)
+            .hosts(&self.agent.fx.hosts)
+            .trust(&bundle)
+            .env(REQUEST_ENV, chat_request("gpt-4o-mini", prompt).to_string())
+            .timeout(Duration::from_secs(120))
+            .spawn();
+        (dir, running)
+    }
+
     /// `warden approvals ARGS` as root.
     pub fn cli(&self, args: &[&str]) -> ClientOutput {
         self.agent.fx.daemon.cli("approvals", args)

@@ -297,3 +297,24 @@ fn a_decision_by_anyone_the_rule_does_not_name_is_refused() {
     assert_eq!(types(&events), ["approval_requested", "approval_decided"]);
     assert_eq!(events[1]["by"]["uid"], agent.people.alice.uid);
 }
+
+#[test]
+fn nobody_approves_their_own_request() {
+    let Some(agent) = ApprovalAgent::start("approval-own", "5s", |d| d) else {
+        return;
+    };
+    let alice = &agent.people.alice;
+    let mut known = BTreeSet::new();
+    let (_bundle, running) = agent.spawn_chat_as(alice, "Say hello");
+    let pending = agent.wait_for_pending(&mut known);
+    assert_eq!(pending["requester"]["uid"], alice.uid, "{pending:#}");
+
+    // Alice is an approver of the rule, but this request was made under her uid.
+    assert_refused(
+        &agent.cli_as(alice, &["approve", id(&pending)]),
+        "nobody approves their own request",
+    );
+    let body = agent.finish(running).assert_permission_denied().clone();
+    assert_eq!(body["code"], "approval_timeout", "{body:#}");
+    agent.agent.assert_upstream_got_nothing();
+}
