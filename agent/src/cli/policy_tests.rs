@@ -174,7 +174,10 @@ fn approve_matches_by_uid() {
     );
     assert_eq!(report.decision, "approve");
     assert_eq!(report.rule.as_deref(), Some("prod-needs-review"));
-    assert!(report.message.as_deref().unwrap().contains("approval"));
+    assert_eq!(
+        report.message.as_deref(),
+        Some("the request is held until one of group:secops approves it (timeout 2m)")
+    );
     assert!(report
         .render_text()
         .starts_with("decision: approval required by prod-needs-review ("));

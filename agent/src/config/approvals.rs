@@ -72,3 +72,36 @@ impl ApprovalsConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn load(text: &str) -> Result<Config, String> {
+        Config::from_toml(text, Path::new("/w.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn admin_group_and_webhook_are_read_and_checked() {
+        let config = load(
+            "[admin]\ngroup = \"secops\"\n[approvals]\nwebhook = \"https://hooks.example/x\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.admin.group.as_deref(), Some("secops"));
+        assert_eq!(config.approvals.webhook_timeout_secs, 5);
+        assert_eq!(Config::default().admin.group, None);
+
+        let error = load("[approvals]\nwebhook = \"ftp://x/\"\n").unwrap_err();
+        assert_eq!(
+            error,
+            "/w.toml:2: approvals.webhook: \"ftp://x/\" is not an http:// or https:// URL"
+        );
+        let error = load("[admin]\ngroup = \"a:b\"\n").unwrap_err();
+        assert_eq!(error, "/w.toml:2: admin.group: \"a:b\" is not a group name");
+        assert!(load("[admin]\ngrup = \"x\"\n")
+            .unwrap_err()
+            .contains("unknown key `grup`"));
+    }
+}
