@@ -103,6 +103,8 @@ fn context(dir: &Path, upstream: SocketAddr, ca: &CertificateAuthority) -> Arc<P
         ebpf_redirects: Box::new(|| 0),
         audit_queue_depth: Box::new(move || queue.queue_depth()),
     });
+    let metrics = Arc::new(metrics);
+    let approvals = warden::approvals::Approvals::new(&config, audit.clone(), metrics.clone());
     let own_ca = Arc::new(CertificateAuthority::ephemeral().expect("Warden's CA"));
     Arc::new(ProxyContext {
         tls_server: server_config(Arc::new(LeafCache::new(own_ca))),
@@ -112,7 +114,8 @@ fn context(dir: &Path, upstream: SocketAddr, ca: &CertificateAuthority) -> Arc<P
         audit,
         policy: Arc::new(policy),
         counters: Default::default(),
-        metrics: Arc::new(metrics),
+        metrics,
+        approvals,
     })
 }
 
