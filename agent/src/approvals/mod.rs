@@ -12,6 +12,9 @@ pub mod recovery;
 pub mod view;
 mod webhook;
 
+#[cfg(test)]
+mod tests;
+
 use std::{
     collections::HashMap,
     path::PathBuf,

@@ -123,3 +123,73 @@ pub fn views_from_chain(records: &[GovernanceRecord]) -> Vec<ApprovalView> {
     list.sort_by_key(|view| view.created_at_us);
     list
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(at_us: i64, event: GovernanceEvent) -> GovernanceRecord {
+        GovernanceRecord {
+            at_us,
+            exchange_id: Some("ex-1".into()),
+            event,
+        }
+    }
+
+    fn requested(id: &str) -> GovernanceEvent {
+        GovernanceEvent::ApprovalRequested {
+            approval_id: id.into(),
+            identity: Box::default(),
+            rule: "review".into(),
+            model: Some("gpt-4o".into()),
+            endpoint: "chat.completions".into(),
+            excerpt: "hi".into(),
+            expires_at_us: 100,
+        }
+    }
+
+    #[test]
+    fn the_chain_folds_into_approvals_with_how_they_closed() {
+        let by = Actor {
+            uid: 1000,
+            user: Some("alice".into()),
+            pid: None,
+        };
+        let records = [
+            record(1, requested("ap-1")),
+            record(2, requested("ap-2")),
+            record(3, requested("ap-3")),
+            record(
+                4,
+                GovernanceEvent::ApprovalDecided {
+                    approval_id: "ap-1".into(),
+                    decision: Decision::Deny,
+                    by: by.clone(),
+                    reason: Some("no".into()),
+                    grant: None,
+                },
+            ),
+            record(
+                5,
+                GovernanceEvent::ApprovalCancelled {
+                    approval_id: "ap-2".into(),
+                },
+            ),
+        ];
+        let views = views_from_chain(&records);
+        let states: Vec<(&str, ApprovalState)> =
+            views.iter().map(|v| (v.id.as_str(), v.state)).collect();
+        assert_eq!(
+            states,
+            [
+                ("ap-1", ApprovalState::Denied),
+                ("ap-2", ApprovalState::Cancelled),
+                ("ap-3", ApprovalState::Pending)
+            ]
+        );
+        assert_eq!(views[0].decided_by, Some(by));
+        assert_eq!(views[0].reason.as_deref(), Some("no"));
+        assert_eq!(views[0].closed_at_us, Some(4));
+        assert_eq!(views[2].closed_at_us, None);
+    }
+}
