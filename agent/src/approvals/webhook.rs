@@ -131,3 +131,64 @@ where
     let _ = response.into_body().collect().await;
     Ok(status)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{approvals::ApprovalState, audit::record::IdentitySnapshot, metrics::LiveReadings};
+
+    fn view() -> ApprovalView {
+        ApprovalView {
+            id: "ap-1".into(),
+            exchange_id: Some("ex-1".into()),
+            state: ApprovalState::Pending,
+            requester: IdentitySnapshot {
+                account: Some("billing-agent".into()),
+                ..IdentitySnapshot::default()
+            },
+            rule: "review".into(),
+            approvers: vec!["group:secops".into()],
+            model: Some("gpt-4o".into()),
+            endpoint: "chat.completions".into(),
+            excerpt: "hello".into(),
+            created_at_us: 0,
+            expires_at_us: 1,
+            closed_at_us: None,
+            decided_by: None,
+            reason: None,
+            grant: None,
+        }
+    }
+
+    #[test]
+    fn the_payload_has_a_slack_text_and_the_approval() {
+        let body: serde_json::Value = serde_json::from_slice(&payload(&view())).unwrap();
+        let text = body["text"].as_str().unwrap();
+        assert!(text.contains("billing-agent") && text.contains("ap-1") && text.contains("review"));
+        assert_eq!(body["approval"]["model"], "gpt-4o");
+    }
+
+    #[tokio::test]
+    async fn a_failed_post_is_counted_without_delaying_the_caller() {
+        // A port nothing listens on: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let metrics = Arc::new(Metrics::new(LiveReadings::zero()));
+        let webhook = Webhook::new(format!("http://127.0.0.1:{port}/x"), Duration::from_secs(5));
+        webhook.notify(&view(), metrics.clone());
+        let counted = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let text = metrics.encode().unwrap();
+                if text.contains("warden_approval_webhook_failures_total 1") {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(counted.is_ok(), "{}", metrics.encode().unwrap());
+    }
+}
