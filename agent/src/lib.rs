@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod ebpf;
 pub mod identity;
+pub mod ids;
 pub mod install;
 pub mod metrics;
 pub mod openai;

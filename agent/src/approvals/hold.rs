@@ -11,8 +11,8 @@ use crate::{
         record::{AuditRecord, IdentitySnapshot},
         AuditError,
     },
+    ids::{new_id, now_us},
     policy::model::Approver,
-    proxy::recording::{new_id, now_us},
 };
 
 /// What the approve stage asks to hold.

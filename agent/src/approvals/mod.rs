@@ -35,9 +35,9 @@ use crate::{
         AuditError, AuditReader, AuditWriter,
     },
     config::Config,
+    ids::{new_id, now_us},
     metrics::Metrics,
     policy::model::Approver,
-    proxy::recording::{new_id, now_us},
 };
 use authority::{Peer, Refused};
 

@@ -7,7 +7,7 @@ use crate::{
         record::AuditRecord,
         AuditError, AuditReader,
     },
-    proxy::recording::now_us,
+    ids::now_us,
 };
 
 /// What recovery did, for the start-up log line.

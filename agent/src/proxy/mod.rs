@@ -8,7 +8,7 @@ mod exchange_log;
 mod http;
 mod log_fields;
 mod prefixed;
-pub(crate) mod recording;
+mod recording;
 mod response_mask;
 mod stages;
 pub mod upstream;

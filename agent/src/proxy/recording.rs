@@ -1,14 +1,6 @@
 //! Turn what passes through the proxy into audit records: the request before it is forwarded, the
 //! response as it streams by, and the connection when it ends.
-use std::{
-    collections::hash_map::RandomState,
-    hash::BuildHasher,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        LazyLock,
-    },
-    time::{Instant, SystemTime, UNIX_EPOCH},
-};
+use std::time::Instant;
 
 use http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
@@ -40,27 +32,8 @@ const LAST4_MIN_LEN: usize = 20;
 /// The event that marks where a stream's recording stopped (the assembly goes on).
 const TRUNCATED_EVENT: &str = "warden.recording_truncated";
 
-/// Unix time in microseconds.
-pub fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
-
-/// A new id, unique on this host: `PREFIX-<unix ms>-<random per process><sequence>`, all hex.
-/// Sorting by id sorts by creation time; the random part keeps ids apart across restarts even if
-/// the clock steps back.
-pub fn new_id(prefix: &str) -> String {
-    static PROCESS: LazyLock<u32> =
-        LazyLock::new(|| RandomState::new().hash_one(std::process::id()) as u32);
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0xff_ffff;
-    format!(
-        "{prefix}-{:011x}-{:08x}{sequence:06x}",
-        now_us() / 1000,
-        *PROCESS
-    )
-}
+// Shared with the approvals' records, which are not the proxy's.
+pub use crate::ids::{new_id, now_us};
 
 fn is_credential_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
