@@ -50,11 +50,14 @@ struct CancelOnDrop {
     id: String,
     exchange_id: String,
     armed: bool,
+    /// Registered: until then, a drop (while the request record is being committed) cancels too.
+    registered: bool,
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        if !self.armed || self.approvals.take(&self.id).is_none() {
+        // Taken by someone else (a decision, the timeout, shutdown): they close it.
+        if !self.armed || (self.registered && self.approvals.take(&self.id).is_none()) {
             return;
         }
         // Drop is synchronous: submit (the writer commits it in order, without waiting here).
@@ -96,7 +99,18 @@ impl Approvals {
                 expires_at_us: expires,
             },
         };
-        self.audit.commit(AuditRecord::Governance(record)).await?;
+        // Armed before the commit: a client leaving while it is written still cancels it.
+        let mut guard = CancelOnDrop {
+            approvals: self.clone(),
+            id: id.clone(),
+            exchange_id: request.exchange_id.clone(),
+            armed: true,
+            registered: false,
+        };
+        if let Err(error) = self.audit.commit(AuditRecord::Governance(record)).await {
+            guard.armed = false;
+            return Err(error);
+        }
 
         let view = ApprovalView {
             id: id.clone(),
@@ -121,12 +135,7 @@ impl Approvals {
             approvers: request.approvers,
             resolve,
         });
-        let mut guard = CancelOnDrop {
-            approvals: self.clone(),
-            id: id.clone(),
-            exchange_id: request.exchange_id.clone(),
-            armed: true,
-        };
+        guard.registered = true;
         self.announce(view);
 
         let resolution = tokio::select! {
