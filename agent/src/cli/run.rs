@@ -16,6 +16,7 @@ use crate::{
     metrics::{self, Metrics},
     policy::active::{AbsentDir, ActivePolicy},
     proxy::{self, upstream::Upstream, Listeners, ProxyContext},
+    revocation::Revocations,
     supervisor,
     tls::{self, CertificateAuthority, LeafCache},
 };
@@ -65,6 +66,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         .context("loading the policies ([policy] dir)")?,
     );
     create_private_dir(&config.state_dir)?;
+    let revocations = Arc::new(Revocations::load(&config.state_dir).context("revocations")?);
     let ca = CertificateAuthority::load_or_create(&config.ca_dir()).context("Warden CA")?;
     let tls_server = tls::server_config(Arc::new(LeafCache::new(Arc::new(ca))));
     let upstream = Upstream::new(&config)?;
@@ -118,6 +120,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         policy: policy.clone(),
         counters: Default::default(),
         metrics: metrics.clone(),
+        revocations,
     });
     let context_for_status = context.clone();
     let (shutdown_tx, shutdown) = watch::channel(false);

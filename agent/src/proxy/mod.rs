@@ -43,6 +43,7 @@ pub struct ProxyContext {
     /// Shared with exchange logs, which can outlive their request handler.
     pub counters: Arc<Counters>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub revocations: Arc<crate::revocation::Revocations>,
 }
 
 #[derive(Debug, thiserror::Error)]
