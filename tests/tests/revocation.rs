@@ -13,8 +13,10 @@ use std::time::Duration;
 use serde_json::Value;
 use warden_tests::audit::{self, sqlite};
 use warden_tests::daemon::Account;
-use warden_tests::fake_upstream::GATE_SAFETY_TIMEOUT;
-use warden_tests::{require_kernel, require_python, sdk_scripts, wait, AgentFixture, ClientOutput};
+use warden_tests::fake_upstream::{FakeUpstreamBuilder, GATE_SAFETY_TIMEOUT};
+use warden_tests::{
+    require_kernel, require_python, sdk_scripts, wait, AgentFixture, ClientOutput, FakeUpstream,
+};
 
 const ACCOUNT: &str = "billing-agent";
 const SELECTOR: &str = "account:billing-agent";
@@ -73,15 +75,10 @@ struct Agent {
 }
 
 impl Agent {
-    /// The agent cgroup is the account `billing-agent`; `gate_after`: the upstream holds streams
-    /// after that many events.
-    fn start(name: &str, gate_after: Option<usize>) -> Option<Self> {
+    /// The agent cgroup is the account `billing-agent`.
+    fn start(name: &str, upstream: FakeUpstreamBuilder) -> Option<Self> {
         let e2e = require_kernel()?;
         let python = require_python()?;
-        let mut upstream = warden_tests::FakeUpstream::builder();
-        if let Some(events) = gate_after {
-            upstream = upstream.gate_after(events);
-        }
         let fx = audit::fixture(&e2e, name, upstream.start(), |daemon, agent| {
             daemon.account(Account::cgroup(ACCOUNT, agent.path()))
         });
@@ -155,7 +152,7 @@ fn assert_root(actor: &Value) {
 
 #[test]
 fn revoking_cuts_a_stream_in_flight_and_records_who_and_why() {
-    let Some(agent) = Agent::start("revoke-stream", Some(1)) else {
+    let Some(agent) = Agent::start("revoke-stream", FakeUpstream::builder().gate_after(1)) else {
         return;
     };
     let upstream = &agent.fx.upstream;
@@ -232,7 +229,7 @@ fn revoking_cuts_a_stream_in_flight_and_records_who_and_why() {
 
 #[test]
 fn a_revoked_identity_is_refused_across_a_restart_until_restored() {
-    let Some(mut agent) = Agent::start("revoke-refuse", None) else {
+    let Some(mut agent) = Agent::start("revoke-refuse", FakeUpstream::builder()) else {
         return;
     };
     // Another identity's revocation leaves this one alone.
@@ -329,4 +326,55 @@ fn a_revoked_identity_is_refused_across_a_restart_until_restored() {
         "a second revoke of the same selector adds no record"
     );
     audit::assert_verifies(&agent.fx.daemon);
+}
+
+#[test]
+fn revoking_ends_a_request_still_waiting_for_its_answer() {
+    // The upstream answers long after the client's deadline: only the revocation can end it.
+    let upstream = FakeUpstream::builder().response_delay(Duration::from_secs(60));
+    let Some(agent) = Agent::start("revoke-waiting", upstream) else {
+        return;
+    };
+    let client = agent
+        .python_client(CHAT_OR_ERROR)
+        .timeout(Duration::from_secs(20))
+        .spawn();
+    wait::until(
+        "the request to reach the upstream",
+        Duration::from_secs(15),
+        || (agent.fx.upstream.requests().len() == 1).then_some(()),
+    );
+    agent.cli_ok("revoke", &[SELECTOR, "--reason", "incident 44"]);
+    let out = client.wait();
+    out.assert_success();
+    assert_revoked_refusal(&out.json());
+
+    let exchanges = audit::wait_for_finished(&agent.fx.daemon, 1);
+    assert_eq!(exchanges[0]["outcome"], "revoked", "{:#}", exchanges[0]);
+    audit::assert_verifies(&agent.fx.daemon);
+}
+
+#[test]
+fn revoking_resets_an_http2_stream_in_flight() {
+    let Some(agent) = Agent::start("revoke-h2", FakeUpstream::builder().gate_after(1)) else {
+        return;
+    };
+    let upstream = &agent.fx.upstream;
+    let deadline = GATE_SAFETY_TIMEOUT - Duration::from_secs(5);
+    let mut argv = audit::curl::stream_chat("gpt-4o", "Say hello", deadline.as_secs() as u32);
+    argv.push("--http2".to_owned());
+    let mut curl = agent.fx.client(argv).timeout(deadline).spawn();
+    let first = curl.wait_for_stdout_line(deadline, |l| l.starts_with("data:"));
+    if first.is_none() {
+        upstream.open_gate();
+        panic!("the stream never got going\n{}", curl.wait());
+    }
+    agent.cli_ok("revoke", &[SELECTOR]);
+    let out = curl.wait();
+    upstream.open_gate();
+    // 92: "HTTP/2 stream was not closed cleanly": the stream was reset, not ended.
+    assert_eq!(out.code(), Some(92), "{out}");
+    assert!(out.stderr.contains("HTTP/2 stream"), "{out}");
+    let exchanges = audit::wait_for_finished(&agent.fx.daemon, 1);
+    assert_eq!(exchanges[0]["outcome"], "revoked", "{:#}", exchanges[0]);
 }
