@@ -38,7 +38,7 @@ use crate::{
     identity_event,
     metrics::{ExchangeEnd, MaskedIn, Metrics},
     openai::{assemble::Usage, endpoint::EndpointKind, error::ApiError},
-    revocation::UntilRevoked,
+    revocation::RevocationCut,
 };
 
 /// The error of a response body as hyper gets it: the upstream's, or a revocation's cut.
@@ -374,8 +374,8 @@ pub struct LoggedBody<B: Body = Incoming> {
     status: StatusCode,
     streamed: bool,
     log: ExchangeLog,
-    /// Resolves when the exchange's identity is revoked: the body then ends with an error.
-    cut: Option<UntilRevoked>,
+    /// Fires when the exchange's identity is revoked: the body then ends with an error.
+    cut: Option<RevocationCut>,
 }
 
 /// What a response body ends with when a revocation cuts it (hyper then resets the HTTP/2 stream
@@ -386,7 +386,7 @@ pub struct CutByRevocation(String);
 
 impl<B: Body> LoggedBody<B> {
     /// Ends the body, mid-stream if need be, as soon as `revoked` resolves.
-    pub fn cut_when(mut self, revoked: UntilRevoked) -> Self {
+    pub fn cut_when(mut self, revoked: RevocationCut) -> Self {
         self.cut = Some(revoked);
         self
     }
@@ -424,8 +424,8 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        // A watch's `changed()` under the hood: no lock and no work per frame until it fires.
-        if let Some(Poll::Ready(revocation)) = self.cut.as_mut().map(|cut| cut.as_mut().poll(cx)) {
+        // An atomic load per frame while no revocation happens (see RevocationCut).
+        if let Some(Poll::Ready(revocation)) = self.cut.as_mut().map(|cut| cut.poll_revoked(cx)) {
             self.cut = None;
             let reason = format!("{} mid-response", cut_reason(&revocation));
             self.finish(Some(&reason), Outcome::Revoked);

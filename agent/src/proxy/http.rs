@@ -81,8 +81,7 @@ pub async fn handle(
             body,
             streamed,
         }) => {
-            let revoked =
-                (connection.context.revocations).until_revoked(connection.identity.clone());
+            let revoked = (connection.context.revocations).cut(connection.identity.clone());
             let body = log
                 .into_response_body(parts.status, &parts.headers, streamed, body)
                 .cut_when(revoked);

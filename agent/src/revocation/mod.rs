@@ -6,13 +6,17 @@
 //! value is a generation number. What waits on a request (a forward, a held approval, a response
 //! body) waits on [`Revocations::until_revoked`], which wakes only when the list changes: nothing
 //! polls, and nothing costs anything per chunk while no revocation happens.
+mod cut;
 pub mod store;
 
 use std::{
     future::Future,
     path::{Path, PathBuf},
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -29,6 +33,7 @@ use crate::{
         Identity,
     },
 };
+pub use cut::RevocationCut;
 pub use store::StoredRevocation;
 
 /// A reason longer than this is refused (it is shown in listings and every refusal's log line).
@@ -85,7 +90,10 @@ pub type UntilRevoked = Pin<Box<dyn Future<Output = Arc<Revocation>> + Send>>;
 pub struct Revocations {
     path: PathBuf,
     in_force: ArcSwap<Vec<Arc<Revocation>>>,
-    /// Bumped after every change of `in_force`.
+    /// Bumped after every change of `in_force`, before `generation` announces it: what polls
+    /// often (a response body, per frame) compares this atomic instead of polling the channel.
+    changes: AtomicU64,
+    /// Announces every change of `in_force`.
     generation: watch::Sender<u64>,
     /// Held through a whole change, so that the file, the list and the chain change in one order.
     changing: Mutex<()>,
@@ -99,6 +107,7 @@ impl Revocations {
         Ok(Revocations {
             path,
             in_force: ArcSwap::from_pointee(in_force),
+            changes: AtomicU64::new(0),
             generation: watch::Sender::new(0),
             changing: Mutex::new(()),
         })
@@ -121,6 +130,16 @@ impl Revocations {
     /// A receiver that sees every later change of the list (its value is a generation number).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
+    }
+
+    /// How many changes the list has had; it moves before the change is announced.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    /// [`until_revoked`](Self::until_revoked) for something polled per frame: see [`RevocationCut`].
+    pub fn cut(self: &Arc<Self>, identity: Arc<Identity>) -> RevocationCut {
+        RevocationCut::new(self.clone(), identity)
     }
 
     /// Resolves as soon as `identity` is revoked (at once if it already is). It subscribes now, so
@@ -232,7 +251,8 @@ impl Revocations {
         let owned: Vec<Revocation> = next.iter().map(|r| r.as_ref().clone()).collect();
         store::save(&self.path, &owned)?;
         self.in_force.store(Arc::new(next));
-        self.generation.send_modify(|generation| *generation += 1);
+        let changes = self.changes.fetch_add(1, Ordering::AcqRel) + 1;
+        self.generation.send_replace(changes);
         Ok(())
     }
 

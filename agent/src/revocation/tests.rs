@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 
-fn identity(account: &str, uid: u32) -> Arc<Identity> {
+pub(super) fn identity(account: &str, uid: u32) -> Arc<Identity> {
     Arc::new(Identity {
         pid: 4242,
         comm: "python3".into(),
