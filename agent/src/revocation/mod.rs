@@ -103,7 +103,14 @@ impl Revocations {
     /// The revocations persisted in `state_dir` (none if there are none yet).
     pub fn load(state_dir: &Path) -> Result<Self, RevocationError> {
         let path = store::path_in(state_dir);
-        let in_force = store::load(&path)?.into_iter().map(Arc::new).collect();
+        let in_force: Vec<_> = store::load(&path)?.into_iter().map(Arc::new).collect();
+        for revocation in &in_force {
+            tracing::warn!(
+                selector = %revocation.stored.selector,
+                reason = revocation.stored.reason.as_deref(),
+                "revocation in force: the identity's requests are refused"
+            );
+        }
         Ok(Revocations {
             path,
             in_force: ArcSwap::from_pointee(in_force),
