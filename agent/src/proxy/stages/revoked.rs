@@ -25,10 +25,12 @@ pub async fn until_revoked<T>(
     connection: &ConnectionInfo,
     stages: impl Future<Output = Result<T, Refusal>>,
 ) -> Result<T, Refusal> {
-    let revoked = connection
+    // Polled at every wake of the stages: the cut's atomic check, not the channel's lock.
+    let mut cut = connection
         .context
         .revocations
-        .until_revoked(connection.identity.clone());
+        .cut(connection.identity.clone());
+    let revoked = std::future::poll_fn(|cx| cut.poll_revoked(cx));
     tokio::select! {
         // Checked first: a request whose identity was revoked since `revoked` ran goes no further.
         biased;
