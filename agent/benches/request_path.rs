@@ -25,6 +25,7 @@ use warden::{
     metrics::{LiveReadings, Metrics},
     policy::active::{AbsentDir, ActivePolicy},
     proxy::{handle_request, upstream::Upstream, ConnectionInfo, ProxyContext},
+    revocation::Revocations,
     tls::{server_config, CertificateAuthority, LeafCache},
 };
 
@@ -116,6 +117,7 @@ fn context(dir: &Path, upstream: SocketAddr, ca: &CertificateAuthority) -> Arc<P
         counters: Default::default(),
         metrics,
         approvals,
+        revocations: Arc::new(Revocations::load(&dir.join("state")).expect("no revocations")),
     })
 }
 

@@ -5,6 +5,7 @@
 //! the socket 0660, both of that group. The server checks each operation against the peer
 //! (SO_PEERCRED): approval operations for the approvers, everything else for root.
 pub mod client;
+pub mod revocations;
 pub mod server;
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,18 @@ pub enum AdminRequest {
     Approvals {
         request: crate::approvals::admin::ApprovalsRequest,
     },
+    /// Cut an identity selector off from every intercepted host (root only; see revocations.rs).
+    Revoke {
+        selector: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Lift the revocation of a selector (root only).
+    Restore {
+        selector: String,
+    },
+    /// The revocations in force.
+    Revocations,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -158,6 +158,13 @@ impl AdminServer {
             },
             // Served in `handle`, which streams its answers.
             AdminRequest::Approvals { .. } => refusal("internal error: misrouted".into()),
+            AdminRequest::Revoke { selector, reason } => {
+                super::revocations::revoke(&self.context, actor, &selector, reason)
+            }
+            AdminRequest::Restore { selector } => {
+                super::revocations::restore(&self.context, actor, &selector)
+            }
+            AdminRequest::Revocations => super::revocations::list(&self.context, actor),
         }
     }
 

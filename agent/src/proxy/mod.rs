@@ -45,6 +45,7 @@ pub struct ProxyContext {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Held requests, their decisions and duration grants.
     pub approvals: Arc<crate::approvals::Approvals>,
+    pub revocations: Arc<crate::revocation::Revocations>,
 }
 
 #[derive(Debug, thiserror::Error)]
