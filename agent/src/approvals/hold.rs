@@ -74,7 +74,7 @@ impl Drop for CancelOnDrop {
         tracing::info!(
             approval_id = self.id,
             exchange_id = self.exchange_id,
-            "approval cancelled: the client left while its request was held"
+            "approval cancelled: the held request ended first (the client left, or its identity was revoked)"
         );
     }
 }

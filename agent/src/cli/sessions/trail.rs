@@ -66,7 +66,7 @@ fn describe(event: &GovernanceEvent) -> String {
             text
         }
         GovernanceEvent::ApprovalCancelled { approval_id } => {
-            format!("cancelled {approval_id}: the client left while held")
+            format!("cancelled {approval_id}: the request ended while held (client left or identity revoked)")
         }
         GovernanceEvent::ApprovalExpired { approval_id } => {
             format!("expired {approval_id}: nobody decided in time")
