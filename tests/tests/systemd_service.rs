@@ -365,7 +365,19 @@ impl Scene {
     /// 4. `systemctl kill -s KILL warden`: the agent's next call fails, nothing reaches the upstream.
     fn a_killed_warden_fails_closed(&self, agent_pid: u64) {
         let upstream_before_kill = self.upstream.requests().len();
+        let main_pid = self
+            .container
+            .sh("systemctl show --property MainPID --value warden")
+            .stdout
+            .trim()
+            .to_owned();
         self.container.sh("systemctl kill -s KILL warden");
+        // A killed process's sockets close only once it has fully exited (its memory is released
+        // first): until then its listener still takes connects, which are then reset. Wait for
+        // the exit (well within RestartSec=1s), so the call below meets the closed port.
+        self.container.sh(&format!(
+            "timeout 5 tail --pid={main_pid} -s 0.01 -f /dev/null"
+        ));
         // Within RestartSec=1s: the call finds the pinned programs and no listener.
         let down = agent_call(&self.container, "while-killed");
         let warden_down = unit_state(&self.container, "warden.service");

@@ -16,6 +16,7 @@ use crate::{
     approvals::{self, authority::Peer},
     audit::governance::Actor,
     ebpf::{selection::Selection, Redirector},
+    identity::lookup_user_name,
     proxy::ProxyContext,
 };
 
@@ -84,36 +85,39 @@ impl AdminServer {
 
     async fn handle(self: Arc<Self>, stream: UnixStream) {
         // Non-root peers get this far only through `[admin] group` (the socket's mode).
-        let peer = match stream.peer_cred() {
-            Ok(cred) => Peer::new(
-                cred.uid(),
-                cred.gid(),
-                cred.pid().and_then(|pid| u32::try_from(pid).ok()),
-            ),
+        let cred = match stream.peer_cred() {
+            Ok(cred) => cred,
             Err(error) => {
                 tracing::warn!(%error, "admin socket: cannot read peer credentials");
                 return;
             }
         };
-        let actor = peer.actor.clone();
+        let pid = cred.pid().and_then(|pid| u32::try_from(pid).ok());
+        let actor = Actor {
+            uid: cred.uid(),
+            user: lookup_user_name(cred.uid()),
+            pid,
+        };
         let (read, mut write) = stream.into_split();
         let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
         let mut line = String::new();
         let response = match reader.read_line(&mut line).await {
             Ok(_) => match serde_json::from_str::<AdminRequest>(&line) {
                 Ok(AdminRequest::Approvals { request }) => {
+                    // Only approval operations need the peer's groups (its approver identity).
+                    let peer = Peer::new(cred.uid(), cred.gid(), pid);
                     let approvals = self.context.approvals.clone();
                     return approvals::admin::serve(approvals, request, peer, reader, write).await;
                 }
-                Ok(_) if !peer.is_root() => {
+                Ok(_) if actor.uid != 0 => {
                     tracing::warn!(
                         uid = actor.uid,
                         pid = actor.pid,
                         "admin request from a non-root peer refused"
                     );
                     refusal(format!(
-                        "only root may do this; {} may only list, show, watch and decide approvals",
-                        peer.describe()
+                        "only root may do this; uid {} may only list, show, watch and decide approvals",
+                        actor.uid
                     ))
                 }
                 // Answers stat cgroupfs and read BPF maps: keep them off the async workers.
