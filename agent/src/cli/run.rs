@@ -11,6 +11,7 @@ use crate::{
     audit::{self, AuditWriter},
     cgroupfs::CgroupFs,
     config::Config,
+    credentials::CredentialStore,
     ebpf::{selection::Selection, RedirectSettings, Redirector},
     identity::IdentityResolver,
     metrics::{self, Metrics},
@@ -63,6 +64,11 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
             },
         )
         .context("loading the policies ([policy] dir)")?,
+    );
+    // Fail closed: a secret that cannot be read (missing, not root-only, a symlink) stops here.
+    let credentials = Arc::new(
+        CredentialStore::load(&config.credential_entries, config.credentials.presented)
+            .context("loading the credentials ([[credential]])")?,
     );
     create_private_dir(&config.state_dir)?;
     let ca = CertificateAuthority::load_or_create(&config.ca_dir()).context("Warden CA")?;
@@ -118,6 +124,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         policy: policy.clone(),
         counters: Default::default(),
         metrics: metrics.clone(),
+        credentials: credentials.clone(),
     });
     let context_for_status = context.clone();
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -131,6 +138,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     tokio::spawn(admin.serve(admin_listener, shutdown.clone()));
     tokio::spawn(selection.clone().watch(shutdown.clone()));
     tokio::spawn(policy.clone().watch(shutdown.clone()));
+    tokio::spawn(credentials.watch(shutdown.clone()));
     let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(listener) = metrics_listener {
         tokio::spawn(metrics::server::serve(metrics, listener, shutdown.clone()));

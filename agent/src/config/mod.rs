@@ -64,6 +64,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(rename = "account")]
     pub accounts: Vec<AccountConfig>,
+    /// `[[credential]]`: keys Warden holds and injects (see `credentials::config`).
+    #[serde(rename = "credential")]
+    pub credential_entries: Vec<crate::credentials::CredentialConfig>,
+    pub credentials: crate::credentials::CredentialsConfig,
 }
 
 /// The audit store (`state_dir/audit.db`).
@@ -232,6 +236,8 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             metrics: MetricsConfig::default(),
             accounts: Vec::new(),
+            credential_entries: Vec::new(),
+            credentials: Default::default(),
         }
     }
 }

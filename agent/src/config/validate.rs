@@ -113,6 +113,9 @@ impl Config {
                 &mut names,
             )?;
         }
+        crate::credentials::config::validate(&self.credential_entries, |host| {
+            self.is_intercepted_host(host)
+        })?;
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //! models come from the agent's request body and are capped at the first [`MODEL_LIMIT`] distinct
 //! values, rule and recognizer names come from the policy. Never a pid, a command line, a key or
 //! prompt text.
+pub mod credentials;
 pub mod labels;
 pub mod live;
 pub mod server;
@@ -144,6 +145,7 @@ pub struct Metrics {
     models: BoundedValues,
     rules: BoundedValues,
     recognizers: BoundedValues,
+    pub credentials: credentials::CredentialMetrics,
 }
 
 impl Metrics {
@@ -216,6 +218,7 @@ impl Metrics {
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
         registry.register_collector(Box::new(live));
+        let credentials = credentials::CredentialMetrics::register(&mut registry);
         Metrics {
             registry,
             intercepted,
@@ -232,6 +235,7 @@ impl Metrics {
             models: BoundedValues::new(MODEL_LIMIT),
             rules: BoundedValues::new(POLICY_NAME_LIMIT),
             recognizers: BoundedValues::new(POLICY_NAME_LIMIT),
+            credentials,
         }
     }
 

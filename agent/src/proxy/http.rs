@@ -59,7 +59,7 @@ pub async fn handle(
         let request = record(&connection, &mut log, started_at_us, request).await?;
         let request = guard(&connection, request).await?;
         let request = approve(request).await?;
-        let request = credential(request).await?;
+        let request = credential(&connection, request).await?;
         let response = forward(&connection, request).await?;
         respond(&connection, &mut log, response).await
     };

@@ -43,6 +43,8 @@ pub struct ProxyContext {
     /// Shared with exchange logs, which can outlive their request handler.
     pub counters: Arc<Counters>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The keys Warden injects (credential custody).
+    pub credentials: Arc<crate::credentials::CredentialStore>,
 }
 
 #[derive(Debug, thiserror::Error)]
