@@ -33,6 +33,7 @@
 //!
 //! This module holds the typed model and loading; `locate` maps key paths to source lines for
 //! error messages and `validate` holds the rules a parsed config must satisfy.
+pub mod credentials;
 pub(crate) mod locate;
 mod validate;
 
@@ -64,10 +65,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(rename = "account")]
     pub accounts: Vec<AccountConfig>,
-    /// `[[credential]]`: keys Warden holds and injects (see `credentials::config`).
+    /// `[[credential]]`: keys Warden holds and injects (see [`credentials`]).
     #[serde(rename = "credential")]
-    pub credential_entries: Vec<crate::credentials::CredentialConfig>,
-    pub credentials: crate::credentials::CredentialsConfig,
+    pub credential_entries: Vec<credentials::CredentialConfig>,
+    pub credentials: credentials::CredentialsConfig,
 }
 
 /// The audit store (`state_dir/audit.db`).

@@ -113,7 +113,7 @@ impl Config {
                 &mut names,
             )?;
         }
-        crate::credentials::config::validate(&self.credential_entries, |host| {
+        super::credentials::validate(&self.credential_entries, |host| {
             self.is_intercepted_host(host)
         })?;
         Ok(())

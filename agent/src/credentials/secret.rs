@@ -9,7 +9,7 @@ use std::{
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use super::config::SecretSource;
+use crate::config::credentials::SecretSource;
 
 /// The environment variable systemd sets for a service with `LoadCredential=`.
 pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";

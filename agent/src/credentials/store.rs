@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::{
-    config::{CredentialConfig, HeaderSpec, Presented, SecretSource},
     secret::{read_secret, secret_path, SecretError},
+    CredentialConfig, HeaderSpec, Presented, SecretSource,
 };
 use crate::identity::selector::{IdentitySelector, SelectorSubject};
 
@@ -61,8 +61,13 @@ impl Credential {
         };
         let header = HeaderSpec::parse(&entry.header).map_err(invalid)?;
         let selectors = entry
-            .selectors()
-            .map_err(|(i, reason)| invalid(format!("identity[{i}]: {reason}")))?;
+            .identity
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                IdentitySelector::parse(text).map_err(|e| invalid(format!("identity[{i}]: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let source = entry
             .source()
             .ok_or_else(|| invalid("set exactly one of secret_file, systemd_credential".into()))?;

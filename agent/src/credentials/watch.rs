@@ -12,7 +12,7 @@ use std::{
 use inotify::{Inotify, WatchMask};
 use tokio::{io::unix::AsyncFd, sync::watch};
 
-use super::{config::SecretSource, store::CredentialStore};
+use super::{store::CredentialStore, SecretSource};
 
 /// Several changes in a row (truncate + write, write + rename) cause one reload.
 const SETTLE: Duration = Duration::from_millis(200);

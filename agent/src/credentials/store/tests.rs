@@ -53,7 +53,7 @@ fn entry(name: &str, host: &str, file: &Path, identity: &[&str]) -> CredentialCo
     CredentialConfig {
         name: name.into(),
         host: host.into(),
-        header: crate::credentials::config::DEFAULT_HEADER.into(),
+        header: crate::config::credentials::DEFAULT_HEADER.into(),
         secret_file: Some(file.to_path_buf()),
         systemd_credential: None,
         identity: identity.iter().map(|s| s.to_string()).collect(),
@@ -165,4 +165,23 @@ fn a_start_with_an_unreadable_secret_fails_naming_the_credential_and_the_file() 
     .to_string();
     assert!(error.starts_with("credential prod: "), "{error}");
     assert!(error.contains(&missing.display().to_string()), "{error}");
+}
+
+#[test]
+fn an_unknown_selector_prefix_stops_the_start_naming_the_credential_and_the_index() {
+    let bad = entry(
+        "prod",
+        "api.openai.com",
+        Path::new("/nonexistent"),
+        &["uid:0", "acount:x"],
+    );
+    let error = CredentialStore::load(&[bad], Presented::Replace)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with(
+            "credential prod: identity[1]: unknown identity selector prefix \"acount\""
+        ),
+        "{error}"
+    );
 }

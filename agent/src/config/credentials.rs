@@ -1,5 +1,8 @@
 //! `[[credential]]` and `[credentials]` in the config: the types and the rules they must satisfy.
 //!
+//! The identity selectors are checked for their shape here and parsed by `credentials` when the
+//! daemon loads them (config does not depend on identity, which depends on config).
+//!
 //! ```toml
 //! [credentials]
 //! presented = "replace"                       # or "require-placeholder"
@@ -15,7 +18,7 @@ use std::{collections::HashSet, path::PathBuf};
 
 use http::HeaderName;
 
-use crate::{config::locate::KeyPath, identity::selector::IdentitySelector};
+use super::locate::KeyPath;
 
 pub const DEFAULT_HOST: &str = "api.openai.com";
 pub const DEFAULT_HEADER: &str = "Authorization: Bearer";
@@ -130,14 +133,6 @@ impl CredentialConfig {
             _ => None,
         }
     }
-
-    pub fn selectors(&self) -> Result<Vec<IdentitySelector>, (usize, String)> {
-        self.identity
-            .iter()
-            .enumerate()
-            .map(|(i, text)| IdentitySelector::parse(text).map_err(|e| (i, e.to_string())))
-            .collect()
-    }
 }
 
 /// Names used as metric labels and systemd credential names: letters, digits, `.`, `_`, `-`.
@@ -204,9 +199,17 @@ pub(crate) fn validate(
                 "must name at least one identity selector (e.g. \"account:billing-agent\")".into(),
             ));
         }
-        entry
-            .selectors()
-            .map_err(|(index, reason)| (at.key("identity").index(index), reason))?;
+        for (index, selector) in entry.identity.iter().enumerate() {
+            if !selector
+                .split_once(':')
+                .is_some_and(|(prefix, value)| !prefix.trim().is_empty() && !value.is_empty())
+            {
+                return Err((
+                    at.key("identity").index(index),
+                    format!("{selector:?} is not an identity selector PREFIX:VALUE (e.g. \"account:billing-agent\")"),
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -286,10 +289,10 @@ mod tests {
             assert!(error.contains(expected), "{error}\n(expected {expected})");
         }
         let error =
-            load("[[credential]]\nname = \"p\"\nsecret_file = \"/k\"\nidentity = [\"acount:x\"]\n")
+            load("[[credential]]\nname = \"p\"\nsecret_file = \"/k\"\nidentity = [\"billing\"]\n")
                 .unwrap_err();
         assert!(
-            error.contains("credential[0].identity[0]: unknown identity selector prefix"),
+            error.contains("credential[0].identity[0]: \"billing\" is not an identity selector"),
             "{error}"
         );
         let error = load("[credentials]\npresented = \"keep\"\n").unwrap_err();
