@@ -1,0 +1,197 @@
+//! Criterion benchmark of the request path: an allowed 1 KiB chat request through every stage
+//! (intake, decide with the 10-rule bench policy, record, guard, approve, credential, forward,
+//! respond) to a local TLS upstream, in-process, over one kept-alive HTTP/1.1 connection.
+//!
+//! What it leaves out, by design: the eBPF redirect, the client-side TLS termination and the
+//! identity lookup (connection-level work, `cargo xtask bench` measures them). What it keeps: the
+//! audit commit before forwarding, the upstream hop and the response's logging and recording.
+//!
+//! Benchmarks, not tests: nothing here asserts on time. A request that is not answered 200 with the
+//! upstream's body aborts the run, checked once before measuring.
+use std::{convert::Infallible, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, client::conn::http1::SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::{net::TcpListener, runtime::Runtime};
+use warden::{
+    audit::AuditWriter,
+    config::Config,
+    ebpf::origin::ConnectionOrigin,
+    identity::IdentityResolver,
+    metrics::{LiveReadings, Metrics},
+    policy::active::{AbsentDir, ActivePolicy},
+    proxy::{handle_request, upstream::Upstream, ConnectionInfo, ProxyContext},
+    tls::{server_config, CertificateAuthority, LeafCache},
+};
+
+const POLICY: &str = include_str!("../../bench/policy.toml");
+const HOST: &str = "api.openai.com";
+const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"gpt-4.1-mini","choices":[{"index":0,"message":{"role":"assistant","content":"The reconciliation found two invoices that disagree with their purchase orders."},"finish_reason":"stop"}],"usage":{"prompt_tokens":250,"completion_tokens":14,"total_tokens":264}}"#;
+
+/// A 1 KiB chat request without anything the policy's recognizers take.
+fn chat_request() -> Bytes {
+    let filler = "The quarterly reconciliation compares invoices against the ledger and flags any \
+        line whose amount disagrees with the purchase order. ";
+    let prompt = filler.repeat(1024 / filler.len() + 1);
+    let body = serde_json::json!({
+        "model": "gpt-4.1-mini",
+        "messages": [{"role": "user", "content": &prompt[..1000]}],
+    });
+    Bytes::from(serde_json::to_vec(&body).expect("the request serializes"))
+}
+
+/// The fake upstream: TLS with a leaf from its own CA, one canned completion for every request.
+async fn start_upstream(ca: Arc<CertificateAuthority>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("upstream binds");
+    let address = listener.local_addr().expect("upstream address");
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(Arc::new(LeafCache::new(ca))));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_request: Request<Incoming>| async {
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from_static(COMPLETION.as_bytes())))
+                            .expect("a static response"),
+                    )
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+/// Warden's request-path state, as `warden run` builds it, minus the kernel side.
+fn context(dir: &Path, upstream: SocketAddr, ca: &CertificateAuthority) -> Arc<ProxyContext> {
+    let ca_file = dir.join("upstream-ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).expect("the upstream CA is written");
+    let policy_dir = dir.join("policy");
+    std::fs::create_dir_all(&policy_dir).expect("the policy dir is created");
+    std::fs::write(policy_dir.join("bench.toml"), POLICY).expect("the policy is written");
+    let config_text = format!(
+        "state_dir = {state:?}\n[policy]\ndir = {policy:?}\n\
+         [[upstream.override]]\nhost = {HOST:?}\naddress = \"{upstream}\"\nca_file = {ca_file:?}\n",
+        state = dir.join("state"),
+        policy = policy_dir,
+    );
+    let config = Arc::new(
+        Config::from_toml(&config_text, Path::new("bench.toml")).expect("the config is valid"),
+    );
+    let audit = AuditWriter::start(&dir.join("state/audit.db"), config.audit.writer_options())
+        .expect("the audit store opens");
+    let policy = ActivePolicy::load(&policy_dir, AbsentDir::Refuse).expect("the policy loads");
+    let queue = audit.clone();
+    let metrics = Metrics::new(LiveReadings {
+        selected_cgroups: Box::new(|| 0),
+        ebpf_redirects: Box::new(|| 0),
+        audit_queue_depth: Box::new(move || queue.queue_depth()),
+    });
+    let own_ca = Arc::new(CertificateAuthority::ephemeral().expect("Warden's CA"));
+    Arc::new(ProxyContext {
+        tls_server: server_config(Arc::new(LeafCache::new(own_ca))),
+        upstream: Upstream::new(&config).expect("the upstream client is built"),
+        identities: IdentityResolver::new(Vec::new(), None),
+        config,
+        audit,
+        policy: Arc::new(policy),
+        counters: Default::default(),
+        metrics: Arc::new(metrics),
+    })
+}
+
+/// One intercepted connection's request handler, served over an in-memory pipe; returns the
+/// client end.
+async fn connect(context: Arc<ProxyContext>) -> SendRequest<Full<Bytes>> {
+    // A pid that cannot exist: the identity is the kernel's capture alone, as for an exited process.
+    let origin = ConnectionOrigin {
+        original_dst: SocketAddr::from(([127, 0, 0, 1], 443)),
+        tgid: u32::MAX,
+        uid: 0,
+        gid: 0,
+        cgroup_id: 1,
+        comm: "agent".to_string(),
+    };
+    let info = Arc::new(ConnectionInfo {
+        identity: context.identities.resolve(&origin),
+        context,
+        server_name: HOST.to_string(),
+        destination_port: 443,
+        connection_id: "bench-connection".to_string(),
+    });
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let service = hyper::service::service_fn(move |request| handle_request(info.clone(), request));
+    tokio::spawn(
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(server_io), service),
+    );
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(client_io))
+        .await
+        .expect("the client handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+async fn exchange(sender: &mut SendRequest<Full<Bytes>>, body: &Bytes) -> Bytes {
+    let request = Request::post(format!("https://{HOST}/v1/chat/completions"))
+        .header("host", HOST)
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer sk-bench-placeholder")
+        .body(Full::new(body.clone()))
+        .expect("a valid request");
+    sender.ready().await.expect("the connection is open");
+    let response = sender.send_request(request).await.expect("an answer");
+    assert_eq!(response.status(), 200, "the bench request is allowed");
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body arrives")
+        .to_bytes()
+}
+
+fn bench_request_path(c: &mut Criterion) {
+    let runtime = Runtime::new().expect("a tokio runtime");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let upstream_ca = Arc::new(CertificateAuthority::ephemeral().expect("the upstream's CA"));
+    let body = chat_request();
+    let mut sender = runtime.block_on(async {
+        let upstream = start_upstream(upstream_ca.clone()).await;
+        let context = context(dir.path(), upstream, &upstream_ca);
+        let mut sender = connect(context).await;
+        let answer = exchange(&mut sender, &body).await;
+        assert_eq!(
+            answer,
+            COMPLETION.as_bytes(),
+            "the upstream's body comes back"
+        );
+        sender
+    });
+
+    let mut group = c.benchmark_group("request_path");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("allowed_chat_1kib", |b| {
+        b.iter(|| runtime.block_on(exchange(&mut sender, &body)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_request_path);
+criterion_main!(benches);
