@@ -113,6 +113,7 @@ fn context(dir: &Path, upstream: SocketAddr, ca: &CertificateAuthority) -> Arc<P
         policy: Arc::new(policy),
         counters: Default::default(),
         metrics: Arc::new(metrics),
+        credentials: Arc::new(warden::credentials::CredentialStore::empty()),
     })
 }
 
