@@ -67,7 +67,9 @@ pub fn read_secret(path: &Path) -> Result<SecretString, SecretError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         // The final component must not be a symlink: checked by the kernel, not by a racy lstat.
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY)
+        // O_NONBLOCK: a FIFO put in the key's place must be refused (not a regular file), not
+        // hang the start waiting for a writer.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
         .open(path)
         .map_err(|source| match source.raw_os_error() {
             Some(libc::ELOOP) => SecretError::Symlink {
@@ -179,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn a_symlink_a_directory_an_empty_file_and_a_multiline_file_are_refused() {
+    fn a_symlink_a_directory_a_fifo_an_empty_file_and_a_multiline_file_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let target = secret_file(dir.path(), "sk-real-key-1234", 0o600);
         let link = dir.path().join("link");
@@ -192,6 +194,14 @@ mod tests {
             read_secret(dir.path()),
             Err(SecretError::NotAFile { .. })
         ));
+        let fifo = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c_path` is a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        assert!(
+            matches!(read_secret(&fifo), Err(SecretError::NotAFile { .. })),
+            "a FIFO is refused without waiting for a writer"
+        );
         if !as_root() {
             return;
         }
