@@ -25,6 +25,7 @@ use warden::{
     metrics::{LiveReadings, Metrics},
     policy::active::{AbsentDir, ActivePolicy},
     proxy::{handle_request, upstream::Upstream, ConnectionInfo, ProxyContext},
+    revocation::Revocations,
     tls::{server_config, CertificateAuthority, LeafCache},
 };
 
@@ -114,6 +115,7 @@ fn context(dir: &Path, upstream: SocketAddr, ca: &CertificateAuthority) -> Arc<P
         counters: Default::default(),
         metrics: Arc::new(metrics),
         credentials: Arc::new(warden::credentials::CredentialStore::empty()),
+        revocations: Arc::new(Revocations::load(&dir.join("state")).expect("no revocations")),
     })
 }
 

@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod openai;
 pub mod policy;
 pub mod proxy;
+pub mod revocation;
 pub mod supervisor;
 pub mod tls;

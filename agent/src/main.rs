@@ -34,6 +34,14 @@ fn main() -> ExitCode {
         Command::Policy(args) => cli::policy::run(&cli, args).map(|()| ExitCode::SUCCESS),
         Command::Install(args) => cli::install::run(&cli, args).map(|()| ExitCode::SUCCESS),
         Command::Uninstall(args) => cli::uninstall::run(&cli, args).map(|()| ExitCode::SUCCESS),
+        Command::Revoke(args) => cli
+            .load_config()
+            .and_then(|config| cli::revoke::revoke(&config, args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Restore(args) => cli
+            .load_config()
+            .and_then(|config| cli::revoke::restore(&config, args))
+            .map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|error| {
         eprintln!("warden: {}", describe(&error));

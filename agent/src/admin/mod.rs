@@ -3,6 +3,7 @@
 //! One JSON request per line, one JSON response per line. The socket lives in `state_dir` (0700)
 //! and is itself 0600; the server also checks the peer's uid with SO_PEERCRED.
 pub mod client;
+pub mod revocations;
 pub mod server;
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,18 @@ pub enum AdminRequest {
     UnselectExec {
         path: String,
     },
+    /// Cut an identity selector off from every intercepted host (root only; see revocations.rs).
+    Revoke {
+        selector: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Lift the revocation of a selector (root only).
+    Restore {
+        selector: String,
+    },
+    /// The revocations in force.
+    Revocations,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

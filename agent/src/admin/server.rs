@@ -139,6 +139,13 @@ impl AdminServer {
                 Ok(()) => ok(),
                 Err(error) => refusal(error.to_string()),
             },
+            AdminRequest::Revoke { selector, reason } => {
+                super::revocations::revoke(&self.context, actor, &selector, reason)
+            }
+            AdminRequest::Restore { selector } => {
+                super::revocations::restore(&self.context, actor, &selector)
+            }
+            AdminRequest::Revocations => super::revocations::list(&self.context, actor),
         }
     }
 

@@ -4,6 +4,7 @@ pub mod ca;
 pub mod exec;
 pub mod install;
 pub mod policy;
+pub mod revoke;
 pub mod run;
 pub mod sessions;
 pub mod status;
@@ -57,6 +58,11 @@ pub enum Command {
     Install(install::InstallArgs),
     /// Remove what `warden install` set up; keeps /etc/warden and the audit store unless --purge.
     Uninstall(uninstall::UninstallArgs),
+    /// Cut an identity off from every intercepted host at once, streams in flight included
+    /// (root); `--list` shows the revocations in force.
+    Revoke(revoke::RevokeArgs),
+    /// Lift a revocation made with `warden revoke` (root).
+    Restore(revoke::RestoreArgs),
 }
 
 impl Cli {

@@ -17,6 +17,7 @@ use crate::{
     metrics::{self, Metrics},
     policy::active::{AbsentDir, ActivePolicy},
     proxy::{self, upstream::Upstream, Listeners, ProxyContext},
+    revocation::Revocations,
     supervisor,
     tls::{self, CertificateAuthority, LeafCache},
 };
@@ -71,6 +72,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
             .context("loading the credentials ([[credential]])")?,
     );
     create_private_dir(&config.state_dir)?;
+    let revocations = Arc::new(Revocations::load(&config.state_dir).context("revocations")?);
     let ca = CertificateAuthority::load_or_create(&config.ca_dir()).context("Warden CA")?;
     let tls_server = tls::server_config(Arc::new(LeafCache::new(Arc::new(ca))));
     let upstream = Upstream::new(&config)?;
@@ -125,6 +127,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         counters: Default::default(),
         metrics: metrics.clone(),
         credentials: credentials.clone(),
+        revocations,
     });
     let context_for_status = context.clone();
     let (shutdown_tx, shutdown) = watch::channel(false);

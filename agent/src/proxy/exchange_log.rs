@@ -26,6 +26,7 @@ use super::{
     counters::Counters,
     recording::{recorded_headers, ResponseCapture},
     response_mask::SharedMaskCounts,
+    stages::revoked::cut_reason,
     upstream::UpstreamBody,
 };
 use crate::{
@@ -37,7 +38,11 @@ use crate::{
     identity_event,
     metrics::{ExchangeEnd, MaskedIn, Metrics},
     openai::{assemble::Usage, endpoint::EndpointKind, error::ApiError},
+    revocation::RevocationCut,
 };
+
+/// The error of a response body as hyper gets it: the upstream's, or a revocation's cut.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const CLIENT_WENT_AWAY: &str = "client went away before the response";
 const CLIENT_LEFT_MID_RESPONSE: &str = "client went away before the response ended";
@@ -204,6 +209,7 @@ impl ExchangeLog {
             status,
             streamed,
             log: self,
+            cut: None,
         }
     }
 
@@ -368,9 +374,23 @@ pub struct LoggedBody<B: Body = Incoming> {
     status: StatusCode,
     streamed: bool,
     log: ExchangeLog,
+    /// Fires when the exchange's identity is revoked: the body then ends with an error.
+    cut: Option<RevocationCut>,
 }
 
+/// What a response body ends with when a revocation cuts it (hyper then resets the HTTP/2 stream
+/// or closes the HTTP/1.1 connection mid-body, so the client sees an error, not an end).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CutByRevocation(String);
+
 impl<B: Body> LoggedBody<B> {
+    /// Ends the body, mid-stream if need be, as soon as `revoked` resolves.
+    pub fn cut_when(mut self, revoked: RevocationCut) -> Self {
+        self.cut = Some(revoked);
+        self
+    }
+
     fn finish(&mut self, error: Option<&str>, outcome: Outcome) {
         self.log.emit(
             Some(self.status),
@@ -395,16 +415,23 @@ impl<B: Body> LoggedBody<B> {
 impl<B> Body for LoggedBody<B>
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B::Error: std::fmt::Display + Into<BoxError>,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        // An atomic load per frame while no revocation happens (see RevocationCut).
+        if let Some(Poll::Ready(revocation)) = self.cut.as_mut().map(|cut| cut.poll_revoked(cx)) {
+            self.cut = None;
+            let reason = format!("{} mid-response", cut_reason(&revocation));
+            self.finish(Some(&reason), Outcome::Revoked);
+            return Poll::Ready(Some(Err(CutByRevocation(reason).into())));
+        }
+        let polled = Pin::new(&mut self.inner).poll_frame(cx).map_err(Into::into);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {

@@ -6,18 +6,19 @@
 //! by event.
 use std::{convert::Infallible, sync::Arc, time::Instant};
 
+use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::BodyExt;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt};
 use hyper::body::Incoming;
 
 use super::{
-    exchange_log::{ExchangeLog, RequestSummary},
+    exchange_log::{BoxError, ExchangeLog, RequestSummary},
     recording::now_us,
     stages::{
         approve::approve, credential::credential, decide::decide, forward::forward, guard::guard,
-        intake::intake, record::record, respond::respond, respond::Answer, ConnectionInfo, Refusal,
+        intake::intake, record::record, respond::respond, respond::Answer, revoked::revoked,
+        revoked::until_revoked, ConnectionInfo, Refusal,
     },
-    upstream::UpstreamBody,
 };
 use crate::openai::endpoint::EndpointKind;
 // The helpers the stages share with this module's tests.
@@ -32,10 +33,13 @@ use {
     http::{HeaderMap, Method},
 };
 
+/// A response body as the agent gets it: the upstream's, Warden's own, or one a revocation cut.
+pub type AgentBody = UnsyncBoxBody<Bytes, BoxError>;
+
 pub async fn handle(
     connection: Arc<ConnectionInfo>,
     request: Request<Incoming>,
-) -> Result<Response<UpstreamBody>, Infallible> {
+) -> Result<Response<AgentBody>, Infallible> {
     let started = Instant::now();
     let started_at_us = now_us();
     let (parts, body) = request.into_parts();
@@ -56,12 +60,17 @@ pub async fn handle(
     let stages = async {
         let request = intake(&connection, &mut log, parts, body).await?;
         let request = decide(&connection, &mut log, request).await?;
+        let request = revoked(&connection, request).await?;
         let request = record(&connection, &mut log, started_at_us, request).await?;
         let request = guard(&connection, request).await?;
-        let request = approve(request).await?;
-        let request = credential(&connection, request).await?;
-        let response = forward(&connection, request).await?;
-        respond(&connection, &mut log, response).await
+        // From here the request waits (on an approver, on the upstream): a revocation ends it.
+        until_revoked(&connection, async {
+            let request = approve(request).await?;
+            let request = credential(&connection, request).await?;
+            let response = forward(&connection, request).await?;
+            respond(&connection, &mut log, response).await
+        })
+        .await
     };
     let answered: Result<Answer, Refusal> = stages.await;
     // The one place an exchange ends: the log line, the audit response record and the metrics
@@ -72,10 +81,16 @@ pub async fn handle(
             body,
             streamed,
         }) => {
-            let body = log.into_response_body(parts.status, &parts.headers, streamed, body);
+            let revoked = (connection.context.revocations).cut(connection.identity.clone());
+            let body = log
+                .into_response_body(parts.status, &parts.headers, streamed, body)
+                .cut_when(revoked);
             Response::from_parts(parts, body.boxed_unsync())
         }
-        Err(refusal) => refusal.end(log).await,
+        Err(refusal) => refusal
+            .end(log)
+            .await
+            .map(|body| body.map_err(BoxError::from).boxed_unsync()),
     })
 }
 

@@ -45,6 +45,7 @@ pub struct ProxyContext {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The keys Warden injects (credential custody).
     pub credentials: Arc<crate::credentials::CredentialStore>,
+    pub revocations: Arc<crate::revocation::Revocations>,
 }
 
 #[derive(Debug, thiserror::Error)]

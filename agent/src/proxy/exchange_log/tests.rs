@@ -275,3 +275,38 @@ fn identity_fields_come_first_and_the_container_is_runtime_and_id() {
     assert_eq!(line["comm"], "agent", "{line}");
     assert_eq!(line["process_exited"], true, "{line}");
 }
+
+#[test]
+fn a_revocation_cuts_the_body_with_an_error_and_logs_it_once() {
+    let counters = Arc::new(Counters::default());
+    let dir = tempfile::tempdir().unwrap();
+    let revocations = Arc::new(crate::revocation::Revocations::load(dir.path()).unwrap());
+    let identity = Arc::new(identity());
+    let ((), lines) = logged(|| {
+        let chunks = body(&["data: {}\n\n", "data: {}\n\n"]);
+        let mut response = exchange_log_for((*identity).clone(), &counters)
+            .into_response_body(StatusCode::OK, &http::HeaderMap::new(), true, chunks)
+            .cut_when(revocations.cut(identity.clone()));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let first = Pin::new(&mut response).poll_frame(&mut cx);
+        assert!(matches!(first, Poll::Ready(Some(Ok(_)))));
+        let by = crate::audit::governance::Actor::default();
+        let reason = Some("test".to_string());
+        revocations.revoke("uid:0", reason, by, |_| Ok(())).unwrap();
+        let cut = Pin::new(&mut response).poll_frame(&mut cx);
+        let Poll::Ready(Some(Err(error))) = cut else {
+            panic!("the body goes on after the revocation")
+        };
+        assert!(
+            error.to_string().contains("identity revoked (uid:0"),
+            "{error}"
+        );
+        drop(response);
+    });
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["status"], 200);
+    assert_eq!(
+        lines[0]["error"],
+        "identity revoked (uid:0 by uid 0: test) mid-response"
+    );
+}

@@ -11,6 +11,7 @@ pub mod guard;
 pub mod intake;
 pub mod record;
 pub mod respond;
+pub mod revoked;
 
 use std::{sync::Arc, time::Duration};
 
