@@ -376,7 +376,22 @@ impl Scene {
     /// 4. `systemctl kill -s KILL warden`: the agent's next call fails, nothing reaches the upstream.
     fn a_killed_warden_fails_closed(&self, agent_pid: u64) {
         let upstream_before_kill = self.upstream.requests().len();
+        let killed_pid = unit_property(&self.container, "warden.service", "MainPID");
         self.container.sh("systemctl kill -s KILL warden");
+        // kill(2) returns before the process is gone: until then its listener still accepts, and
+        // a connect made in that moment is reset rather than refused. Wait for it to be gone.
+        wait::until(
+            "the killed warden to be gone",
+            Duration::from_secs(10),
+            || {
+                let gone = !self
+                    .container
+                    .exec(["test", "-e", &format!("/proc/{killed_pid}")])
+                    .status
+                    .success();
+                gone.then_some(())
+            },
+        );
         // Within RestartSec=1s: the call finds the pinned programs and no listener.
         let down = agent_call(&self.container, "while-killed");
         let warden_down = unit_state(&self.container, "warden.service");
