@@ -116,6 +116,7 @@ fn context(dir: &Path, upstream: SocketAddr, ca: &CertificateAuthority) -> Arc<P
         policy: Arc::new(policy),
         counters: Default::default(),
         metrics,
+        credentials: Arc::new(warden::credentials::CredentialStore::empty()),
         approvals,
         revocations: Arc::new(Revocations::load(&dir.join("state")).expect("no revocations")),
     })

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod cgroupfs;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod ebpf;
 pub mod identity;
 pub mod ids;

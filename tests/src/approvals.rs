@@ -109,7 +109,11 @@ impl ApprovalAgent {
         let rule = approve_rule(&format!("group:{}", people.secops.name), timeout);
         let admin = format!("[admin]\ngroup = {:?}\n", people.admins.name);
         let agent = PolicyAgent::start(name, |daemon, _| {
-            configure(daemon.policy_file("review.toml", &rule).config_toml(&admin))
+            configure(
+                daemon
+                    .policy_file("review.toml", &rule)
+                    .extra_config(&admin),
+            )
         })?;
         // The approvers' CLI reads the config and reaches the socket in the daemon's tempdir.
         let config = agent.fx.daemon.config_path();

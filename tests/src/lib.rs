@@ -12,6 +12,7 @@ pub mod bpffs;
 pub mod cgroup;
 pub mod client;
 pub mod curl;
+pub mod custody;
 pub mod daemon;
 pub mod env;
 pub mod fake_upstream;

@@ -182,7 +182,7 @@ fn the_webhook_gets_a_slack_style_post_and_the_gauge_counts_the_hold() {
     let (port, posted) = webhook_receiver();
     let webhook = format!("[approvals]\nwebhook = \"http://127.0.0.1:{port}/hooks/warden\"\n");
     let Some(agent) = ApprovalAgent::start("approval-webhook", "60s", |d| {
-        d.config_toml(&webhook).metrics()
+        d.extra_config(&webhook).metrics()
     }) else {
         return;
     };

@@ -2,7 +2,8 @@
 //! with its own pid namespace): READY with its status line, zero-config trust for an unmodified
 //! Python, curl, Go and Node client, `systemctl reload`, fail-closed under `systemctl kill`,
 //! Restart=always re-adopting one set of pinned programs, and `warden uninstall` leaving nothing
-//! (issue 11, point 6).
+//! (issue 11, point 6). The API key comes from a systemd credential (`LoadCredential=` in the unit
+//! install writes): the upstream receives it, never the agent's placeholder (issue 13, point 3).
 
 use std::path::Path;
 use std::time::Duration;
@@ -35,6 +36,9 @@ const DROPIN_DIR: &str = "/etc/systemd/system/warden-agent.service.d";
 const ANCHOR: &str = "/usr/local/share/ca-certificates/warden-ca.crt";
 const BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const CA_PEM: &str = "/var/lib/warden/ca/ca.pem";
+/// The key Warden reads from its systemd credential and injects (the agent presents `sk-test`).
+const CUSTODIED_KEY: &str = "sk-custodied-by-systemd-credential-7e21";
+const CREDENTIAL: &str = "openai-test";
 /// Restart=always with RestartSec=1s, then startup and re-adoption.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -56,6 +60,11 @@ listen = ""
 host = "api.openai.com"
 address = "{address}"
 ca_file = "{UPSTREAM_CA}"
+
+[[credential]]
+name = "{CREDENTIAL}"
+systemd_credential = "{CREDENTIAL}"
+identity = ["uid:0"]
 "#,
         port = free_dual_stack_port(),
         address = upstream.addr(),
@@ -123,6 +132,7 @@ fn warden_install_runs_a_hardened_service_that_fails_closed_and_uninstalls_clean
     seed.write("policies-1/legacy.toml", &legacy_rule());
     seed.write("policies-2/legacy.toml", &legacy_rule());
     seed.write("policies-2/deny.toml", &deny_agent_model());
+    seed.write(CREDENTIAL, CUSTODIED_KEY);
 
     let container = Container::builder("service")
         .bind_ro(seed.path(), SEED)
@@ -134,7 +144,8 @@ fn warden_install_runs_a_hardened_service_that_fails_closed_and_uninstalls_clean
         "set -e; mkdir -p /etc/warden {POLICIES_FIRST} {POLICIES_SECOND}; \
          cp {SEED}/warden.toml /etc/warden/warden.toml; \
          cp {SEED}/policies-1/* {POLICIES_FIRST}/; cp {SEED}/policies-2/* {POLICIES_SECOND}/; \
-         ln -s {POLICIES_FIRST} {POLICIES}"
+         ln -s {POLICIES_FIRST} {POLICIES}; \
+         install -D -m 600 {SEED}/{CREDENTIAL} /etc/warden/credentials/{CREDENTIAL}"
     ));
     install_agent_unit(&container);
 
@@ -229,9 +240,9 @@ impl Scene {
         let first = agent_call(&self.container, "first");
         assert_intercepted_reply(&first, &self.upstream);
         assert_eq!(
-            self.upstream.requests().len(),
-            1,
-            "one request at the upstream"
+            self.upstream.authorizations(),
+            vec![Some(format!("Bearer {CUSTODIED_KEY}"))],
+            "one request at the upstream, with the key from the systemd credential"
         );
         let agent_pid = first["pid"].as_u64().expect("the agent prints its pid");
         let recorded = wait_for_session(&self.container, "the agent's call", |s| {
@@ -365,19 +376,22 @@ impl Scene {
     /// 4. `systemctl kill -s KILL warden`: the agent's next call fails, nothing reaches the upstream.
     fn a_killed_warden_fails_closed(&self, agent_pid: u64) {
         let upstream_before_kill = self.upstream.requests().len();
-        let main_pid = self
-            .container
-            .sh("systemctl show --property MainPID --value warden")
-            .stdout
-            .trim()
-            .to_owned();
+        let killed_pid = unit_property(&self.container, "warden.service", "MainPID");
         self.container.sh("systemctl kill -s KILL warden");
-        // A killed process's sockets close only once it has fully exited (its memory is released
-        // first): until then its listener still takes connects, which are then reset. Wait for
-        // the exit (well within RestartSec=1s), so the call below meets the closed port.
-        self.container.sh(&format!(
-            "timeout 5 tail --pid={main_pid} -s 0.01 -f /dev/null"
-        ));
+        // kill(2) returns before the process is gone: until then its listener still accepts, and
+        // a connect made in that moment is reset rather than refused. Wait for it to be gone.
+        wait::until(
+            "the killed warden to be gone",
+            Duration::from_secs(10),
+            || {
+                let gone = !self
+                    .container
+                    .exec(["test", "-e", &format!("/proc/{killed_pid}")])
+                    .status
+                    .success();
+                gone.then_some(())
+            },
+        );
         // Within RestartSec=1s: the call finds the pinned programs and no listener.
         let down = agent_call(&self.container, "while-killed");
         let warden_down = unit_state(&self.container, "warden.service");

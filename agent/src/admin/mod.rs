@@ -69,6 +69,8 @@ pub struct Status {
     pub selected: Vec<SelectedCgroup>,
     /// The policy directory and whether a policy is loaded from it.
     pub policy: PolicyStatus,
+    /// Credential custody: names, hosts, sources and fingerprints; never a key.
+    pub credentials: crate::credentials::CredentialsStatus,
     pub counters: StatusCounters,
 }
 

@@ -185,6 +185,7 @@ impl AdminServer {
             attachment: self.redirector.attachment(),
             selected: self.selection.selected(),
             policy: self.context.policy.status(),
+            credentials: self.context.credentials.status(),
             counters: StatusCounters {
                 proxy: self.context.counters.snapshot(),
                 kernel: self.redirector.counters(),

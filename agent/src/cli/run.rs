@@ -12,6 +12,7 @@ use crate::{
     audit::{self, AuditWriter},
     cgroupfs::CgroupFs,
     config::Config,
+    credentials::CredentialStore,
     ebpf::{selection::Selection, RedirectSettings, Redirector},
     identity::IdentityResolver,
     metrics::{self, Metrics},
@@ -67,6 +68,11 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         .context("loading the policies ([policy] dir)")?,
     );
     let admin_group = admin_group(&config)?;
+    // Fail closed: a secret that cannot be read (missing, not root-only, a symlink) stops here.
+    let credentials = Arc::new(
+        CredentialStore::load(&config.credential_entries, config.credentials.presented)
+            .context("loading the credentials ([[credential]])")?,
+    );
     create_private_dir(&config.state_dir)?;
     let revocations = Arc::new(Revocations::load(&config.state_dir).context("revocations")?);
     let ca = CertificateAuthority::load_or_create(&config.ca_dir()).context("Warden CA")?;
@@ -132,6 +138,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         counters: Default::default(),
         metrics: metrics.clone(),
         approvals: approvals.clone(),
+        credentials: credentials.clone(),
         revocations,
     });
     let context_for_status = context.clone();
@@ -146,6 +153,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     tokio::spawn(admin.serve(admin_listener, shutdown.clone()));
     tokio::spawn(selection.clone().watch(shutdown.clone()));
     tokio::spawn(policy.clone().watch(shutdown.clone()));
+    tokio::spawn(credentials.watch(shutdown.clone()));
     let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(listener) = metrics_listener {
         tokio::spawn(metrics::server::serve(metrics, listener, shutdown.clone()));

@@ -93,6 +93,7 @@ pub fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<()> {
             policy["reason"].as_str().unwrap_or("unknown")
         ),
     }
+    print_credentials(&field("credentials"));
     println!("counters");
     if let Some(counters) = field("counters").as_object() {
         for (name, value) in counters {
@@ -100,6 +101,32 @@ pub fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Credential custody: each credential's name, host, source and key fingerprint (never the key).
+fn print_credentials(credentials: &serde_json::Value) {
+    let entries = credentials["credentials"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if entries.is_empty() {
+        println!("credentials     none: agents present their own keys");
+        return;
+    }
+    println!(
+        "credentials     presented keys: {}",
+        credentials["presented"].as_str().unwrap_or("?")
+    );
+    for entry in entries {
+        println!(
+            "  {:<20} {:<24} {:<28} {} ({})",
+            entry["name"].as_str().unwrap_or("?"),
+            entry["host"].as_str().unwrap_or("?"),
+            entry["fingerprint"].as_str().unwrap_or("?"),
+            entry["source"].as_str().unwrap_or("?"),
+            join(&entry["identity"]),
+        );
+    }
 }
 
 fn join(value: &serde_json::Value) -> String {

@@ -38,6 +38,7 @@
 //! This module holds the typed model and loading; `locate` maps key paths to source lines for
 //! error messages and `validate` holds the rules a parsed config must satisfy.
 mod approvals;
+pub mod credentials;
 pub(crate) mod locate;
 mod validate;
 
@@ -72,6 +73,10 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     pub admin: AdminConfig,
     pub approvals: ApprovalsConfig,
+    /// `[[credential]]`: keys Warden holds and injects (see [`credentials`]).
+    #[serde(rename = "credential")]
+    pub credential_entries: Vec<credentials::CredentialConfig>,
+    pub credentials: credentials::CredentialsConfig,
 }
 
 /// The audit store (`state_dir/audit.db`).
@@ -242,6 +247,8 @@ impl Default for Config {
             accounts: Vec::new(),
             admin: AdminConfig::default(),
             approvals: ApprovalsConfig::default(),
+            credential_entries: Vec::new(),
+            credentials: Default::default(),
         }
     }
 }

@@ -115,6 +115,9 @@ impl Config {
         }
         self.admin.validate()?;
         self.approvals.validate()?;
+        super::credentials::validate(&self.credential_entries, |host| {
+            self.is_intercepted_host(host)
+        })?;
         Ok(())
     }
 }

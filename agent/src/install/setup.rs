@@ -67,10 +67,16 @@ pub fn install(options: &InstallOptions, steps: &mut Steps) -> Result<(), Instal
         .config
         .as_deref()
         .filter(|path| *path != Path::new(DEFAULT_CONFIG_PATH));
+    let systemd_credentials: Vec<String> = config
+        .credential_entries
+        .iter()
+        .filter_map(|c| c.systemd_credential.clone())
+        .collect();
     let unit = unit_text(&UnitOptions {
         config: explicit_config,
         state_dir: &config.state_dir,
         pin_dir: &config.proxy.pin_dir,
+        credentials: &systemd_credentials,
     });
     let unit = steps.file(
         &root.path(&unit_path()),

@@ -11,7 +11,13 @@ pub struct UnitOptions<'a> {
     pub config: Option<&'a Path>,
     pub state_dir: &'a Path,
     pub pin_dir: &'a Path,
+    /// `[[credential]] systemd_credential` names: each gets a `LoadCredential=` line.
+    pub credentials: &'a [String],
 }
+
+/// Where `LoadCredential=` reads a systemd credential from: `/etc/warden/credentials/NAME`
+/// (root-owned, 0600; systemd hands the daemon a copy in `$CREDENTIALS_DIRECTORY`).
+pub const CREDENTIAL_SOURCE_DIR: &str = "/etc/warden/credentials";
 
 /// The bpf filesystem, made writable for the pins.
 const BPF_FS: &str = "/sys/fs/bpf";
@@ -38,6 +44,17 @@ pub fn unit_text(options: &UnitOptions) -> String {
     if !options.pin_dir.starts_with(BPF_FS) {
         writable.push(quote(options.pin_dir));
     }
+    let load_credentials: String = options
+        .credentials
+        .iter()
+        .map(|name| format!("LoadCredential={name}:{CREDENTIAL_SOURCE_DIR}/{name}\n"))
+        .collect();
+    let load_credentials = match load_credentials.is_empty() {
+        true => String::new(),
+        false => format!(
+            "# The keys Warden injects ([[credential]] systemd_credential), in $CREDENTIALS_DIRECTORY.\n{load_credentials}"
+        ),
+    };
     let mut text = String::new();
     // Writing to a String cannot fail.
     let _ = write!(
@@ -62,7 +79,7 @@ WatchdogSec=30s
 LimitNOFILE=1048576
 # Kernels before 5.11 charge eBPF maps to the locked-memory limit.
 LimitMEMLOCK=infinity
-
+{load_credentials}
 # Only the capabilities Warden uses:
 #   CAP_BPF, CAP_NET_ADMIN     load the cgroup eBPF programs and attach them to the cgroup2 root
 #   CAP_PERFMON                the verifier refuses the programs' stack pointer arithmetic without it
@@ -151,7 +168,9 @@ mod tests {
             config: None,
             state_dir: Path::new("/var/lib/warden"),
             pin_dir: Path::new("/sys/fs/bpf/warden"),
+            credentials: &[],
         });
+        assert!(!text.contains("LoadCredential"), "{text}");
         for line in [
             "Type=notify",
             "ExecStart=/usr/local/bin/warden run",
@@ -193,6 +212,7 @@ mod tests {
             config: Some(Path::new("/srv/my warden/w%.toml")),
             state_dir: Path::new("/var/lib/warden/host-a"),
             pin_dir: Path::new("/run/bpf/warden"),
+            credentials: &[],
         });
         assert!(
             text.contains(
@@ -205,5 +225,30 @@ mod tests {
             text.contains("ReadWritePaths=/sys/fs/bpf /run/bpf/warden\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn each_systemd_credential_is_loaded_from_etc_warden_credentials() {
+        let names = ["openai-prod".to_string(), "anthropic".to_string()];
+        let text = unit_text(&UnitOptions {
+            config: None,
+            state_dir: Path::new("/var/lib/warden"),
+            pin_dir: Path::new("/sys/fs/bpf/warden"),
+            credentials: &names,
+        });
+        let service = text
+            .split("[Service]")
+            .nth(1)
+            .and_then(|s| s.split("[Install]").next());
+        let service = service.unwrap_or_default();
+        for line in [
+            "LoadCredential=openai-prod:/etc/warden/credentials/openai-prod",
+            "LoadCredential=anthropic:/etc/warden/credentials/anthropic",
+        ] {
+            assert!(
+                service.lines().any(|l| l == line),
+                "{line} missing:\n{text}"
+            );
+        }
     }
 }

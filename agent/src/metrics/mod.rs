@@ -5,6 +5,7 @@
 //! values, rule and recognizer names come from the policy. Never a pid, a command line, a key or
 //! prompt text.
 pub mod approvals;
+pub mod credentials;
 pub mod labels;
 pub mod live;
 pub mod server;
@@ -146,6 +147,7 @@ pub struct Metrics {
     rules: BoundedValues,
     recognizers: BoundedValues,
     pub approvals: approvals::ApprovalMetrics,
+    pub credentials: credentials::CredentialMetrics,
 }
 
 impl Metrics {
@@ -219,6 +221,7 @@ impl Metrics {
         );
         registry.register_collector(Box::new(live));
         let approvals = approvals::ApprovalMetrics::register(&mut registry);
+        let credentials = credentials::CredentialMetrics::register(&mut registry);
         Metrics {
             registry,
             intercepted,
@@ -236,6 +239,7 @@ impl Metrics {
             rules: BoundedValues::new(POLICY_NAME_LIMIT),
             recognizers: BoundedValues::new(POLICY_NAME_LIMIT),
             approvals,
+            credentials,
         }
     }
 

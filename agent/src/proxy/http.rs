@@ -66,7 +66,7 @@ pub async fn handle(
         // From here the request waits (on an approver, on the upstream): a revocation ends it.
         until_revoked(&connection, async {
             let request = approve(&connection, request).await?;
-            let request = credential(request).await?;
+            let request = credential(&connection, request).await?;
             let response = forward(&connection, request).await?;
             respond(&connection, &mut log, response).await
         })

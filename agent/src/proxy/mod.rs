@@ -45,6 +45,8 @@ pub struct ProxyContext {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Held requests, their decisions and duration grants.
     pub approvals: Arc<crate::approvals::Approvals>,
+    /// The keys Warden injects (credential custody).
+    pub credentials: Arc<crate::credentials::CredentialStore>,
     pub revocations: Arc<crate::revocation::Revocations>,
 }
 

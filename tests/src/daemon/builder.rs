@@ -43,8 +43,10 @@ pub struct DaemonBuilder {
     metrics: bool,
     /// Leave `[policy] dir` out of the config (the daemon's built-in default applies).
     unnamed_policy_dir: bool,
-    /// TOML tables appended to the rendered config (sections this builder has no setter for).
-    extra_toml: String,
+    /// TOML appended to the rendered config as is (tables the renderer does not model).
+    extra_config: String,
+    /// Environment variables the daemon gets (e.g. `CREDENTIALS_DIRECTORY`).
+    env: Vec<(OsString, OsString)>,
 }
 
 impl DaemonBuilder {
@@ -69,16 +71,9 @@ impl DaemonBuilder {
             watchdog_usec: None,
             metrics: false,
             unnamed_policy_dir: false,
-            extra_toml: String::new(),
+            extra_config: String::new(),
+            env: Vec::new(),
         }
-    }
-
-    /// Appends `tables` (whole TOML tables, e.g. `[admin]\ngroup = "x"`) to the daemon's config.
-    pub fn config_toml(mut self, tables: &str) -> Self {
-        self.extra_toml.push('\n');
-        self.extra_toml.push_str(tables);
-        self.extra_toml.push('\n');
-        self
     }
 
     /// Leaves `[policy] dir` out of the config, so that the daemon uses its built-in default
@@ -198,6 +193,19 @@ impl DaemonBuilder {
         self
     }
 
+    /// Appends `toml_text` (whole tables, e.g. `[[credential]]`) to the daemon's config.
+    pub fn extra_config(mut self, toml_text: &str) -> Self {
+        self.extra_config.push_str(toml_text);
+        self.extra_config.push('\n');
+        self
+    }
+
+    /// Sets an environment variable for `warden run` (its environment is otherwise cleared).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     /// Writes the config, starts `warden run`, and waits for "warden ready".
     pub fn start(self) -> Daemon {
         let dir = tempfile::tempdir().expect("creating the daemon's tempdir");
@@ -244,7 +252,7 @@ impl DaemonBuilder {
                 listen: metrics_port.map_or_else(String::new, |port| format!("127.0.0.1:{port}")),
             },
         };
-        let text = config.render() + &self.extra_toml;
+        let text = format!("{}\n{}", config.render(), self.extra_config);
         fs::write(&config_path, text).expect("writing the daemon config");
 
         // The daemon gets a cgroup of its own so that "nothing is left behind" can be checked
@@ -259,6 +267,7 @@ impl DaemonBuilder {
             own_pid_namespace: self.own_pid_namespace,
             notify_socket: self.notify_socket.clone(),
             watchdog_usec: self.watchdog_usec,
+            env: self.env.clone(),
         };
         let child = spawn_run(&self.e2e, &config_path, &launch, &cgroup, dir.path());
 
@@ -294,6 +303,7 @@ pub(super) struct Launch {
     /// own pid, as systemd does).
     pub notify_socket: Option<PathBuf>,
     pub watchdog_usec: Option<u64>,
+    pub env: Vec<(OsString, OsString)>,
 }
 
 /// Starts `warden run --config CONFIG` in `cgroup`, its stdout in `dir/daemon.stdout` and its
@@ -349,6 +359,7 @@ pub(super) fn spawn_run(
                 .iter()
                 .map(|usec| ("WATCHDOG_USEC", OsString::from(usec.to_string()))),
         )
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)

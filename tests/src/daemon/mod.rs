@@ -129,6 +129,12 @@ impl Daemon {
         format!("http://127.0.0.1:{port}/metrics")
     }
 
+    /// `http://127.0.0.1:PORT/metrics` when the daemon serves metrics.
+    pub fn metrics_url_if_served(&self) -> Option<String> {
+        self.metrics_port
+            .map(|port| format!("http://127.0.0.1:{port}/metrics"))
+    }
+
     pub fn config_path(&self) -> &Path {
         &self.config_path
     }

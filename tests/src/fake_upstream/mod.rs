@@ -370,6 +370,15 @@ impl FakeUpstream {
         )
     }
 
+    /// The `Authorization` header of every request received so far, in order (`None`: absent);
+    /// what the upstream was handed as the key.
+    pub fn authorizations(&self) -> Vec<Option<String>> {
+        self.requests()
+            .iter()
+            .map(|r| r.header("authorization").map(str::to_owned))
+            .collect()
+    }
+
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::Relaxed)

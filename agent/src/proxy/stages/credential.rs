@@ -1,7 +1,130 @@
-//! Credential: where the agent's key will be replaced by a custodied one. There is no credential
-//! custody yet: the request passes with the key the agent presented.
-use super::{Outbound, Refusal};
+//! Credential: the last edit of the request's headers before it goes upstream. On a host with
+//! `[[credential]]` entries, whatever key the agent presented is removed and the custodied one
+//! injected; an identity no credential serves, or (under `presented = "require-placeholder"`) an
+//! agent presenting a real-looking provider key, is refused 401 `invalid_api_key`.
+//!
+//! The refusals happen here, after `record`: the request is already on record (its
+//! `authorization` as the agent's fingerprint, never the injected key), and the refusal is
+//! recorded as its response. Nothing of a refused request goes upstream.
+use http::{header, HeaderMap, StatusCode};
 
-pub async fn credential(request: Outbound) -> Result<Outbound, Refusal> {
-    Ok(request)
+use super::{ConnectionInfo, Outbound, Refusal};
+use crate::{
+    audit::record::Outcome,
+    credentials::{
+        presented::{looks_like_provider_key, presented_key},
+        Custody, Presented,
+    },
+    openai::error::ApiError,
+    proxy::recording::fingerprint,
+};
+
+pub async fn credential(
+    connection: &ConnectionInfo,
+    request: Outbound,
+) -> Result<Outbound, Refusal> {
+    let context = &connection.context;
+    let store = &context.credentials;
+    let custody = store.custody(&connection.server_name, connection.identity.as_ref());
+    let served = match custody {
+        Custody::NotCustodied => return Ok(request),
+        Custody::Serve(credential) => Some(credential),
+        Custody::Unserved => None,
+    };
+    let metrics = &context.metrics.credentials;
+    let name = served.as_ref().map_or("", |c| c.name.as_str());
+    let Outbound {
+        mut parts,
+        body,
+        endpoint,
+        policy,
+        response_rules,
+        hold,
+    } = request;
+    let header = served.as_ref().map(|c| &c.header.name);
+    if store.presented() == Presented::RequirePlaceholder {
+        if let Some((presented_in, value)) = leaked_key(&parts.headers, header) {
+            let leaked = fingerprint(presented_in, &value);
+            tracing::warn!(
+                host = %connection.server_name,
+                pid = connection.identity.pid,
+                account = connection.identity.account.as_deref().unwrap_or(""),
+                header = presented_in,
+                presented = %leaked,
+                "an agent presented a real-looking provider key: it is on the agent's host (a leak); refused under require-placeholder"
+            );
+            metrics.refused(name, "presented_key");
+            let error = invalid_api_key(
+                "Warden refused this request: it carried what looks like a real API key. Agents on this host must present a placeholder; Warden adds the key.",
+            );
+            let reason = format!(
+                "presented a real-looking provider key ({leaked}) under require-placeholder"
+            );
+            return Err(Refusal::new(error, reason, Outcome::Denied).discarding(body));
+        }
+    }
+    let Some(credential) = served else {
+        metrics.refused("", "unserved");
+        let error = invalid_api_key(&format!(
+            "Warden holds no API key for this workload on {}; ask the host's operator for a [[credential]] that serves it.",
+            connection.server_name
+        ));
+        let reason = format!(
+            "no credential serves this identity on {}",
+            connection.server_name
+        );
+        return Err(Refusal::new(error, reason, Outcome::Denied).discarding(body));
+    };
+    let Some(value) = credential.header_value() else {
+        // Loading checked the value once; a key that stopped being one is an internal fault.
+        let error = ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "Warden could not use its credential for this host",
+        )
+        .with_code("credential_unusable");
+        return Err(Refusal::new(error, "credential unusable", Outcome::Denied).discarding(body));
+    };
+    parts.headers.remove(header::AUTHORIZATION);
+    parts.headers.remove(&credential.header.name);
+    parts.headers.insert(credential.header.name.clone(), value);
+    metrics.injected(&credential.name);
+    Ok(Outbound {
+        parts,
+        body,
+        endpoint,
+        policy,
+        response_rules,
+        hold,
+    })
+}
+
+/// A presented value (in `authorization` or the credential's own header) that looks like a real
+/// provider key: the header it was in, and the value (to fingerprint; never logged as is).
+fn leaked_key(
+    headers: &HeaderMap,
+    header: Option<&header::HeaderName>,
+) -> Option<(&'static str, String)> {
+    let names = [Some(&header::AUTHORIZATION), header];
+    names.into_iter().flatten().find_map(|name| {
+        headers.get_all(name).iter().find_map(|value| {
+            let text = value.to_str().ok()?;
+            looks_like_provider_key(presented_key(text)).then(|| {
+                let name: &'static str = if name == header::AUTHORIZATION {
+                    "authorization"
+                } else {
+                    "credential header"
+                };
+                (name, text.to_string())
+            })
+        })
+    })
+}
+
+/// OpenAI's answer to a bad key: 401, `invalid_request_error`, code `invalid_api_key`; retrying
+/// cannot help.
+fn invalid_api_key(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message)
+        .with_code("invalid_api_key")
+        .with_should_retry(false)
 }
