@@ -2,13 +2,19 @@
 //! (intake, decide with the 10-rule bench policy, record, guard, approve, credential, forward,
 //! respond) to a local TLS upstream, in-process, over one kept-alive HTTP/1.1 connection.
 //!
+//! Two cases: without custody, and with a `[[credential]]` serving the caller (the presented key
+//! replaced by the custodied one on every request; run as root, which owns the secret file).
+//!
 //! What it leaves out, by design: the eBPF redirect, the client-side TLS termination and the
 //! identity lookup (connection-level work, `cargo xtask bench` measures them). What it keeps: the
 //! audit commit before forwarding, the upstream hop and the response's logging and recording.
 //!
 //! Benchmarks, not tests: nothing here asserts on time. A request that is not answered 200 with the
 //! upstream's body aborts the run, checked once before measuring.
-use std::{convert::Infallible, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible, net::SocketAddr, os::unix::fs::PermissionsExt, path::Path, sync::Arc,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -20,6 +26,7 @@ use tokio::{net::TcpListener, runtime::Runtime};
 use warden::{
     audit::AuditWriter,
     config::Config,
+    credentials::CredentialStore,
     ebpf::origin::ConnectionOrigin,
     identity::IdentityResolver,
     metrics::{LiveReadings, Metrics},
@@ -31,6 +38,9 @@ use warden::{
 
 const POLICY: &str = include_str!("../../bench/policy.toml");
 const HOST: &str = "api.openai.com";
+/// What the agent presents, and what Warden injects with custody.
+const PRESENTED: &str = "Bearer sk-bench-placeholder";
+const CUSTODIED_KEY: &str = "sk-bench-custodied-key-0123456789";
 const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"gpt-4.1-mini","choices":[{"index":0,"message":{"role":"assistant","content":"The reconciliation found two invoices that disagree with their purchase orders."},"finish_reason":"stop"}],"usage":{"prompt_tokens":250,"completion_tokens":14,"total_tokens":264}}"#;
 
 /// A 1 KiB chat request without anything the policy's recognizers take.
@@ -62,10 +72,17 @@ async fn start_upstream(ca: Arc<CertificateAuthority>) -> SocketAddr {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let service = hyper::service::service_fn(|_request: Request<Incoming>| async {
+                // Which key arrived, so the bench can check custody replaced the agent's.
+                let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+                    let key = request
+                        .headers()
+                        .get("authorization")
+                        .cloned()
+                        .unwrap_or(http::HeaderValue::from_static(""));
                     Ok::<_, Infallible>(
                         Response::builder()
                             .header("content-type", "application/json")
+                            .header("x-bench-received-authorization", key)
                             .body(Full::new(Bytes::from_static(COMPLETION.as_bytes())))
                             .expect("a static response"),
                     )
@@ -80,18 +97,32 @@ async fn start_upstream(ca: Arc<CertificateAuthority>) -> SocketAddr {
 }
 
 /// Warden's request-path state, as `warden run` builds it, minus the kernel side.
-fn context(dir: &Path, upstream: SocketAddr, ca: &CertificateAuthority) -> Arc<ProxyContext> {
+fn context(
+    dir: &Path,
+    upstream: SocketAddr,
+    ca: &CertificateAuthority,
+    custody: bool,
+) -> Arc<ProxyContext> {
     let ca_file = dir.join("upstream-ca.pem");
     std::fs::write(&ca_file, ca.cert_pem()).expect("the upstream CA is written");
     let policy_dir = dir.join("policy");
     std::fs::create_dir_all(&policy_dir).expect("the policy dir is created");
     std::fs::write(policy_dir.join("bench.toml"), POLICY).expect("the policy is written");
-    let config_text = format!(
+    let mut config_text = format!(
         "state_dir = {state:?}\n[policy]\ndir = {policy:?}\n\
          [[upstream.override]]\nhost = {HOST:?}\naddress = \"{upstream}\"\nca_file = {ca_file:?}\n",
         state = dir.join("state"),
         policy = policy_dir,
     );
+    if custody {
+        let secret = dir.join("openai-key");
+        std::fs::write(&secret, format!("{CUSTODIED_KEY}\n")).expect("the key is written");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))
+            .expect("the key is made private");
+        config_text.push_str(&format!(
+            "[[credential]]\nname = \"bench\"\nsecret_file = {secret:?}\nidentity = [\"uid:0\"]\n"
+        ));
+    }
     let config = Arc::new(
         Config::from_toml(&config_text, Path::new("bench.toml")).expect("the config is valid"),
     );
@@ -107,6 +138,10 @@ fn context(dir: &Path, upstream: SocketAddr, ca: &CertificateAuthority) -> Arc<P
     let metrics = Arc::new(metrics);
     let approvals = warden::approvals::Approvals::new(&config, audit.clone(), metrics.clone());
     let own_ca = Arc::new(CertificateAuthority::ephemeral().expect("Warden's CA"));
+    let credentials = Arc::new(
+        CredentialStore::load(&config.credential_entries, config.credentials.presented)
+            .expect("the credential loads (run as root: the key file must be root's)"),
+    );
     Arc::new(ProxyContext {
         tls_server: server_config(Arc::new(LeafCache::new(own_ca))),
         upstream: Upstream::new(&config).expect("the upstream client is built"),
@@ -116,7 +151,7 @@ fn context(dir: &Path, upstream: SocketAddr, ca: &CertificateAuthority) -> Arc<P
         policy: Arc::new(policy),
         counters: Default::default(),
         metrics,
-        credentials: Arc::new(warden::credentials::CredentialStore::empty()),
+        credentials,
         approvals,
         revocations: Arc::new(Revocations::load(&dir.join("state")).expect("no revocations")),
     })
@@ -154,48 +189,71 @@ async fn connect(context: Arc<ProxyContext>) -> SendRequest<Full<Bytes>> {
     sender
 }
 
-async fn exchange(sender: &mut SendRequest<Full<Bytes>>, body: &Bytes) -> Bytes {
+/// One exchange: the answer's body, and the authorization the upstream received.
+async fn exchange(
+    sender: &mut SendRequest<Full<Bytes>>,
+    body: &Bytes,
+) -> (Bytes, Option<http::HeaderValue>) {
     let request = Request::post(format!("https://{HOST}/v1/chat/completions"))
         .header("host", HOST)
         .header("content-type", "application/json")
-        .header("authorization", "Bearer sk-bench-placeholder")
+        .header("authorization", PRESENTED)
         .body(Full::new(body.clone()))
         .expect("a valid request");
     sender.ready().await.expect("the connection is open");
     let response = sender.send_request(request).await.expect("an answer");
     assert_eq!(response.status(), 200, "the bench request is allowed");
-    response
+    let received = response
+        .headers()
+        .get("x-bench-received-authorization")
+        .cloned();
+    let body = response
         .into_body()
         .collect()
         .await
         .expect("the body arrives")
-        .to_bytes()
+        .to_bytes();
+    (body, received)
 }
 
 fn bench_request_path(c: &mut Criterion) {
     let runtime = Runtime::new().expect("a tokio runtime");
-    let dir = tempfile::tempdir().expect("a temp dir");
     let upstream_ca = Arc::new(CertificateAuthority::ephemeral().expect("the upstream's CA"));
+    let upstream = runtime.block_on(start_upstream(upstream_ca.clone()));
     let body = chat_request();
-    let mut sender = runtime.block_on(async {
-        let upstream = start_upstream(upstream_ca.clone()).await;
-        let context = context(dir.path(), upstream, &upstream_ca);
-        let mut sender = connect(context).await;
-        let answer = exchange(&mut sender, &body).await;
-        assert_eq!(
-            answer,
-            COMPLETION.as_bytes(),
-            "the upstream's body comes back"
-        );
-        sender
-    });
 
     let mut group = c.benchmark_group("request_path");
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(10));
-    group.bench_function("allowed_chat_1kib", |b| {
-        b.iter(|| runtime.block_on(exchange(&mut sender, &body)))
-    });
+    for (name, custody) in [
+        ("allowed_chat_1kib", false),
+        ("allowed_chat_1kib_custody", true),
+    ] {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut sender = runtime.block_on(async {
+            let context = context(dir.path(), upstream, &upstream_ca, custody);
+            let mut sender = connect(context).await;
+            let (answer, received) = exchange(&mut sender, &body).await;
+            assert_eq!(
+                answer,
+                COMPLETION.as_bytes(),
+                "the upstream's body comes back"
+            );
+            let expected = match custody {
+                true => format!("Bearer {CUSTODIED_KEY}"),
+                false => PRESENTED.to_string(),
+            };
+            assert_eq!(
+                received.as_ref().and_then(|v| v.to_str().ok()),
+                Some(expected.as_str()),
+                "the upstream gets the custodied key with custody, the presented one without"
+            );
+            sender
+        });
+        group.bench_function(name, |b| {
+            b.iter(|| runtime.block_on(exchange(&mut sender, &body)))
+        });
+    }
     group.finish();
 }
 

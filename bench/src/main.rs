@@ -48,6 +48,10 @@ enum Command {
         /// Content events in each streamed response.
         #[arg(long, default_value_t = 20)]
         stream_events: usize,
+        /// Warden holds the API key (a `[[credential]]` serving the load generator): the agent's
+        /// key is replaced on every request, as on a host with credential custody.
+        #[arg(long)]
+        custody: bool,
         /// Only these setups (direct, warden, mitmproxy); ratios need all three.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
             upstream_latency_ms,
             stream_events,
             command_line,
+            custody,
             only,
         } => run::run(run::Options {
             only,
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
             tools: setups::Tools {
                 warden_bin,
                 mitmdump,
+                custody,
             },
             out,
             upstream: upstream::UpstreamBehavior {

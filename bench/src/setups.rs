@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use warden_tests::custody::{credential_toml, SecretDir};
 use warden_tests::daemon::UpstreamOverride;
 use warden_tests::{CgroupGuard, Client, Daemon, E2e, HostsFile};
 
@@ -40,6 +41,8 @@ impl SetupKind {
 pub struct Tools {
     pub warden_bin: PathBuf,
     pub mitmdump: PathBuf,
+    /// Run Warden with a `[[credential]]` for the load generator.
+    pub custody: bool,
 }
 
 /// A started setup. Dropping it stops whatever it started.
@@ -53,6 +56,8 @@ pub enum Setup {
         daemon: Box<Daemon>,
         clients: CgroupGuard,
         hosts: HostsFile,
+        /// The custodied key's file, with `--custody`: held only to be removed on drop.
+        _secrets: Option<SecretDir>,
     },
     Mitmproxy(Mitmproxy),
 }
@@ -69,7 +74,14 @@ impl Setup {
                 let e2e = E2e {
                     warden_bin: tools.warden_bin.clone(),
                 };
-                let daemon = Daemon::builder(&e2e)
+                let secrets = tools.custody.then(SecretDir::new);
+                let mut builder = Daemon::builder(&e2e);
+                if let Some(secrets) = &secrets {
+                    let key = secrets.write("bench", "sk-bench-custodied-key-0123456789", 0o600);
+                    // The load generator runs as root in the selected cgroup.
+                    builder = builder.extra_config(&credential_toml("bench", &key, &["uid:0"]));
+                }
+                let daemon = builder
                     .select(&clients)
                     .upstream_override(UpstreamOverride::new(
                         "api.openai.com",
@@ -83,6 +95,7 @@ impl Setup {
                     daemon: Box::new(daemon),
                     clients,
                     hosts,
+                    _secrets: secrets,
                 }
             }
             SetupKind::Mitmproxy => {
