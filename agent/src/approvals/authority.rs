@@ -1,7 +1,5 @@
 //! Who is asking on the admin socket (SO_PEERCRED uid and gid, plus the supplementary groups of
 //! the peer process), and whether they may decide a given approval.
-use std::ffi::{CStr, CString};
-
 use crate::{audit::governance::Actor, identity::lookup_user_name, policy::model::Approver};
 
 /// The admin socket's peer.
@@ -101,60 +99,10 @@ fn supplementary_groups(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// The gid of group `name`, from the system's group database.
+/// The gid of group `name`, from the system's group database (NSS).
 pub fn group_id(name: &str) -> Option<u32> {
-    let name = CString::new(name).ok()?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: group is plain C data (integers and pointers), for which all-zeroes is valid.
-        let mut entry: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call and buf's real length is passed with it.
-        let rc = unsafe {
-            libc::getgrnam_r(
-                name.as_ptr(),
-                &mut entry,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        return (rc == 0 && !result.is_null()).then_some(entry.gr_gid);
-    }
-}
-
-/// The name of group `gid`, for messages.
-pub fn group_name(gid: u32) -> Option<String> {
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: group is plain C data (integers and pointers), for which all-zeroes is valid.
-        let mut entry: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call and buf's real length is passed with it.
-        let rc = unsafe {
-            libc::getgrgid_r(
-                gid,
-                &mut entry,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || entry.gr_name.is_null() {
-            return None;
-        }
-        // SAFETY: on success gr_name points to a NUL-terminated string inside buf, alive here.
-        let name = unsafe { CStr::from_ptr(entry.gr_name) };
-        return Some(name.to_string_lossy().into_owned());
-    }
+    let group = nix::unistd::Group::from_name(name).ok()??;
+    Some(group.gid.as_raw())
 }
 
 #[cfg(test)]
@@ -195,7 +143,6 @@ mod tests {
         let approvers = [Approver::Group("root".into())];
         assert!(peer(1000, "bob", vec![1000, 0]).is_named(&approvers));
         assert!(!peer(1000, "bob", vec![1000]).is_named(&approvers));
-        assert_eq!(group_name(0).as_deref(), Some("root"));
         assert_eq!(group_id("root"), Some(0));
         assert_eq!(group_id("no-such-group-warden"), None);
     }
