@@ -19,25 +19,20 @@ pub async fn approve(
         Ok(resolution) => resolution,
         Err(error) => {
             tracing::error!(%error, rule, "pending approval not recorded; refusing the request");
-            return Err(unrecorded(&rule));
+            return Err(request.refuse(unrecorded(&rule)));
         }
     };
-    let mut refusal = |status, code: &str, message: String, reason: String, outcome| {
+    let refused = |status, code: &str, message: String, reason: String, outcome| {
         let error = ApiError::new(status, "policy_violation", message)
             .with_code(code)
             .with_should_retry(false);
-        Err(
-            Refusal::new(error, reason, outcome).discarding(std::mem::replace(
-                &mut request.body,
-                super::whole_body(bytes::Bytes::new()),
-            )),
-        )
+        Refusal::new(error, reason, outcome)
     };
-    match resolution {
-        Resolution::Approved { .. } => Ok(request),
+    let refusal = match resolution {
+        Resolution::Approved { .. } => return Ok(request),
         Resolution::Denied { reason } => {
             let why = reason.unwrap_or_default();
-            refusal(
+            refused(
                 StatusCode::FORBIDDEN,
                 "approval_denied",
                 format!("This request (rule {rule}) was denied by its approver: {why}"),
@@ -45,7 +40,7 @@ pub async fn approve(
                 Outcome::ApprovalDenied,
             )
         }
-        Resolution::Expired => refusal(
+        Resolution::Expired => refused(
             StatusCode::FORBIDDEN,
             "approval_timeout",
             format!(
@@ -54,15 +49,16 @@ pub async fn approve(
             format!("approval timed out (rule {rule})"),
             Outcome::ApprovalTimeout,
         ),
-        Resolution::Interrupted => refusal(
+        Resolution::Interrupted => refused(
             StatusCode::SERVICE_UNAVAILABLE,
             "approval_interrupted",
             format!("Warden stopped while this request (rule {rule}) waited for approval"),
             format!("approval interrupted by shutdown (rule {rule})"),
             Outcome::Denied,
         ),
-        Resolution::Unrecorded => Err(unrecorded(&rule)),
-    }
+        Resolution::Unrecorded => unrecorded(&rule),
+    };
+    Err(request.refuse(refusal))
 }
 
 fn unrecorded(rule: &str) -> Refusal {

@@ -21,7 +21,7 @@ use crate::{
 
 pub async fn credential(
     connection: &ConnectionInfo,
-    request: Outbound,
+    mut request: Outbound,
 ) -> Result<Outbound, Refusal> {
     let context = &connection.context;
     let store = &context.credentials;
@@ -33,17 +33,9 @@ pub async fn credential(
     };
     let metrics = &context.metrics.credentials;
     let name = served.as_ref().map_or("", |c| c.name.as_str());
-    let Outbound {
-        mut parts,
-        body,
-        endpoint,
-        policy,
-        response_rules,
-        hold,
-    } = request;
     let header = served.as_ref().map(|c| &c.header.name);
     if store.presented() == Presented::RequirePlaceholder {
-        if let Some((presented_in, value)) = leaked_key(&parts.headers, header) {
+        if let Some((presented_in, value)) = leaked_key(&request.parts.headers, header) {
             let leaked = fingerprint(presented_in, &value);
             tracing::warn!(
                 host = %connection.server_name,
@@ -60,7 +52,7 @@ pub async fn credential(
             let reason = format!(
                 "presented a real-looking provider key ({leaked}) under require-placeholder"
             );
-            return Err(Refusal::new(error, reason, Outcome::Denied).discarding(body));
+            return Err(request.refuse(Refusal::new(error, reason, Outcome::Denied)));
         }
     }
     let Some(credential) = served else {
@@ -73,7 +65,7 @@ pub async fn credential(
             "no credential serves this identity on {}",
             connection.server_name
         );
-        return Err(Refusal::new(error, reason, Outcome::Denied).discarding(body));
+        return Err(request.refuse(Refusal::new(error, reason, Outcome::Denied)));
     };
     let Some(value) = credential.header_value() else {
         // Loading checked the value once; a key that stopped being one is an internal fault.
@@ -83,20 +75,15 @@ pub async fn credential(
             "Warden could not use its credential for this host",
         )
         .with_code("credential_unusable");
-        return Err(Refusal::new(error, "credential unusable", Outcome::Denied).discarding(body));
+        let refusal = Refusal::new(error, "credential unusable", Outcome::Denied);
+        return Err(request.refuse(refusal));
     };
-    parts.headers.remove(header::AUTHORIZATION);
-    parts.headers.remove(&credential.header.name);
-    parts.headers.insert(credential.header.name.clone(), value);
+    let headers = &mut request.parts.headers;
+    headers.remove(header::AUTHORIZATION);
+    headers.remove(&credential.header.name);
+    headers.insert(credential.header.name.clone(), value);
     metrics.injected(&credential.name);
-    Ok(Outbound {
-        parts,
-        body,
-        endpoint,
-        policy,
-        response_rules,
-        hold,
-    })
+    Ok(request)
 }
 
 /// A presented value (in `authorization` or the credential's own header) that looks like a real

@@ -9,16 +9,12 @@ use crate::{audit::record::Outcome, openai::error::ApiError};
 /// The port the upstream URI leaves implicit.
 const HTTPS_PORT: u16 = 443;
 
-pub async fn guard(connection: &ConnectionInfo, request: Outbound) -> Result<Outbound, Refusal> {
-    let Outbound {
-        mut parts,
-        body,
-        endpoint,
-        policy,
-        response_rules,
-        hold,
-    } = request;
-    if let Some(authority) = request_authority(&parts) {
+pub async fn guard(
+    connection: &ConnectionInfo,
+    mut request: Outbound,
+) -> Result<Outbound, Refusal> {
+    let parts = &request.parts;
+    if let Some(authority) = request_authority(parts) {
         if !authority.eq_ignore_ascii_case(&connection.server_name) {
             let error = ApiError::new(
                 StatusCode::MISDIRECTED_REQUEST,
@@ -30,7 +26,7 @@ pub async fn guard(connection: &ConnectionInfo, request: Outbound) -> Result<Out
             )
             .with_code("misdirected_request");
             let reason = "host does not match the TLS server name";
-            return Err(Refusal::new(error, reason, Outcome::Denied).discarding(body));
+            return Err(request.refuse(Refusal::new(error, reason, Outcome::Denied)));
         }
     }
 
@@ -42,13 +38,13 @@ pub async fn guard(connection: &ConnectionInfo, request: Outbound) -> Result<Out
         )
         .with_code("invalid_path");
         let refusal = Refusal::new(error, "ambiguous request path", Outcome::Denied);
-        return Err(refusal.discarding(body));
+        return Err(request.refuse(refusal));
     }
 
-    if let Some(protocol) = requested_upgrade(&parts) {
+    if let Some(protocol) = requested_upgrade(parts) {
         let error = crate::openai::error::upgrade_not_supported(&connection.server_name);
         let reason = format!("protocol upgrade ({protocol}) not supported");
-        return Err(Refusal::new(error, reason, Outcome::Denied).discarding(body));
+        return Err(request.refuse(Refusal::new(error, reason, Outcome::Denied)));
     }
 
     let Some(uri) = upstream_uri(
@@ -62,21 +58,11 @@ pub async fn guard(connection: &ConnectionInfo, request: Outbound) -> Result<Out
             "Invalid request target",
         )
         .with_code("invalid_request_target");
-        return Err(Refusal::new(
-            error,
-            "invalid request target",
-            Outcome::Denied,
-        ));
+        let refusal = Refusal::new(error, "invalid request target", Outcome::Denied);
+        return Err(request.refuse(refusal));
     };
-    parts.uri = uri;
-    Ok(Outbound {
-        parts,
-        body,
-        endpoint,
-        policy,
-        response_rules,
-        hold,
-    })
+    request.parts.uri = uri;
+    Ok(request)
 }
 
 /// Paths an upstream or CDN could read differently than Warden: dot segments, escapes,

@@ -87,6 +87,13 @@ pub struct Outbound {
     pub hold: Option<crate::approvals::HoldRequest>,
 }
 
+impl Outbound {
+    /// Ends the request with `refusal`, the body still arriving read and discarded first.
+    pub fn refuse(self, refusal: Refusal) -> Refusal {
+        refusal.discarding(self.body)
+    }
+}
+
 /// A body held whole, as the upstream body type.
 fn whole_body(bytes: Bytes) -> UpstreamBody {
     http_body_util::Full::new(bytes)
