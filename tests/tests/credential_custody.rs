@@ -178,6 +178,51 @@ fn an_identity_no_credential_serves_gets_authentication_error_and_nothing_goes_u
     assert_secret_nowhere(&fx.daemon, REAL_KEY, &[&raw]);
 }
 
+/// An approve rule over every chat; its timeout is short so that a call wrongly held fails the
+/// test in seconds rather than after the default two minutes.
+const EVERY_CHAT_REVIEWED: &str = "[[rule]]\nname = \"every-chat-reviewed\"\naction = \"approve\"\n\
+    approvers = [\"user:root\"]\ntimeout = \"15s\"\n[rule.match]\nendpoint = [\"chat.completions\"]\n";
+
+#[test]
+fn an_identity_no_credential_serves_is_refused_before_an_approve_rule_holds_it() {
+    let secrets = SecretDir::new();
+    let Some(_e2e) = require_kernel() else {
+        return;
+    };
+    let unserved = CgroupGuard::new("custody-unheld");
+    let key_file = secrets.write(CREDENTIAL, REAL_KEY, 0o600);
+    let identity = format!("account:{ACCOUNT}");
+    let Some(agent) = PolicyAgent::start("custody-before-approval", |daemon, agent| {
+        daemon
+            .account(Account::cgroup(ACCOUNT, agent.path()))
+            .extra_config(&credential_toml(CREDENTIAL, &key_file, &[&identity]))
+            .policy_file("review.toml", EVERY_CHAT_REVIEWED)
+            .select(&unserved)
+    }) else {
+        return;
+    };
+    let fx = &agent.fx;
+    let printed = sdk_chat_presenting(&agent, &unserved, PLACEHOLDER);
+    let raw = assert_authentication_error(&printed);
+    assert!(
+        raw.contains("Warden holds no API key for this workload"),
+        "refused by custody at once, not held and timed out: {raw}"
+    );
+    agent.assert_upstream_got_nothing();
+    let mut known = BTreeSet::new();
+    let exchange = audit::wait_for_new_exchange(&fx.daemon, &mut known);
+    let detail = audit::show(&fx.daemon, exchange["id"].as_str().unwrap_or_default());
+    assert_eq!(detail["response"]["status"], 401, "{detail:#}");
+    assert!(
+        detail.get("governance").is_none(),
+        "no approval was requested for it: {detail:#}"
+    );
+    assert!(
+        !fx.daemon.log_text().contains("request held for approval"),
+        "nobody was asked to approve it"
+    );
+}
+
 #[test]
 fn require_placeholder_refuses_a_real_looking_key_logged_at_warn_and_recorded_by_fingerprint() {
     let secrets = SecretDir::new();

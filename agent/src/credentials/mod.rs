@@ -13,4 +13,4 @@ pub mod watch;
 pub use crate::config::credentials::{
     CredentialConfig, CredentialsConfig, HeaderSpec, Presented, SecretSource,
 };
-pub use store::{CredentialStatus, CredentialStore, CredentialsStatus, Custody};
+pub use store::{Credential, CredentialStatus, CredentialStore, CredentialsStatus, Custody};

@@ -1,7 +1,8 @@
 //! Approve: a request an `approve` rule decided is held here, its connection open, until an
 //! approver approves (it goes on), denies (403 `approval_denied`), or nobody decides within the
 //! rule's timeout (403 `approval_timeout`). The pending approval is on the chain before the hold
-//! begins; if the client leaves meanwhile, the dropped hold records the cancellation.
+//! begins; if the client leaves meanwhile, the dropped hold records the cancellation. A request
+//! credential custody would refuse (see `credential`) is refused here, before anyone is asked.
 use http::StatusCode;
 
 use super::{ConnectionInfo, Outbound, Refusal};
@@ -14,6 +15,10 @@ pub async fn approve(
     let Some(hold) = request.hold.take() else {
         return Ok(request);
     };
+    // Nobody is asked to approve what custody refuses anyway (its credential stage comes later).
+    if let Some(refusal) = super::credential::refusal_before_hold(connection, &request) {
+        return Err(request.refuse(refusal));
+    }
     let rule = hold.rule.clone();
     let resolution = match connection.context.approvals.hold(hold).await {
         Ok(resolution) => resolution,

@@ -6,6 +6,8 @@
 //! The refusals happen here, after `record`: the request is already on record (its
 //! `authorization` as the agent's fingerprint, never the injected key), and the refusal is
 //! recorded as its response. Nothing of a refused request goes upstream.
+use std::sync::Arc;
+
 use http::{header, HeaderMap, StatusCode};
 
 use super::{ConnectionInfo, Outbound, Refusal};
@@ -13,7 +15,7 @@ use crate::{
     audit::record::Outcome,
     credentials::{
         presented::{looks_like_provider_key, presented_key},
-        Custody, Presented,
+        Credential, Custody, Presented,
     },
     openai::error::ApiError,
     proxy::recording::fingerprint,
@@ -23,50 +25,12 @@ pub async fn credential(
     connection: &ConnectionInfo,
     mut request: Outbound,
 ) -> Result<Outbound, Refusal> {
-    let context = &connection.context;
-    let store = &context.credentials;
-    let custody = store.custody(&connection.server_name, connection.identity.as_ref());
-    let served = match custody {
-        Custody::NotCustodied => return Ok(request),
-        Custody::Serve(credential) => Some(credential),
-        Custody::Unserved => None,
+    let credential = match custodian(connection, &request.parts.headers) {
+        Ok(None) => return Ok(request),
+        Ok(Some(credential)) => credential,
+        Err(refusal) => return Err(request.refuse(refusal)),
     };
-    let metrics = &context.metrics.credentials;
-    let name = served.as_ref().map_or("", |c| c.name.as_str());
-    let header = served.as_ref().map(|c| &c.header.name);
-    if store.presented() == Presented::RequirePlaceholder {
-        if let Some((presented_in, value)) = leaked_key(&request.parts.headers, header) {
-            let leaked = fingerprint(presented_in, &value);
-            tracing::warn!(
-                host = %connection.server_name,
-                pid = connection.identity.pid,
-                account = connection.identity.account.as_deref().unwrap_or(""),
-                header = presented_in,
-                presented = %leaked,
-                "an agent presented a real-looking provider key: it is on the agent's host (a leak); refused under require-placeholder"
-            );
-            metrics.refused(name, "presented_key");
-            let error = invalid_api_key(
-                "Warden refused this request: it carried what looks like a real API key. Agents on this host must present a placeholder; Warden adds the key.",
-            );
-            let reason = format!(
-                "presented a real-looking provider key ({leaked}) under require-placeholder"
-            );
-            return Err(request.refuse(Refusal::new(error, reason, Outcome::Denied)));
-        }
-    }
-    let Some(credential) = served else {
-        metrics.refused("", "unserved");
-        let error = invalid_api_key(&format!(
-            "Warden holds no API key for this workload on {}; ask the host's operator for a [[credential]] that serves it.",
-            connection.server_name
-        ));
-        let reason = format!(
-            "no credential serves this identity on {}",
-            connection.server_name
-        );
-        return Err(request.refuse(Refusal::new(error, reason, Outcome::Denied)));
-    };
+    let metrics = &connection.context.metrics.credentials;
     let Some(value) = credential.header_value() else {
         // Loading checked the value once; a key that stopped being one is an internal fault.
         let error = ApiError::new(
@@ -84,6 +48,64 @@ pub async fn credential(
     headers.insert(credential.header.name.clone(), value);
     metrics.injected(&credential.name);
     Ok(request)
+}
+
+/// Custody's refusal of `request`, if it has one: asked before a request is held for approval, so
+/// that nobody is asked to approve a request custody would refuse anyway.
+pub fn refusal_before_hold(connection: &ConnectionInfo, request: &Outbound) -> Option<Refusal> {
+    custodian(connection, &request.parts.headers).err()
+}
+
+/// The credential that serves this connection's identity (None: the host has none, the request
+/// goes as it is), or custody's refusal: an identity no credential serves, or (under
+/// require-placeholder) a real-looking key presented in `headers`.
+fn custodian(
+    connection: &ConnectionInfo,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<Credential>>, Refusal> {
+    let store = &connection.context.credentials;
+    let served = match store.custody(&connection.server_name, connection.identity.as_ref()) {
+        Custody::NotCustodied => return Ok(None),
+        Custody::Serve(credential) => Some(credential),
+        Custody::Unserved => None,
+    };
+    let metrics = &connection.context.metrics.credentials;
+    let name = served.as_ref().map_or("", |c| c.name.as_str());
+    let header = served.as_ref().map(|c| &c.header.name);
+    if store.presented() == Presented::RequirePlaceholder {
+        if let Some((presented_in, value)) = leaked_key(headers, header) {
+            let leaked = fingerprint(presented_in, &value);
+            tracing::warn!(
+                host = %connection.server_name,
+                pid = connection.identity.pid,
+                account = connection.identity.account.as_deref().unwrap_or(""),
+                header = presented_in,
+                presented = %leaked,
+                "an agent presented a real-looking provider key: it is on the agent's host (a leak); refused under require-placeholder"
+            );
+            metrics.refused(name, "presented_key");
+            let error = invalid_api_key(
+                "Warden refused this request: it carried what looks like a real API key. Agents on this host must present a placeholder; Warden adds the key.",
+            );
+            let reason = format!(
+                "presented a real-looking provider key ({leaked}) under require-placeholder"
+            );
+            return Err(Refusal::new(error, reason, Outcome::Denied));
+        }
+    }
+    let Some(credential) = served else {
+        metrics.refused("", "unserved");
+        let error = invalid_api_key(&format!(
+            "Warden holds no API key for this workload on {}; ask the host's operator for a [[credential]] that serves it.",
+            connection.server_name
+        ));
+        let reason = format!(
+            "no credential serves this identity on {}",
+            connection.server_name
+        );
+        return Err(Refusal::new(error, reason, Outcome::Denied));
+    };
+    Ok(Some(credential))
 }
 
 /// A presented value (in `authorization` or the credential's own header) that looks like a real
