@@ -6,27 +6,22 @@
 //! either (the client reset the stream, timed out or the connection was drained), dropping the
 //! guard ends it as `client_aborted` instead.
 use std::{
-    pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tracing::Level;
 
 use super::{
     counters::Counters,
     recording::{recorded_headers, ResponseCapture},
     response_mask::SharedMaskCounts,
-    stages::revoked::cut_reason,
     upstream::UpstreamBody,
 };
 use crate::{
@@ -38,7 +33,6 @@ use crate::{
     identity_event,
     metrics::{ExchangeEnd, MaskedIn, Metrics},
     openai::{assemble::Usage, endpoint::EndpointKind, error::ApiError},
-    revocation::RevocationCut,
 };
 
 /// The error of a response body as hyper gets it: the upstream's, or a revocation's cut.
@@ -77,10 +71,7 @@ impl RequestSummary {
 
     /// Wraps a request body forwarded as a stream so that its bytes are counted as they pass.
     pub fn count_request_body<B>(&self, inner: B) -> CountedBody<B> {
-        CountedBody {
-            inner,
-            count: self.request_bytes.clone(),
-        }
+        CountedBody::new(inner, self.request_bytes.clone())
     }
 
     pub fn request_bytes(&self) -> u64 {
@@ -203,14 +194,7 @@ impl ExchangeLog {
                 recorder.body_limit,
             ));
         }
-        LoggedBody {
-            inner,
-            response_bytes: 0,
-            status,
-            streamed,
-            log: self,
-            cut: None,
-        }
+        LoggedBody::new(inner, status, streamed, self)
     }
 
     fn on_response_data(&mut self, chunk: &[u8]) {
@@ -334,146 +318,8 @@ impl Drop for ExchangeLog {
     }
 }
 
-/// A streamed request body, passed through frame by frame, counting its data bytes.
-pub struct CountedBody<B = Incoming> {
-    inner: B,
-    count: Arc<AtomicU64>,
-}
-
-impl<B: Body<Data = Bytes> + Unpin> Body for CountedBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// The upstream response body, passed through frame by frame, logging the exchange when it ends
-/// (or when the agent goes away first).
-pub struct LoggedBody<B: Body = Incoming> {
-    inner: B,
-    response_bytes: u64,
-    status: StatusCode,
-    streamed: bool,
-    log: ExchangeLog,
-    /// Fires when the exchange's identity is revoked: the body then ends with an error.
-    cut: Option<RevocationCut>,
-}
-
-/// What a response body ends with when a revocation cuts it (hyper then resets the HTTP/2 stream
-/// or closes the HTTP/1.1 connection mid-body, so the client sees an error, not an end).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CutByRevocation(String);
-
-impl<B: Body> LoggedBody<B> {
-    /// Ends the body, mid-stream if need be, as soon as `revoked` resolves.
-    pub fn cut_when(mut self, revoked: RevocationCut) -> Self {
-        self.cut = Some(revoked);
-        self
-    }
-
-    fn finish(&mut self, error: Option<&str>, outcome: Outcome) {
-        self.log.emit(
-            Some(self.status),
-            self.streamed,
-            self.response_bytes,
-            error,
-            outcome,
-        );
-    }
-
-    /// A response that arrived whole: `upstream_error` when the upstream answered with an error.
-    fn completed(&mut self) {
-        if self.status.is_client_error() || self.status.is_server_error() {
-            let reason = format!("the upstream answered {}", self.status);
-            self.finish(Some(&reason), Outcome::UpstreamError);
-        } else {
-            self.finish(None, Outcome::Ok);
-        }
-    }
-}
-
-impl<B> Body for LoggedBody<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display + Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        // An atomic load per frame while no revocation happens (see RevocationCut).
-        if let Some(Poll::Ready(revocation)) = self.cut.as_mut().map(|cut| cut.poll_revoked(cx)) {
-            self.cut = None;
-            let reason = format!("{} mid-response", cut_reason(&revocation));
-            self.finish(Some(&reason), Outcome::Revoked);
-            return Poll::Ready(Some(Err(CutByRevocation(reason).into())));
-        }
-        let polled = Pin::new(&mut self.inner).poll_frame(cx).map_err(Into::into);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.response_bytes += data.len() as u64;
-                    self.log.on_response_data(data);
-                }
-                // hyper may stop polling once the body says it has ended, before Ready(None).
-                if self.inner.is_end_stream() || self.log.stream_complete() {
-                    self.completed();
-                }
-            }
-            Poll::Ready(Some(Err(error))) => {
-                let reason = format!("upstream response failed: {error}");
-                self.finish(Some(&reason), Outcome::UpstreamError);
-            }
-            Poll::Ready(None) => self.completed(),
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl<B: Body> Drop for LoggedBody<B> {
-    fn drop(&mut self) {
-        // Runs before the inner ExchangeLog's own drop, so the line carries the response status.
-        // A client that leaves after the stream's final event has had all of it: SDKs stop
-        // reading at `[DONE]`, and over HTTP/1.1 the end of the chunked body can come after.
-        if self.inner.is_end_stream() || self.log.stream_complete() {
-            self.completed();
-        } else {
-            self.finish(Some(CLIENT_LEFT_MID_RESPONSE), Outcome::ClientAborted);
-        }
-    }
-}
-
+mod bodies;
 #[cfg(test)]
 mod tests;
+
+pub use bodies::{CountedBody, LoggedBody};

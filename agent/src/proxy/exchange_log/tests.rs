@@ -2,8 +2,13 @@
 use std::{
     io::Write,
     net::SocketAddr,
+    pin::Pin,
     sync::{Arc, Mutex},
+    task::{Context, Poll},
 };
+
+use bytes::Bytes;
+use http_body::Frame;
 
 use super::*;
 use crate::audit::record::Outcome;
