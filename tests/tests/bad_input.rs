@@ -196,6 +196,41 @@ fn a_client_hello_without_a_server_name() {
     fx.assert_still_serving();
 }
 
+/// First bytes that are not a TLS handshake record, each of which a tunnel would carry past Warden.
+const NOT_A_CLIENT_HELLO: [(&str, &[u8]); 4] = [
+    ("plaintext", b"hello\nthis is not TLS\n\x00\xff"),
+    // An SSLv2-compatible CLIENT-HELLO: a two-byte length with the high bit set, then type 1.
+    (
+        "an SSLv2-style hello",
+        &[
+            0x80, 0x2e, 0x01, 0x03, 0x01, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10,
+        ],
+    ),
+    (
+        "an alert before the hello",
+        &[0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x28],
+    ),
+    (
+        "a ChangeCipherSpec before the hello",
+        &[0x14, 0x03, 0x03, 0x00, 0x01, 0x01],
+    ),
+];
+const NOT_A_CLIENT_HELLO_REASON: &str = "not a TLS ClientHello (refused on an intercepted port)";
+
+#[test]
+fn bytes_that_are_not_a_client_hello_are_refused_not_tunneled() {
+    let Some(e2e) = require_kernel() else { return };
+    let mut fx = Fixture::start(&e2e, "not-a-hello", None);
+
+    for (what, payload) in NOT_A_CLIENT_HELLO {
+        let report = fx.probe("api.openai.com:443", payload, Then::ReadToEnd);
+        assert!(report.received().is_empty(), "{what}: {report:?}");
+        assert_closed_by_warden(&report);
+        fx.assert_rejected(report.pid, NOT_A_CLIENT_HELLO_REASON);
+    }
+    fx.assert_still_serving();
+}
+
 #[test]
 fn garbage_that_starts_like_tls() {
     let Some(e2e) = require_kernel() else { return };

@@ -34,6 +34,9 @@ use crate::{
     identity_event,
 };
 
+/// Why a connection whose first bytes are not a TLS handshake record is refused.
+const NOT_A_CLIENT_HELLO: &str = "not a TLS ClientHello (refused on an intercepted port)";
+
 /// How long a client may take to send its first bytes, and to finish the TLS handshake.
 const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -85,23 +88,9 @@ pub async fn handle(
     // What was read so far counts even if the connection goes no further.
     audit.bytes_from_client = first_bytes.len() as u64;
     match classified {
-        Classified::NotTls => {
-            let why = Tunneled {
-                reason: "not TLS",
-                server_name: None,
-                alpn: None,
-            };
-            tunnel(
-                &context,
-                &identity,
-                &origin,
-                client,
-                first_bytes,
-                why,
-                audit,
-            )
-            .await
-        }
+        // Intercepted ports carry TLS: tunneling anything else (plaintext, an SSLv2-style hello,
+        // an alert or ChangeCipherSpec before the hello) would let any protocol past Warden.
+        Classified::NotTls => reject(&context, &identity, &origin, NOT_A_CLIENT_HELLO, audit),
         Classified::ClientHello {
             server_name: None, ..
         } => reject(
