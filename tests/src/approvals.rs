@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::client::{Client, ClientOutput, RunningClient};
 use crate::daemon::DaemonBuilder;
 use crate::env::E2e;
-use crate::policy::{chat_request, PolicyAgent, SdkCall, REQUEST_ENV};
+use crate::policy::{chat_request, PolicyAgent, SdkCall, REQUEST_ENV, SDK_CHAT};
 use crate::unix_user::{UnixGroup, UnixUser};
 use crate::wait;
 
@@ -22,37 +22,6 @@ pub const RULE: &str = "chat-needs-review";
 
 /// How long a pending approval may take to show up once the SDK call was started.
 pub const PENDING_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// [`crate::policy::SDK_CHAT`], with `WARDEN_TEST_TIMEOUT` (seconds) as the client's timeout and
-/// no retries when it is set: a client that gives up.
-pub const SDK_CHAT_WAITING: &str = r#"
-import json, os
-import openai
-from openai import OpenAI, DefaultHttpxClient
-
-attempts = []
-http_client = DefaultHttpxClient(event_hooks={"request": [lambda r: attempts.append(str(r.url))]})
-options = {"api_key": "sk-test", "http_client": http_client}
-if "WARDEN_TEST_TIMEOUT" in os.environ:
-    options["timeout"] = float(os.environ["WARDEN_TEST_TIMEOUT"])
-    options["max_retries"] = 0
-client = OpenAI(**options)
-out = {"pid": os.getpid(), "exe": os.readlink("/proc/self/exe")}
-try:
-    r = client.chat.completions.create(**json.loads(os.environ["WARDEN_TEST_REQUEST"]))
-    out["content"] = r.choices[0].message.content
-except openai.APIStatusError as e:
-    out["error"] = {
-        "class": type(e).__name__, "status": e.status_code, "message": e.message,
-        "body": e.body, "code": e.code, "type": e.type, "param": e.param,
-        "should_retry": e.response.headers.get("x-should-retry"),
-        "raw": e.response.text,
-    }
-except openai.APIError as e:
-    out["error"] = {"class": type(e).__name__, "message": str(e)}
-out["attempts"] = len(attempts)
-print(json.dumps(out))
-"#;
 
 /// The people of an approval test. Fields drop in order: users before their groups.
 #[derive(Debug)]
@@ -129,7 +98,7 @@ impl ApprovalAgent {
         let mut client = Client::new([
             self.agent.python.as_os_str(),
             OsStr::new("-c"),
-            OsStr::new(SDK_CHAT_WAITING),
+            OsStr::new(SDK_CHAT),
         ])
         .in_cgroup(&self.agent.fx.agent)
         .hosts(&self.agent.fx.hosts)
@@ -154,7 +123,7 @@ impl ApprovalAgent {
         argv.extend([
             self.agent.python.clone().into_os_string(),
             "-c".into(),
-            SDK_CHAT_WAITING.into(),
+            SDK_CHAT.into(),
         ]);
         let running = Client::new(argv)
             .in_cgroup(&self.agent.fx.agent)

@@ -15,6 +15,9 @@ use tempfile::TempDir;
 use crate::client::{Client, ClientOutput};
 use crate::env::E2e;
 
+/// Where install writes Warden's unit (a live path).
+const UNIT: &str = "/etc/systemd/system/warden.service";
+
 /// The Debian/Ubuntu anchor directory; its presence makes install pick that layout.
 pub const DEBIAN_ANCHORS: &str = "/usr/local/share/ca-certificates";
 /// The RHEL/Fedora anchor directory.
@@ -113,6 +116,55 @@ impl ImageRoot {
         let out = self.warden(&[&["uninstall"], args].concat());
         out.assert_success();
         out
+    }
+
+    /// The installed warden.service's `systemd-analyze security --offline` exposure score, with
+    /// the command's output for messages.
+    pub fn unit_exposure(&self) -> (f64, ClientOutput) {
+        let unit = self.join(UNIT);
+        let security = Client::new([
+            "systemd-analyze".as_ref(),
+            "security".as_ref(),
+            "--offline=yes".as_ref(),
+            unit.as_os_str(),
+        ])
+        .run();
+        let score = security
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("→ Overall exposure level for warden.service: "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|score| score.parse().ok())
+            .unwrap_or_else(|| panic!("no exposure level\n{security}"));
+        (score, security)
+    }
+
+    /// Asserts that `systemd-analyze verify` finds nothing to say about warden.service and the
+    /// `others` units (live paths). verify checks that ExecStart= exists: the image's
+    /// /usr/local/bin is mounted over the host's in a private mount namespace that dies with the
+    /// command.
+    pub fn assert_unit_verifies_clean(&self, others: &[&str]) {
+        let mut argv: Vec<OsString> = [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            r#"mount --bind "$0" /usr/local/bin && shift && exec systemd-analyze verify "$@""#,
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        argv.push(self.join("/usr/local/bin").into_os_string());
+        argv.push("ignored".into());
+        argv.push(self.join(UNIT).into_os_string());
+        argv.extend(others.iter().map(|unit| self.join(unit).into_os_string()));
+        let verify = Client::new(argv).run();
+        verify.assert_success();
+        assert_eq!(
+            (verify.stdout.trim(), verify.stderr.trim()),
+            ("", ""),
+            "systemd-analyze verify is not clean\n{verify}"
+        );
     }
 
     /// Every entry under the root, by path relative to it.

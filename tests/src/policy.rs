@@ -31,7 +31,9 @@ pub const REQUEST_ENV: &str = "WARDEN_TEST_REQUEST";
 /// [`REQUEST_ENV`] as the keyword arguments of `client.chat.completions.create`. Prints one JSON
 /// object: pid, exe, `attempts` (HTTP requests the SDK sent, retries included), and either
 /// `content` or `error` (the exception's class, status, message, parsed body, attributes, the
-/// `x-should-retry` header and the raw body text).
+/// `x-should-retry` header and the raw body text). The key is `OPENAI_API_KEY` when set, read by
+/// the SDK itself as an agent's would be (else `sk-test`); `WARDEN_TEST_TIMEOUT` (seconds), when
+/// set, is the client's timeout with no retries: a client that gives up.
 pub const SDK_CHAT: &str = r#"
 import json, os
 import openai
@@ -39,7 +41,13 @@ from openai import OpenAI, DefaultHttpxClient
 
 attempts = []
 http_client = DefaultHttpxClient(event_hooks={"request": [lambda r: attempts.append(str(r.url))]})
-client = OpenAI(api_key="sk-test", http_client=http_client)
+options = {"http_client": http_client}
+if "OPENAI_API_KEY" not in os.environ:
+    options["api_key"] = "sk-test"
+if "WARDEN_TEST_TIMEOUT" in os.environ:
+    options["timeout"] = float(os.environ["WARDEN_TEST_TIMEOUT"])
+    options["max_retries"] = 0
+client = OpenAI(**options)
 out = {"pid": os.getpid(), "exe": os.readlink("/proc/self/exe")}
 try:
     r = client.chat.completions.create(**json.loads(os.environ["WARDEN_TEST_REQUEST"]))

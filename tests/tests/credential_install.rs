@@ -5,7 +5,7 @@
 use std::fs;
 
 use warden_tests::custody::systemd_credential_toml;
-use warden_tests::{require_root_and_tools, Client, ImageRoot};
+use warden_tests::{require_root_and_tools, ImageRoot};
 
 /// The exposure `systemd-analyze security` may give the unit at most (issue 11).
 const MAX_EXPOSURE: f64 = 3.0;
@@ -40,21 +40,7 @@ fn install_writes_load_credential_for_each_systemd_credential_and_the_unit_stays
         );
     }
 
-    let unit = root.join("/etc/systemd/system/warden.service");
-    let security = Client::new([
-        "systemd-analyze".as_ref(),
-        "security".as_ref(),
-        "--offline=yes".as_ref(),
-        unit.as_os_str(),
-    ])
-    .run();
-    let score: f64 = security
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("→ Overall exposure level for warden.service: "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|score| score.parse().ok())
-        .unwrap_or_else(|| panic!("no exposure level\n{security}"));
+    let (score, security) = root.unit_exposure();
     assert!(
         score <= MAX_EXPOSURE,
         "exposure {score} > {MAX_EXPOSURE}\n{security}"
@@ -68,21 +54,5 @@ fn install_writes_load_credential_for_each_systemd_credential_and_the_unit_stays
     for name in ["openai-prod", "openai-batch"] {
         fs::write(sources.join(name), "sk-example\n").unwrap();
     }
-    let verify = Client::new([
-        "unshare".as_ref(),
-        "-m".as_ref(),
-        "sh".as_ref(),
-        "-c".as_ref(),
-        r#"mount --bind "$0" /usr/local/bin && shift && exec systemd-analyze verify "$@""#.as_ref(),
-        root.join("/usr/local/bin").as_os_str(),
-        "ignored".as_ref(),
-        unit.as_os_str(),
-    ])
-    .run();
-    verify.assert_success();
-    assert_eq!(
-        (verify.stdout.trim(), verify.stderr.trim()),
-        ("", ""),
-        "systemd-analyze verify is not clean\n{verify}"
-    );
+    root.assert_unit_verifies_clean(&[]);
 }

@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use warden_tests::image_root::{hash_file, DEBIAN_ANCHORS, RHEL_ANCHORS};
-use warden_tests::{require_root_and_tools, Client, E2e, ImageRoot};
+use warden_tests::{require_root_and_tools, E2e, ImageRoot};
 
 /// The exposure `systemd-analyze security` may give the unit at most (issue 11).
 const MAX_EXPOSURE: f64 = 3.0;
@@ -182,22 +182,7 @@ fn the_installed_unit_is_rated_at_most_3_and_verifies_clean() {
     let root = ImageRoot::debian(&e2e);
     root.write_config(SELECTING_TWO_UNITS);
     root.install(&[]);
-    let unit = root.join("/etc/systemd/system/warden.service");
-
-    let security = Client::new([
-        "systemd-analyze".as_ref(),
-        "security".as_ref(),
-        "--offline=yes".as_ref(),
-        unit.as_os_str(),
-    ])
-    .run();
-    let score: f64 = security
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("→ Overall exposure level for warden.service: "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|score| score.parse().ok())
-        .unwrap_or_else(|| panic!("no exposure level\n{security}"));
+    let (score, security) = root.unit_exposure();
     eprintln!("systemd-analyze security --offline=yes: {score}");
     assert!(
         score <= MAX_EXPOSURE,
@@ -212,27 +197,10 @@ fn the_installed_unit_is_rated_at_most_3_and_verifies_clean() {
     )
     .unwrap();
     fs::write(system.join("batch.slice"), "[Slice]\n").unwrap();
-    // verify checks that ExecStart= exists: the image's /usr/local/bin is mounted over the host's
-    // in a private mount namespace that dies with the command.
-    let verify = Client::new([
-        "unshare".as_ref(),
-        "-m".as_ref(),
-        "sh".as_ref(),
-        "-c".as_ref(),
-        r#"mount --bind "$0" /usr/local/bin && shift && exec systemd-analyze verify "$@""#.as_ref(),
-        root.join("/usr/local/bin").as_os_str(),
-        "ignored".as_ref(),
-        unit.as_os_str(),
-        system.join("agent.service").as_os_str(),
-        system.join("batch.slice").as_os_str(),
-    ])
-    .run();
-    verify.assert_success();
-    assert_eq!(
-        (verify.stdout.trim(), verify.stderr.trim()),
-        ("", ""),
-        "systemd-analyze verify is not clean\n{verify}"
-    );
+    root.assert_unit_verifies_clean(&[
+        "/etc/systemd/system/agent.service",
+        "/etc/systemd/system/batch.slice",
+    ]);
 }
 
 #[test]
