@@ -6,14 +6,13 @@ use std::{
 };
 
 use bytes::BytesMut;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::conn::auto,
-};
+use hyper_util::rt::TokioIo;
 use tokio::{io::AsyncReadExt, net::TcpStream, sync::watch};
 use tracing::Level;
 
 use super::close_reason;
+use super::connection_watch::ConnectionWatch;
+use super::http_server::{self, Timeouts};
 use super::recording::{new_id, now_us};
 use super::{
     client_hello::{classify, Classified},
@@ -37,13 +36,7 @@ use crate::{
 /// Why a connection whose first bytes are not a TLS handshake record is refused.
 const NOT_A_CLIENT_HELLO: &str = "not a TLS ClientHello (refused on an intercepted port)";
 
-/// How long a client may take to send its first bytes, and to finish the TLS handshake.
-const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(30);
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 const TUNNEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an HTTP/1 client may take to send a request's headers (including between requests
-/// on a kept-alive connection) before the connection is closed.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn handle(
     context: Arc<ProxyContext>,
@@ -78,7 +71,8 @@ pub async fn handle(
     let _ = client.set_nodelay(true);
     let mut audit = ConnectionAudit::new(&context, &identity, &origin);
 
-    let (first_bytes, classified) = match read_first_bytes(&mut client).await {
+    let handshake_timeout = Timeouts::of(&context.config.limits).handshake;
+    let (first_bytes, classified) = match read_first_bytes(&mut client, handshake_timeout).await {
         Ok(read) => read,
         Err((reason, bytes_read)) => {
             audit.bytes_from_client = bytes_read as u64;
@@ -150,16 +144,17 @@ pub async fn handle(
 /// A failure says why and how many bytes had been read.
 async fn read_first_bytes(
     client: &mut TcpStream,
+    timeout: Duration,
 ) -> Result<(BytesMut, Classified), (String, usize)> {
     let mut buffer = BytesMut::with_capacity(2048);
-    let deadline = tokio::time::Instant::now() + CLIENT_HELLO_TIMEOUT;
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let read = tokio::time::timeout_at(deadline, client.read_buf(&mut buffer)).await;
         match read {
             Err(_) => {
                 let reason = format!(
-                    "client sent no complete ClientHello within {}s",
-                    CLIENT_HELLO_TIMEOUT.as_secs()
+                    "client sent no complete ClientHello within {}s ([limits] handshake_timeout_secs)",
+                    timeout.as_secs()
                 );
                 return Err((reason, buffer.len()));
             }
@@ -334,7 +329,8 @@ async fn intercept(
     let acceptor = tokio_rustls::TlsAcceptor::from(context.tls_server.clone());
     let counted = CountingStream::new(client);
     let counts = counted.counts();
-    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(counted)).await;
+    let timeouts = Timeouts::of(&context.config.limits);
+    let handshake = tokio::time::timeout(timeouts.handshake, acceptor.accept(counted)).await;
     audit.counts = Some(counts);
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
@@ -368,13 +364,12 @@ async fn intercept(
         destination_port: origin.original_dst.port(),
         connection_id: audit.id.clone(),
     });
-    let service = hyper::service::service_fn(move |request| http::handle(info.clone(), request));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // hyper's timeouts only run with a timer.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let watch = ConnectionWatch::new(timeouts.http2_idle);
+    let tracking = watch.clone();
+    let service = hyper::service::service_fn(move |request| {
+        tracking.clone().track(http::handle(info.clone(), request))
+    });
+    let builder = http_server::builder(&context.config.limits);
     // Serving the protocol ALPN chose, instead of sniffing the first bytes for it, puts a client
     // that never sends anything under the header read timeout too.
     let builder = match tls.get_ref().1.alpn_protocol() {
@@ -384,16 +379,23 @@ async fn intercept(
     };
     let connection = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(connection);
+    let mut closed_by_warden = None;
     let (result, shutting_down) = tokio::select! {
         result = connection.as_mut() => (result, false),
         _ = shutdown.changed() => {
             connection.as_mut().graceful_shutdown();
             (connection.await, true)
         }
+        wanted = watch.close_wanted() => {
+            context.metrics.limits.http2_closed(wanted.as_str());
+            closed_by_warden = Some(wanted.reason(timeouts.http2_idle));
+            connection.as_mut().graceful_shutdown();
+            (connection.await, false)
+        }
     };
     if let Err(error) = &result {
         identity_event!(Level::DEBUG, &identity, %error, "intercepted connection ended with an error");
     }
     let result = result.as_ref().map(|_| ()).map_err(|error| &**error as _);
-    audit.reason = Some(close_reason::closed(result, shutting_down));
+    audit.reason = closed_by_warden.or_else(|| Some(close_reason::closed(result, shutting_down)));
 }

@@ -1,12 +1,17 @@
 //! The proxy: listener, classify, tunnel, TLS interception, HTTP forwarding, upstream pool.
+pub mod body_budget;
 pub mod client_hello;
 mod close_reason;
 mod connection;
+mod connection_watch;
 pub mod counters;
 mod counting;
 mod exchange_log;
 mod http;
+mod http_server;
+mod limits;
 mod log_fields;
+mod over_limit;
 mod prefixed;
 mod recording;
 mod response_mask;
@@ -48,6 +53,8 @@ pub struct ProxyContext {
     /// The keys Warden injects (credential custody).
     pub credentials: Arc<crate::credentials::CredentialStore>,
     pub revocations: Arc<crate::revocation::Revocations>,
+    /// `[limits] body_memory_budget_bytes`: request bodies held in memory, all clients together.
+    pub body_budget: Arc<body_budget::BodyBudget>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +145,8 @@ pub async fn serve(
     // After the drain timeout, the connections still open are cut: their tasks drop what they
     // hold, and the drop guards write their log lines and audit records.
     let (abort_tx, abort) = watch::channel(false);
+    let (caps, over_limit) = limits_for(&context);
+    tokio::spawn(over_limit.clone().summarize(shutdown.clone()));
     let mut accept_loops = Vec::new();
     for listener in listeners.0 {
         let context = context.clone();
@@ -146,19 +155,30 @@ pub async fn serve(
         let open = open.clone();
         let drained = drained.clone();
         let abort = abort.clone();
+        let (caps, over_limit) = (caps.clone(), over_limit.clone());
         accept_loops.push(tokio::spawn(async move {
             let accept = || listener.accept();
             while let Some((stream, peer)) =
                 crate::accept::next_connection(accept, &mut shutdown, "proxy").await
             {
+                let origin = redirector.take_origin(peer);
+                // Over a cap: reset before any work (identity, TLS) is spent on it.
+                let admitted = match &origin {
+                    Some(found) => match caps.admit(found) {
+                        Ok(admitted) => Some(admitted),
+                        Err(over) => {
+                            over_limit.refuse(stream, found.clone(), over);
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
                 let guard = OpenConnection::new(open.clone(), drained.clone());
                 let context = context.clone();
-                let redirector = redirector.clone();
                 let shutdown = shutdown.clone();
                 let mut abort = abort.clone();
                 tokio::spawn(async move {
-                    let _open = guard;
-                    let origin = redirector.take_origin(peer);
+                    let _open = (guard, admitted);
                     tokio::select! {
                         _ = connection::handle(context, stream, peer, origin, shutdown) => {}
                         _ = abort.changed() => {}
@@ -213,6 +233,28 @@ pub async fn serve(
             "exchanges still open at shutdown: their response records are lost"
         );
     }
+}
+
+/// The connection caps of `[limits]` (the daemon-wide one from the open-file limit, read after
+/// `warden run` raised it), and what refuses connections over them.
+fn limits_for(
+    context: &Arc<ProxyContext>,
+) -> (
+    Arc<limits::ConnectionLimits>,
+    Arc<over_limit::OverLimitRefusals>,
+) {
+    let caps = limits::ConnectionLimits::new(
+        &context.config.limits,
+        limits::open_file_limit(),
+        context.metrics.limits.open_connections.clone(),
+    );
+    tracing::info!(
+        max_connections_per_process = context.config.limits.max_connections_per_process,
+        max_connections_per_cgroup = context.config.limits.max_connections_per_cgroup,
+        max_connections = caps.daemon_cap(),
+        "connection limits"
+    );
+    (caps, over_limit::OverLimitRefusals::new(context.clone()))
 }
 
 /// How long shutdown waits for cut connections' exchanges to end.
