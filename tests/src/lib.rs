@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod env;
 pub mod fake_upstream;
 pub mod hex;
+pub mod hostile;
 pub mod hosts;
 pub mod image_root;
 pub mod installed;
