@@ -137,3 +137,47 @@ pub fn report(out: &ClientOutput) -> HostileReport {
 pub fn parse_line(line: &str) -> HostileReport {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("hostile client report ({e}): {line}"))
 }
+
+/// What a process holds, read from /proc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    pub rss_kib: u64,
+    pub fds: usize,
+}
+
+/// `VmRSS` of /proc/PID/status and the entries of /proc/PID/fd.
+pub fn resources(pid: u32) -> Resources {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+    let rss_kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/fd: {e}"))
+        .count();
+    Resources { rss_kib, fds }
+}
+
+/// Raises this process's open-file limit (soft and hard) to at least `files`, so that it and the
+/// daemon and clients it starts can hold that many connections. Needs root (CAP_SYS_RESOURCE).
+pub fn raise_open_file_limit(files: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_cur.max(files);
+            limit.rlim_max = limit.rlim_max.max(files);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    assert!(
+        raised,
+        "raising RLIMIT_NOFILE to {files}: {}",
+        std::io::Error::last_os_error()
+    );
+}

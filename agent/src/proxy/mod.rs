@@ -146,7 +146,7 @@ pub async fn serve(
     // hold, and the drop guards write their log lines and audit records.
     let (abort_tx, abort) = watch::channel(false);
     let (caps, over_limit) = limits_for(&context);
-    tokio::spawn(over_limit.clone().summarize(shutdown.clone()));
+    let summarizer = tokio::spawn(over_limit.clone().summarize(shutdown.clone()));
     let mut accept_loops = Vec::new();
     for listener in listeners.0 {
         let context = context.clone();
@@ -190,6 +190,8 @@ pub async fn serve(
     for accept_loop in accept_loops {
         let _ = accept_loop.await;
     }
+    // Its last summary of refused connections goes on record before the audit store closes.
+    let _ = tokio::time::timeout(EXCHANGES_END_TIMEOUT, summarizer).await;
     let remaining = open.load(Ordering::SeqCst);
     if remaining > 0 {
         tracing::info!(

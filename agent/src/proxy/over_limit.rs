@@ -79,7 +79,7 @@ impl OverLimitRefusals {
             }
         };
         if report {
-            self.report(origin, over.to_string());
+            tokio::spawn(self.clone().report(origin, over.to_string()));
         }
     }
 
@@ -112,7 +112,8 @@ impl OverLimitRefusals {
                     "{count} more connections refused over a limit in the last {}s, not recorded one by one (the last: {over})",
                     WINDOW.as_secs()
                 );
-                self.report(origin, reason);
+                // Awaited: at shutdown the record must be submitted before the audit store closes.
+                self.clone().report(origin, reason).await;
             }
             if stopping {
                 return;
@@ -121,34 +122,32 @@ impl OverLimitRefusals {
     }
 
     /// One log line and one rejected connection record, attributed to `origin`'s identity.
-    fn report(self: &Arc<Self>, origin: ConnectionOrigin, reason: String) {
+    async fn report(self: Arc<Self>, origin: ConnectionOrigin, reason: String) {
         let context = self.context.clone();
         let started_at_us = now_us();
-        // Resolving the identity may read procfs: off the accept loop.
-        tokio::spawn(async move {
-            let resolver = context.clone();
-            let captured = origin.clone();
-            let Ok(identity) =
-                tokio::task::spawn_blocking(move || resolver.identities.resolve(&captured)).await
-            else {
-                return;
-            };
-            identity_event!(Level::WARN, &identity, destination = %origin.original_dst, reason = %reason, "connection refused");
-            context
-                .audit
-                .submit(AuditRecord::Connection(ConnectionRecord {
-                    id: new_id("cn"),
-                    identity: IdentitySnapshot::from(&*identity),
-                    original_dst: origin.original_dst.to_string(),
-                    server_name: None,
-                    disposition: Disposition::Rejected,
-                    reason: Some(reason),
-                    bytes_from_client: 0,
-                    bytes_to_client: 0,
-                    started_at_us,
-                    ended_at_us: now_us(),
-                }));
-        });
+        let resolver = context.clone();
+        let captured = origin.clone();
+        // Resolving the identity may read procfs: off the runtime's threads.
+        let Ok(identity) =
+            tokio::task::spawn_blocking(move || resolver.identities.resolve(&captured)).await
+        else {
+            return;
+        };
+        identity_event!(Level::WARN, &identity, destination = %origin.original_dst, reason = %reason, "connection refused");
+        context
+            .audit
+            .submit(AuditRecord::Connection(ConnectionRecord {
+                id: new_id("cn"),
+                identity: IdentitySnapshot::from(&*identity),
+                original_dst: origin.original_dst.to_string(),
+                server_name: None,
+                disposition: Disposition::Rejected,
+                reason: Some(reason),
+                bytes_from_client: 0,
+                bytes_to_client: 0,
+                started_at_us,
+                ended_at_us: now_us(),
+            }));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
