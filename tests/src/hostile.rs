@@ -160,24 +160,16 @@ pub fn resources(pid: u32) -> Resources {
     Resources { rss_kib, fds }
 }
 
-/// Raises this process's open-file limit (soft and hard) to at least `files`, so that it and the
-/// daemon and clients it starts can hold that many connections. Needs root (CAP_SYS_RESOURCE).
-pub fn raise_open_file_limit(files: u64) {
+/// This process's open-file hard limit, which the daemon and clients it starts inherit (and raise
+/// their soft limit to).
+pub fn open_file_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
-    let raised = unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
-            limit.rlim_cur = limit.rlim_cur.max(files);
-            limit.rlim_max = limit.rlim_max.max(files);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
-        }
-    };
-    assert!(
-        raised,
-        "raising RLIMIT_NOFILE to {files}: {}",
-        std::io::Error::last_os_error()
-    );
+    // SAFETY: getrlimit only writes the struct passed by pointer.
+    match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+        0 => limit.rlim_max,
+        _ => 0,
+    }
 }

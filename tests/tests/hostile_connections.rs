@@ -3,60 +3,18 @@
 //! connections are held without harm, and the daemon's RSS and descriptors return to their
 //! baseline afterwards. A well-behaved client is served throughout.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use warden_tests::audit::{connections, db_path};
-use warden_tests::curl::{self, assert_chat_reply};
-use warden_tests::hostile::{self, Idle, Resources};
-use warden_tests::prometheus::Exposition;
+use warden_tests::hostile::{self, Idle};
+use warden_tests::hostile_fixture::{api_address, assert_served, start, wait_for_metric, GENEROUS};
 use warden_tests::{require_kernel, wait, AgentFixture};
-
-const GENEROUS: Duration = Duration::from_secs(180);
 
 fn limits(per_process: u32, per_cgroup: u32) -> String {
     // A long handshake timeout: the idle connections stay until the attacker lets go.
     format!(
         "[limits]\nmax_connections_per_process = {per_process}\nmax_connections_per_cgroup = {per_cgroup}\nhandshake_timeout_secs = 3600\n"
     )
-}
-
-fn start(e2e: &warden_tests::E2e, name: &str, limits: &str) -> AgentFixture {
-    let limits = limits.to_owned();
-    AgentFixture::start_with(e2e, name, move |daemon, _| {
-        daemon.metrics().extra_config(&limits)
-    })
-}
-
-/// api.openai.com as the agent dials it: the upstream's loopback address, port 443, redirected.
-fn api_address(fx: &AgentFixture) -> SocketAddr {
-    SocketAddr::new(fx.upstream.ip(), 443)
-}
-
-fn metric(fx: &AgentFixture, name: &str, labels: &[(&str, &str)]) -> f64 {
-    Exposition::scrape(&fx.daemon.metrics_url())
-        .value(name, labels)
-        .unwrap_or(0.0)
-}
-
-fn wait_for_metric(fx: &AgentFixture, name: &str, labels: &[(&str, &str)], wanted: f64) {
-    wait::within(GENEROUS, || {
-        (metric(fx, name, labels) == wanted).then_some(())
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "{name}{labels:?} never reached {wanted} (now {}):\n{}",
-            metric(fx, name, labels),
-            fx.daemon.log_text()
-        )
-    });
-}
-
-/// A well-behaved agent call succeeds now.
-fn assert_served(fx: &mut AgentFixture) {
-    assert!(fx.daemon.is_running(), "{}", fx.daemon.log_text());
-    let out = fx.client(curl::chat()).run();
-    assert_chat_reply(&out, fx.upstream.reply());
 }
 
 /// How many refusals the rejected records of `pid` account for: one each, plus the count a
@@ -145,8 +103,12 @@ const RSS_TOLERANCE_KIB: u64 = 64 * 1024;
 fn ten_thousand_idle_connections_are_held_and_the_daemon_returns_to_its_baseline() {
     let Some(e2e) = require_kernel() else { return };
     const IDLE: usize = 10_000;
-    // The daemon (which inherits it) keeps two descriptors per connection under this limit.
-    hostile::raise_open_file_limit(65_536);
+    // The daemon's connection cap comes from its open-file limit, which it inherits (20,000 on
+    // the test machines: 14,616 connections).
+    assert!(
+        hostile::open_file_limit() >= 16_000,
+        "the tests need an open-file hard limit of at least 16,000 (ulimit -Hn)"
+    );
     let mut fx = start(&e2e, "ten-k", &limits(12_000, 12_000));
     assert_served(&mut fx);
     let pid = fx.daemon.warden_pid();
@@ -163,7 +125,10 @@ fn ten_thousand_idle_connections_are_held_and_the_daemon_returns_to_its_baseline
     assert_eq!((opened.sent, opened.failed), (IDLE, 0), "{opened:?}");
     wait_for_metric(&fx, "warden_open_connections", &[], IDLE as f64);
     let loaded = hostile::resources(pid);
-    assert!(loaded.fds >= baseline.fds + IDLE, "{loaded:?}");
+    assert!(
+        loaded.fds >= IDLE,
+        "one descriptor per idle connection: {loaded:?}"
+    );
     assert_served(&mut fx);
 
     drop(attacker);
@@ -181,6 +146,5 @@ fn ten_thousand_idle_connections_are_held_and_the_daemon_returns_to_its_baseline
         )
     });
     eprintln!("daemon resources: baseline {baseline:?}, 10,000 idle {loaded:?}, after {after:?}");
-    let Resources { .. } = after;
     assert_served(&mut fx);
 }

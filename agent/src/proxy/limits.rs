@@ -15,6 +15,10 @@ use crate::{config::LimitsConfig, ebpf::origin::ConnectionOrigin};
 /// admin and metrics sockets, inotify, eBPF maps and links, upstream pool spares).
 const RESERVED_DESCRIPTORS: u64 = 512;
 
+/// After a flood of at least this many connections has drained away, the memory freed with them
+/// is handed back to the system (see [`return_freed_memory`]).
+const FLOOD_CONNECTIONS: u64 = 1_000;
+
 /// Which cap a refused connection met.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OverLimit {
@@ -63,6 +67,8 @@ impl fmt::Display for OverLimit {
 #[derive(Default)]
 struct Open {
     total: u64,
+    /// The most open at once since the last time none were.
+    high_water: u64,
     per_process: HashMap<u32, u32>,
     per_cgroup: HashMap<u64, u32>,
 }
@@ -78,13 +84,14 @@ pub struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
-    /// The caps of `[limits]`, and a daemon-wide one that keeps two descriptors per connection
-    /// (client and upstream) within `open_files`.
+    /// The caps of `[limits]`, and a daemon-wide one within `open_files`: a client connection
+    /// holds one descriptor, and a quarter of what is left after the reserve stays free for the
+    /// upstream side (tunnels hold one each; intercepted requests share pooled connections).
     pub fn new(config: &LimitsConfig, open_files: u64, gauge: Gauge) -> Arc<Self> {
         Arc::new(ConnectionLimits {
             per_process: config.max_connections_per_process,
             per_cgroup: config.max_connections_per_cgroup,
-            total: (open_files.saturating_sub(RESERVED_DESCRIPTORS) / 2).max(1),
+            total: (open_files.saturating_sub(RESERVED_DESCRIPTORS) * 3 / 4).max(1),
             open: Mutex::new(Open::default()),
             gauge,
         })
@@ -115,6 +122,7 @@ impl ConnectionLimits {
             });
         }
         open.total += 1;
+        open.high_water = open.high_water.max(open.total);
         open.per_process.insert(origin.tgid, process + 1);
         open.per_cgroup.insert(origin.cgroup_id, cgroup + 1);
         self.gauge.inc();
@@ -132,11 +140,21 @@ impl ConnectionLimits {
     }
 
     fn release(&self, tgid: u32, cgroup_id: u64) {
-        let mut open = self.lock();
-        open.total = open.total.saturating_sub(1);
-        decrement(&mut open.per_process, tgid);
-        decrement(&mut open.per_cgroup, cgroup_id);
+        let flood_drained = {
+            let mut open = self.lock();
+            open.total = open.total.saturating_sub(1);
+            decrement(&mut open.per_process, tgid);
+            decrement(&mut open.per_cgroup, cgroup_id);
+            let drained = open.total == 0 && open.high_water >= FLOOD_CONNECTIONS;
+            if open.total == 0 {
+                open.high_water = 0;
+            }
+            drained
+        };
         self.gauge.dec();
+        if flood_drained {
+            return_freed_memory();
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Open> {
@@ -168,6 +186,17 @@ impl Drop for Admitted {
     fn drop(&mut self) {
         self.limits.release(self.tgid, self.cgroup_id);
     }
+}
+
+/// glibc keeps the memory of freed connections in its arenas, so the daemon's RSS would stay at
+/// its flood peak; trimming them (rarely: once per drained flood) returns it. Off the caller's
+/// thread: a trim walks every arena.
+fn return_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    std::thread::spawn(|| {
+        // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
+        unsafe { libc::malloc_trim(0) };
+    });
 }
 
 /// The open-file soft limit the daemon runs with.
@@ -241,8 +270,8 @@ mod tests {
     }
 
     #[test]
-    fn the_daemon_keeps_two_descriptors_per_connection_within_its_open_file_limit() {
-        let limits = limits(100, 100, RESERVED_DESCRIPTORS + 6);
+    fn the_daemon_keeps_a_quarter_of_its_open_file_limit_for_upstream_connections() {
+        let limits = limits(100, 100, RESERVED_DESCRIPTORS + 4);
         assert_eq!(limits.daemon_cap(), 3);
         let _held: Vec<_> = (1..=3)
             .map(|tgid| limits.admit(&origin(tgid, tgid.into())).unwrap())
