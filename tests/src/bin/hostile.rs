@@ -221,10 +221,14 @@ async fn rapid_reset(
     let stream = tls(to, sni, ca, b"h2").await?;
     let (client, connection) = h2::client::handshake(stream).await?;
     let mut connection = tokio::spawn(connection);
+    let mut ended = None;
     for _ in 0..count {
         let ready = tokio::select! {
             ready = client.clone().ready() => ready,
-            _ = &mut connection => break,
+            done = &mut connection => {
+                ended = Some(done);
+                break;
+            }
         };
         let request = http::Request::post(format!("https://{sni}/v1/chat/completions"))
             .header("content-type", "application/json")
@@ -243,7 +247,11 @@ async fn rapid_reset(
         // Let the connection task write the frames and read the server's.
         tokio::task::yield_now().await;
     }
-    report.end = match tokio::time::timeout(timeout, &mut connection).await {
+    let ended = match ended {
+        Some(done) => Ok(done),
+        None => tokio::time::timeout(timeout, &mut connection).await,
+    };
+    report.end = match ended {
         Err(_) => "timeout".into(),
         Ok(Ok(Ok(()))) => "eof".into(),
         Ok(Ok(Err(e))) if e.is_go_away() => format!("goaway: {:?}", e.reason()),
