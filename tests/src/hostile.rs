@@ -66,6 +66,22 @@ pub fn slow(
     ]
 }
 
+/// Like [`slow`], with the head read from the file `head` (too large for a command line).
+pub fn slow_from_file(
+    to: SocketAddr,
+    sni: &str,
+    ca: &Path,
+    head: &Path,
+    trickle: &[u8],
+    timeout_secs: u64,
+) -> Vec<OsString> {
+    let mut argv = slow(to, sni, ca, &[], trickle, timeout_secs);
+    let mut from_file = OsString::from("@");
+    from_file.push(head);
+    argv[5] = from_file;
+    argv
+}
+
 /// Argv for: an HTTP/2 connection that opens `count` requests and resets each at once
 /// (CVE-2023-44487), then waits for the connection to end. `count` 0 is an idle h2 connection.
 pub fn h2_rapid_reset(

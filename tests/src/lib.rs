@@ -23,6 +23,7 @@ pub mod hosts;
 pub mod image_root;
 pub mod installed;
 pub mod logs;
+pub mod memory_limit;
 pub mod net;
 pub mod nspawn;
 pub mod policy;

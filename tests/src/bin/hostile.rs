@@ -1,7 +1,7 @@
 //! warden-test-hostile: hostile clients that e2e tests run inside selected cgroups (idle floods,
 //! slow senders, HTTP/2 rapid reset and CONTINUATION floods); prints one JSON report on stdout.
 //!
-//! `idle ADDR COUNT hold|until-closed TIMEOUT_S`, `slow ADDR SNI CA HEAD_HEX TRICKLE_HEX TIMEOUT_S`,
+//! `idle ADDR COUNT hold|until-closed TIMEOUT_S`, `slow ADDR SNI CA HEAD_HEX|@FILE TRICKLE_HEX TIMEOUT_S`,
 //! `h2-rapid-reset ADDR SNI CA COUNT TIMEOUT_S`, `h2-continuation ADDR SNI CA FRAMES TIMEOUT_S`.
 
 use std::io::{ErrorKind, Read};
@@ -32,7 +32,10 @@ fn main() -> Result<()> {
             loopback(to)?,
             sni,
             Path::new(ca),
-            &hex::decode(head).context("head is not hex")?,
+            &match head.strip_prefix('@') {
+                Some(path) => std::fs::read(path).context("reading the head")?,
+                None => hex::decode(head).context("head is not hex")?,
+            },
             &hex::decode(trickle).context("trickle is not hex")?,
             secs(timeout)?,
         ))?,
