@@ -159,7 +159,7 @@ mod tests {
         let hello = client_hello("a.test");
         let at = cipher_suites_at(&hello);
         let suites = u16::from_be_bytes([hello[at], hello[at + 1]]);
-        assert!(suites > 0 && suites % 2 == 0, "{suites}");
+        assert!(suites > 0 && suites.is_multiple_of(2), "{suites}");
         assert_eq!(
             &hello_with_lying_vector_length("a.test")[at..at + 2],
             &[0xff, 0xfe]
