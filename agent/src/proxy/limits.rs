@@ -199,6 +199,18 @@ fn return_freed_memory() {
     });
 }
 
+/// How many ephemeral ports the host hands out (`net.ipv4.ip_local_port_range`): every redirected
+/// connect goes to 127.0.0.1:listen_port, so this bounds the connections open at once from one
+/// source address, for all agents together.
+pub fn ephemeral_ports() -> Option<u64> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut bounds = range.split_whitespace().map(str::parse::<u64>);
+    let (Some(Ok(low)), Some(Ok(high))) = (bounds.next(), bounds.next()) else {
+        return None;
+    };
+    Some(high.saturating_sub(low) + 1)
+}
+
 /// The open-file soft limit the daemon runs with.
 pub fn open_file_limit() -> u64 {
     let mut limit = libc::rlimit {

@@ -250,12 +250,24 @@ fn limits_for(
         limits::open_file_limit(),
         context.metrics.limits.open_connections.clone(),
     );
+    let per_cgroup = context.config.limits.max_connections_per_cgroup;
+    let ports = limits::ephemeral_ports();
     tracing::info!(
         max_connections_per_process = context.config.limits.max_connections_per_process,
-        max_connections_per_cgroup = context.config.limits.max_connections_per_cgroup,
+        max_connections_per_cgroup = per_cgroup,
         max_connections = caps.daemon_cap(),
+        ephemeral_ports = ports,
         "connection limits"
     );
+    // All redirected connects share 127.0.0.1:listen_port as destination: one cgroup allowed as
+    // many connections as there are ephemeral ports could leave none for the others.
+    if ports.is_some_and(|ports| u64::from(per_cgroup) >= ports) {
+        tracing::warn!(
+            max_connections_per_cgroup = per_cgroup,
+            ephemeral_ports = ports,
+            "[limits] max_connections_per_cgroup is not below the host's ephemeral port count (net.ipv4.ip_local_port_range): one cgroup could take every port to Warden's listener"
+        );
+    }
     (caps, over_limit::OverLimitRefusals::new(context.clone()))
 }
 
