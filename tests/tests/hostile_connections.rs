@@ -94,10 +94,11 @@ fn one_process_over_its_connection_cap_is_reset_counted_and_recorded_at_a_bounde
     assert_served(&mut fx);
 }
 
-/// Tolerances for "back to baseline": descriptors exactly (a few for pooled upstream connections),
-/// RSS within what the allocator may keep of the freed connection tasks.
+/// Tolerances for "back to baseline": descriptors within a few (pooled upstream connections), RSS
+/// within 32 MiB (measured: 43 MiB before, 171 MiB with 10,000 idle connections, 69 MiB after;
+/// the rest is what the allocator keeps and the audit store's page cache).
 const FD_TOLERANCE: usize = 8;
-const RSS_TOLERANCE_KIB: u64 = 64 * 1024;
+const RSS_TOLERANCE_KIB: u64 = 32 * 1024;
 
 #[test]
 fn ten_thousand_idle_connections_are_held_and_the_daemon_returns_to_its_baseline() {

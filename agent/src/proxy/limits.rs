@@ -190,10 +190,12 @@ impl Drop for Admitted {
 
 /// glibc keeps the memory of freed connections in its arenas, so the daemon's RSS would stay at
 /// its flood peak; trimming them (rarely: once per drained flood) returns it. Off the caller's
-/// thread: a trim walks every arena.
+/// thread, as a trim walks every arena, and after a pause: the closed connections' records are
+/// still queued for the audit writer when the last one closes.
 fn return_freed_memory() {
     #[cfg(target_env = "gnu")]
     std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_secs(5));
         // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
         unsafe { libc::malloc_trim(0) };
     });
