@@ -39,6 +39,20 @@ pub const MAX_ORIGINS: u32 = 16384;
 /// How many cgroup levels above the current one are checked for selection.
 pub const MAX_CGROUP_DEPTH: i32 = 32;
 
+/// Bits of `RedirectConfig::flags`.
+pub mod redirect_flags {
+    /// Every TCP port is redirected (`intercept_ports = "all"`), not only those in `INTERCEPT_PORTS`.
+    pub const ALL_TCP_PORTS: u16 = 1;
+}
+
+/// Bits of an `INTERCEPT_PORTS` value: what happens to a selected cgroup's sockets on that port.
+pub mod port_flags {
+    /// TCP connects are redirected to Warden.
+    pub const REDIRECT_TCP: u8 = 1;
+    /// UDP (connect and sendmsg) is refused, so that QUIC clients fall back to TCP.
+    pub const REFUSE_UDP: u8 = 2;
+}
+
 /// Indexes into the `COUNTERS` per-CPU array.
 pub mod counter {
     pub const REDIRECTED: u32 = 0;
@@ -54,7 +68,8 @@ pub mod counter {
 pub struct RedirectConfig {
     /// Warden's listener port, host byte order. It listens on 127.0.0.1 and ::1.
     pub listen_port: u16,
-    pub _pad: u16,
+    /// [`redirect_flags`] bits.
+    pub flags: u16,
     /// Warden's own process: its connections are never redirected.
     pub warden_tgid: u32,
     /// Warden's network namespace. A selected process in another namespace cannot reach Warden's

@@ -27,8 +27,8 @@ mod programs {
     };
     use aya_log_ebpf::{debug, warn};
     use warden_ebpf::{
-        counter, ClientKey, Origin, RedirectConfig, MAX_CGROUP_DEPTH, MAX_INTERCEPT_PORTS,
-        MAX_ORIGINS, MAX_PENDING_ORIGINS, MAX_SELECTED_CGROUPS,
+        counter, port_flags, redirect_flags, ClientKey, Origin, RedirectConfig, MAX_CGROUP_DEPTH,
+        MAX_INTERCEPT_PORTS, MAX_ORIGINS, MAX_PENDING_ORIGINS, MAX_SELECTED_CGROUPS,
     };
 
     const AF_INET: u32 = 2;
@@ -51,7 +51,7 @@ mod programs {
     static REDIRECT_CONFIG: Array<RedirectConfig> = Array::with_max_entries(1, 0);
     #[map]
     static SELECTED_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(MAX_SELECTED_CGROUPS, 0);
-    /// Keys are ports in host byte order.
+    /// Keys are ports in host byte order; values are `port_flags` bits.
     #[map]
     static INTERCEPT_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_INTERCEPT_PORTS, 0);
     /// Origins of redirected sockets that have not connected yet, by socket cookie.
@@ -116,16 +116,23 @@ mod programs {
         V6,
     }
 
-    /// The checks shared by every hook: is this port intercepted, is the caller someone other than
-    /// Warden, and does it run in a selected cgroup (or below one)?
-    fn is_selected_call(sa: &bpf_sock_addr) -> Option<&'static RedirectConfig> {
+    /// The checks shared by every hook: does this port get the treatment `wanted` (a `port_flags`
+    /// bit), is the caller someone other than Warden, and does it run in a selected cgroup (or
+    /// below one)?
+    fn is_selected_call(sa: &bpf_sock_addr, wanted: u8) -> Option<&'static RedirectConfig> {
         // user_port: the port in network order in the low 16 bits.
         let dst_port = u16::from_be(sa.user_port as u16);
-        // SAFETY: the key is a plain u16 and the value is only tested for presence.
-        if unsafe { INTERCEPT_PORTS.get(&dst_port) }.is_none() {
+        let config = REDIRECT_CONFIG.get(0)?;
+        // SAFETY: the key is a plain u16 and the value a plain u8.
+        let mut flags = unsafe { INTERCEPT_PORTS.get(&dst_port) }
+            .copied()
+            .unwrap_or(0);
+        if config.flags & redirect_flags::ALL_TCP_PORTS != 0 {
+            flags |= port_flags::REDIRECT_TCP;
+        }
+        if flags & wanted == 0 {
             return None;
         }
-        let config = REDIRECT_CONFIG.get(0)?;
         if current_tgid(config) == config.warden_tgid || !current_cgroup_selected() {
             return None;
         }
@@ -185,7 +192,12 @@ mod programs {
     fn try_connect(ctx: &SockAddrContext, family: Family) -> Result<i32, i32> {
         // SAFETY: the kernel hands every cgroup/connect program a valid bpf_sock_addr.
         let sa = unsafe { &mut *ctx.sock_addr };
-        let Some(config) = is_selected_call(sa) else {
+        let wanted = match sa.type_ {
+            SOCK_STREAM => port_flags::REDIRECT_TCP,
+            SOCK_DGRAM => port_flags::REFUSE_UDP,
+            _ => return Ok(ALLOW),
+        };
+        let Some(config) = is_selected_call(sa, wanted) else {
             return Ok(ALLOW);
         };
         let dst_port = u16::from_be(sa.user_port as u16);
@@ -276,7 +288,7 @@ mod programs {
     fn try_sendmsg(ctx: &SockAddrContext) -> Result<i32, i32> {
         // SAFETY: the kernel hands every cgroup/sendmsg program a valid bpf_sock_addr.
         let sa = unsafe { &*ctx.sock_addr };
-        if is_selected_call(sa).is_none() {
+        if is_selected_call(sa, port_flags::REFUSE_UDP).is_none() {
             return Ok(ALLOW);
         }
         count(counter::UDP_REFUSED);

@@ -107,6 +107,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
             &RedirectSettings {
                 listen_port: config.proxy.listen_port,
                 intercept_ports: &config.proxy.intercept_ports,
+                tls_ports: &config.proxy.tls_ports(),
                 fail_mode: config.proxy.fail_mode,
                 pin_dir: &config.proxy.pin_dir,
             },
@@ -128,6 +129,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         .recover()
         .await
         .context("closing the approvals the previous run left pending")?;
+    let learned = Arc::new(proxy::learned::LearnedAddresses::from_config(&config));
     let context = Arc::new(ProxyContext {
         config: config.clone(),
         identities: IdentityResolver::new(config.accounts.clone(), Some(cgroupfs.clone())),
@@ -140,6 +142,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         approvals: approvals.clone(),
         credentials: credentials.clone(),
         revocations,
+        learned: learned.clone(),
     });
     let context_for_status = context.clone();
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -154,6 +157,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     tokio::spawn(selection.clone().watch(shutdown.clone()));
     tokio::spawn(policy.clone().watch(shutdown.clone()));
     tokio::spawn(credentials.watch(shutdown.clone()));
+    tokio::spawn(learned.resolve_periodically(config.clone(), shutdown.clone()));
     let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(listener) = metrics_listener {
         tokio::spawn(metrics::server::serve(metrics, listener, shutdown.clone()));
@@ -180,7 +184,8 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     let attachment = redirector.attachment();
     tracing::info!(
         listen = ?listen,
-        intercept_ports = ?config.proxy.intercept_ports,
+        intercept_ports = %config.proxy.intercept_ports,
+        tls_ports = ?config.proxy.tls_ports(),
         intercept_hosts = ?config.proxy.intercept_hosts,
         programs = ?programs,
         fail_mode = %attachment.fail_mode,

@@ -29,11 +29,14 @@ use aya::{
 };
 use serde::Serialize;
 use warden_ebpf::{
-    counter, globals, maps, programs, ClientKey, Origin, RedirectConfig, MAX_INTERCEPT_PORTS,
-    MAX_ORIGINS, MAX_PENDING_ORIGINS, MAX_SELECTED_CGROUPS,
+    counter, globals, maps, port_flags, programs, redirect_flags, ClientKey, Origin,
+    RedirectConfig, MAX_INTERCEPT_PORTS, MAX_ORIGINS, MAX_PENDING_ORIGINS, MAX_SELECTED_CGROUPS,
 };
 
-use crate::{cgroupfs::CgroupFs, config::FailMode};
+use crate::{
+    cgroupfs::CgroupFs,
+    config::{FailMode, InterceptPorts},
+};
 use origin::{client_key, ConnectionOrigin};
 use pins::{HeldLink, MapLayout, PinDir, PinError};
 
@@ -124,7 +127,9 @@ pub struct Attachment {
 /// What the programs are told to do.
 pub struct RedirectSettings<'a> {
     pub listen_port: u16,
-    pub intercept_ports: &'a [u16],
+    pub intercept_ports: &'a InterceptPorts,
+    /// Ports where UDP is refused under "all" (under a list, every listed port refuses UDP).
+    pub tls_ports: &'a [u16],
     pub fail_mode: FailMode,
     pub pin_dir: &'a Path,
 }
@@ -183,7 +188,11 @@ impl Redirector {
         // run share this map and must already skip this process's own connections.
         let config = RedirectConfig {
             listen_port: settings.listen_port,
-            _pad: 0,
+            flags: if settings.intercept_ports.is_all() {
+                redirect_flags::ALL_TCP_PORTS
+            } else {
+                0
+            },
             warden_tgid: std::process::id(),
             netns_cookie: namespaces::own_netns_cookie(),
             pidns_dev: pid_namespace.dev,
@@ -195,17 +204,18 @@ impl Redirector {
             .set(0, config, 0)
             .map_err(|source| map_error(maps::REDIRECT_CONFIG, source))?;
         let mut ports: HashMap<_, u16, u8> = take_map(&mut ebpf, maps::INTERCEPT_PORTS)?;
+        let wanted = port_table(settings.intercept_ports, settings.tls_ports);
         let stale: Vec<u16> = ports
             .keys()
             .filter_map(Result::ok)
-            .filter(|port| !settings.intercept_ports.contains(port))
+            .filter(|port| !wanted.iter().any(|(p, _)| p == port))
             .collect();
         for port in stale {
             let _ = ports.remove(&port);
         }
-        for &port in settings.intercept_ports {
+        for (port, flags) in wanted {
             ports
-                .insert(port, 1, 0)
+                .insert(port, flags, 0)
                 .map_err(|source| map_error(maps::INTERCEPT_PORTS, source))?;
         }
 
@@ -323,6 +333,22 @@ impl Redirector {
             links.clear();
             tracing::info!("eBPF programs detached");
         }
+    }
+}
+
+/// The `INTERCEPT_PORTS` entries: under a list, each listed port is redirected (TCP) and refuses
+/// UDP; under "all" (TCP redirected by the config flag), the TLS ports refuse UDP: refusing UDP
+/// everywhere would break DNS.
+fn port_table(intercept: &InterceptPorts, tls_ports: &[u16]) -> Vec<(u16, u8)> {
+    match intercept {
+        InterceptPorts::List(ports) => ports
+            .iter()
+            .map(|&port| (port, port_flags::REDIRECT_TCP | port_flags::REFUSE_UDP))
+            .collect(),
+        InterceptPorts::All => tls_ports
+            .iter()
+            .map(|&port| (port, port_flags::REFUSE_UDP))
+            .collect(),
     }
 }
 
