@@ -11,6 +11,7 @@ pub mod bpf;
 pub mod bpffs;
 pub mod cgroup;
 pub mod client;
+pub mod connect_proxy;
 pub mod curl;
 pub mod custody;
 pub mod daemon;

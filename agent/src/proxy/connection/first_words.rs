@@ -74,6 +74,9 @@ pub async fn listen(
     may_connect: bool,
 ) -> Result<FirstWords, (String, usize)> {
     let mut server = server;
+    // A destination that cannot be reached while the client is quiet is not the client's
+    // answer: it may still speak (its request could be one Warden refuses or answers itself).
+    let mut may_connect = may_connect;
     let mut server_bytes = BytesMut::new();
     let deadline = tokio::time::Instant::now() + FIRST_WORDS_TIMEOUT;
     let quiet = tokio::time::sleep(QUIET_BEFORE_CONNECT);
@@ -126,7 +129,10 @@ pub async fn listen(
             _ = &mut quiet, if waiting_to_connect => {
                 match tunnel::connect(destination).await {
                     Ok(connected) => server = Some(connected),
-                    Err(reason) => return Err((reason, 0)),
+                    Err(reason) => {
+                        tracing::debug!(%destination, reason, "early connect failed; waiting for the client");
+                        may_connect = false;
+                    }
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
