@@ -90,7 +90,8 @@ fn https_proxy_to_the_api_with_the_python_sdk_is_answered_by_warden_and_intercep
     assert_not_through(&proxy);
 }
 
-/// curl through `HTTP_PROXY` (`-x`) to `http://api.openai.com/…`, headers on stderr.
+/// curl (through `HTTP_PROXY` when `extra` says `-x`) to `http://api.openai.com/…`, printing the
+/// `x-should-retry` header on stderr with the status.
 fn plaintext_chat(extra: &[&str]) -> Vec<String> {
     let mut argv = curl::chat_at("api.openai.com");
     let url = argv
@@ -98,7 +99,11 @@ fn plaintext_chat(extra: &[&str]) -> Vec<String> {
         .find(|a| a.starts_with("https://"))
         .expect("the chat command has a URL");
     *url = url.replacen("https://", "http://", 1);
-    argv.extend(["-D", "/dev/stderr"].map(str::to_owned));
+    let format = argv
+        .iter_mut()
+        .find(|a| a.starts_with("%{stderr}"))
+        .expect("the chat command prints its status");
+    format.push_str("x-should-retry=%header{x-should-retry}\\n");
     argv.extend(extra.iter().map(|a| a.to_string()));
     argv
 }
@@ -116,7 +121,7 @@ pub fn assert_plaintext_refused(fx: &AgentFixture, out: &ClientOutput) {
     assert!(
         out.stderr
             .to_ascii_lowercase()
-            .contains("x-should-retry: false"),
+            .contains("x-should-retry=false"),
         "{out}"
     );
     let record = connections::wait_for_record_of(&fx.daemon, out.pid());
