@@ -234,3 +234,74 @@ fn a_connect_to_a_host_not_intercepted_goes_to_the_real_proxy_untouched() {
         "{line}"
     );
 }
+
+/// Asks the proxy (argv[1]) to `CONNECT argv[2]`, then speaks TLS for api.openai.com inside the
+/// tunnel (trusting `SSL_CERT_FILE`) and makes one chat request.
+const CONNECT_THEN_TLS_FOR_THE_API: &str = r#"
+import json, os, socket, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=20)
+s.sendall(f"CONNECT {sys.argv[2]} HTTP/1.1\r\nHost: {sys.argv[2]}\r\n\r\n".encode())
+answer = b""
+while not answer.endswith(b"\r\n\r\n"):
+    byte = s.recv(1)
+    if not byte:
+        break
+    answer += byte
+tls = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"]).wrap_socket(
+    s, server_hostname="api.openai.com")
+body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]})
+tls.sendall((
+    "POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\n"
+    "Authorization: Bearer sk-test\r\ncontent-type: application/json\r\n"
+    f"content-length: {len(body)}\r\nconnection: close\r\n\r\n{body}").encode())
+response = b""
+while True:
+    chunk = tls.recv(65536)
+    if not chunk:
+        break
+    response += chunk
+print(json.dumps({"pid": os.getpid(), "answer": answer.decode(errors="replace"),
+                  "status_line": response.split(b"\r\n", 1)[0].decode(errors="replace")}))
+"#;
+
+/// A CONNECT to a name Warden does not intercept (here an IP literal) passes to the real proxy,
+/// but TLS for the API inside its tunnel is intercepted all the same.
+#[test]
+fn tls_for_the_api_inside_a_connect_to_another_host_is_intercepted() {
+    let Some(e2e) = require_kernel() else { return };
+    let Some(python) = require_python() else {
+        return;
+    };
+    let fx = fixture(&e2e, "proxy-inner-api");
+    // What the proxy would reach: anything but the API (an echo cannot complete a handshake).
+    let elsewhere = EchoOrigin::start_fresh(443);
+    let authority = elsewhere.addr().to_string();
+    let proxy = ConnectProxy::start(0, &[(authority.as_str(), elsewhere.addr())]);
+
+    let out = fx
+        .client([
+            python.as_os_str(),
+            "-c".as_ref(),
+            CONNECT_THEN_TLS_FOR_THE_API.as_ref(),
+            proxy.addr().to_string().as_ref(),
+            authority.as_ref(),
+        ])
+        .run();
+
+    out.assert_success();
+    let printed = out.json();
+    assert_eq!(printed["status_line"], "HTTP/1.1 200 OK", "{out}");
+    assert_eq!(
+        proxy.request_lines(),
+        [format!("CONNECT {authority} HTTP/1.1")]
+    );
+    let pid = printed["pid"].as_u64().expect("the script prints its pid") as u32;
+    let line = fx.daemon.wait_for_exchange(pid);
+    assert_eq!(line.u64("status"), Some(200), "{line}");
+    assert_recorded_intercepted(&fx, pid);
+    assert!(
+        elsewhere.finished().iter().all(|r| r.bytes.is_empty()),
+        "no TLS reached the proxy's target"
+    );
+}
