@@ -1,5 +1,9 @@
 //! Warden's kernel side: redirect selected cgroups' TCP connects to the proxy and remember where they were going.
 //!
+//! Selection follows the socket as well as the caller: a socket created in a selected cgroup is
+//! tagged at `cgroup/sock_create` and stays selected whoever connects it. Raw inet sockets are
+//! refused there.
+//!
 //! Byte order is spelled out at every field: `bpf_sock_addr.user_ip4/user_ip6/user_port` are network
 //! order (the port in the low 16 bits of a u32); `bpf_sock_ops.local_ip4/local_ip6` are network order
 //! and `bpf_sock_ops.local_port` is host order.
@@ -21,20 +25,22 @@ mod programs {
                 bpf_get_ns_current_pid_tgid, bpf_get_socket_cookie,
             },
         },
-        macros::{cgroup_sock_addr, map, sock_ops},
+        macros::{cgroup_sock, cgroup_sock_addr, map, sock_ops},
         maps::{Array, HashMap, LruHashMap, PerCpuArray},
-        programs::{SockAddrContext, SockOpsContext},
+        programs::{SockAddrContext, SockContext, SockOpsContext},
     };
     use aya_log_ebpf::{debug, warn};
     use warden_ebpf::{
-        counter, ClientKey, Origin, RedirectConfig, MAX_CGROUP_DEPTH, MAX_INTERCEPT_PORTS,
-        MAX_ORIGINS, MAX_PENDING_ORIGINS, MAX_SELECTED_CGROUPS,
+        counter, ClientKey, Origin, RedirectConfig, SocketTag, MAX_CGROUP_DEPTH,
+        MAX_INTERCEPT_PORTS, MAX_ORIGINS, MAX_PENDING_ORIGINS, MAX_SELECTED_CGROUPS,
+        MAX_SOCKET_TAGS,
     };
 
     const AF_INET: u32 = 2;
     const AF_INET6: u32 = 10;
     const SOCK_STREAM: u32 = 1;
     const SOCK_DGRAM: u32 = 2;
+    const SOCK_RAW: u32 = 3;
     /// Return values of cgroup/connect and cgroup/sendmsg programs.
     const ALLOW: i32 = 1;
     const REFUSE: i32 = 0;
@@ -62,6 +68,10 @@ mod programs {
     /// Userspace deletes each entry when it accepts the connection.
     #[map]
     static ORIGINS: LruHashMap<ClientKey, Origin> = LruHashMap::with_max_entries(MAX_ORIGINS, 0);
+    /// Sockets created in a selected cgroup, by socket cookie; removed when the socket is released.
+    /// A plain hash, not an LRU: an evicted tag would let its socket out of the selection.
+    #[map]
+    static SOCKET_TAGS: HashMap<u64, SocketTag> = HashMap::with_max_entries(MAX_SOCKET_TAGS, 0);
     #[map]
     static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
@@ -103,6 +113,28 @@ mod programs {
         }
     }
 
+    /// Tags inet sockets created in a selected cgroup (selection then follows the socket, not the
+    /// task that calls connect) and refuses raw inet sockets there, which would write their own
+    /// TCP segments past the connect hooks.
+    #[cgroup_sock(sock_create)]
+    pub fn warden_sock_create(ctx: SockContext) -> i32 {
+        // The verifier needs the return value provably in [0, 1].
+        match try_sock_create(&ctx) {
+            Ok(REFUSE) | Err(REFUSE) => REFUSE,
+            Ok(_) | Err(_) => ALLOW,
+        }
+    }
+
+    /// Forgets a released socket's tag (its cookie is never reused).
+    #[cgroup_sock(sock_release)]
+    pub fn warden_sock_release(ctx: SockContext) -> i32 {
+        // SAFETY: the context is the socket context the helper expects.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
+        // Absent for every socket that was never tagged.
+        let _ = SOCKET_TAGS.remove(&cookie);
+        ALLOW
+    }
+
     #[sock_ops]
     pub fn warden_sock_ops(ctx: SockOpsContext) -> u32 {
         match try_sock_ops(&ctx) {
@@ -116,9 +148,17 @@ mod programs {
         V6,
     }
 
+    /// A call that is to be redirected (or refused), and the cgroup it is attributed to.
+    struct SelectedCall {
+        config: &'static RedirectConfig,
+        /// The caller's cgroup, or the socket creator's when only the socket is selected.
+        cgroup_id: u64,
+        by_socket_tag: bool,
+    }
+
     /// The checks shared by every hook: is this port intercepted, is the caller someone other than
-    /// Warden, and does it run in a selected cgroup (or below one)?
-    fn is_selected_call(sa: &bpf_sock_addr) -> Option<&'static RedirectConfig> {
+    /// Warden, and does it run in a selected cgroup (or below one), or was the socket created in one?
+    fn is_selected_call(ctx: &SockAddrContext, sa: &bpf_sock_addr) -> Option<SelectedCall> {
         // user_port: the port in network order in the low 16 bits.
         let dst_port = u16::from_be(sa.user_port as u16);
         // SAFETY: the key is a plain u16 and the value is only tested for presence.
@@ -126,10 +166,26 @@ mod programs {
             return None;
         }
         let config = REDIRECT_CONFIG.get(0)?;
-        if current_tgid(config) == config.warden_tgid || !current_cgroup_selected() {
+        if current_tgid(config) == config.warden_tgid {
             return None;
         }
-        Some(config)
+        if current_cgroup_selected() {
+            return Some(SelectedCall {
+                config,
+                // SAFETY: a helper call without arguments.
+                cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+                by_socket_tag: false,
+            });
+        }
+        // SAFETY: the context is the socket-address context the helper expects.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+        // SAFETY: the key is a plain u64; the tag is copied out.
+        let tag = unsafe { SOCKET_TAGS.get(&cookie) }.copied()?;
+        Some(SelectedCall {
+            config,
+            cgroup_id: tag.cgroup_id,
+            by_socket_tag: true,
+        })
     }
 
     /// The caller's tgid as Warden sees it (see `Origin::tgid`); 0 when it is not visible there.
@@ -174,6 +230,54 @@ mod programs {
         false
     }
 
+    #[inline(always)]
+    fn try_sock_create(ctx: &SockContext) -> Result<i32, i32> {
+        let Some(config) = REDIRECT_CONFIG.get(0) else {
+            return Ok(ALLOW);
+        };
+        if !current_cgroup_selected() {
+            return Ok(ALLOW);
+        }
+        let tgid = current_tgid(config);
+        if tgid == config.warden_tgid {
+            return Ok(ALLOW);
+        }
+        // SAFETY: the kernel hands every cgroup/sock_create program a valid bpf_sock.
+        let (family, sock_type) = unsafe { ((*ctx.sock).family, (*ctx.sock).type_) };
+        match sock_type {
+            SOCK_STREAM | SOCK_DGRAM => {}
+            SOCK_RAW => {
+                count(counter::RAW_REFUSED);
+                warn!(
+                    ctx,
+                    "refused a raw socket (family {}) to tgid {}: selected cgroups cannot write their own packets",
+                    family,
+                    tgid
+                );
+                return Ok(REFUSE);
+            }
+            _ => return Ok(ALLOW),
+        }
+        let tag = SocketTag {
+            // SAFETY: a helper call without arguments.
+            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+            tgid,
+            _pad: 0,
+        };
+        // SAFETY: the context is the socket context the helper expects.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
+        if SOCKET_TAGS.insert(&cookie, &tag, 0).is_err() {
+            // Untagged, the socket could be handed to a process outside the selection: fail closed.
+            count(counter::TAGS_FULL);
+            warn!(
+                ctx,
+                "refused a socket to tgid {}: the socket tag map is full", tgid
+            );
+            return Ok(REFUSE);
+        }
+        Ok(ALLOW)
+    }
+
     fn count(index: u32) {
         if let Some(counter) = COUNTERS.get_ptr_mut(index) {
             // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
@@ -185,9 +289,10 @@ mod programs {
     fn try_connect(ctx: &SockAddrContext, family: Family) -> Result<i32, i32> {
         // SAFETY: the kernel hands every cgroup/connect program a valid bpf_sock_addr.
         let sa = unsafe { &mut *ctx.sock_addr };
-        let Some(config) = is_selected_call(sa) else {
+        let Some(call) = is_selected_call(ctx, sa) else {
             return Ok(ALLOW);
         };
+        let config = call.config;
         let dst_port = u16::from_be(sa.user_port as u16);
         // SAFETY: the context is the socket-address context the helper expects.
         let netns = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
@@ -235,8 +340,7 @@ mod programs {
             tgid: current_tgid(config),
             uid: uid_gid as u32,
             gid: (uid_gid >> 32) as u32,
-            // SAFETY: a helper call without arguments.
-            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+            cgroup_id: call.cgroup_id,
             comm: bpf_get_current_comm().unwrap_or([0; 16]),
         };
         // SAFETY: the context is the socket-address context the helper expects.
@@ -268,6 +372,15 @@ mod programs {
         }
         sa.user_port = listen_port;
         count(counter::REDIRECTED);
+        if call.by_socket_tag {
+            count(counter::BY_SOCKET_TAG);
+            debug!(
+                ctx,
+                "redirected a socket created in selected cgroup {} and connected by tgid {}",
+                call.cgroup_id,
+                origin.tgid
+            );
+        }
         debug!(ctx, "redirected tgid {} port {}", origin.tgid, dst_port);
         Ok(ALLOW)
     }
@@ -276,7 +389,7 @@ mod programs {
     fn try_sendmsg(ctx: &SockAddrContext) -> Result<i32, i32> {
         // SAFETY: the kernel hands every cgroup/sendmsg program a valid bpf_sock_addr.
         let sa = unsafe { &*ctx.sock_addr };
-        if is_selected_call(sa).is_none() {
+        if is_selected_call(ctx, sa).is_none() {
             return Ok(ALLOW);
         }
         count(counter::UDP_REFUSED);

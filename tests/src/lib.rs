@@ -16,6 +16,7 @@ pub mod custody;
 pub mod daemon;
 pub mod env;
 pub mod fake_upstream;
+pub mod handover;
 pub mod hex;
 pub mod hosts;
 pub mod image_root;

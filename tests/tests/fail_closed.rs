@@ -9,12 +9,14 @@ use warden_tests::cgroup::cgroup2_mount;
 use warden_tests::curl::{self, assert_ok, intercepted_chat};
 use warden_tests::{require_kernel, wait, AgentFixture, Client, ClientOutput};
 
-const LINKS: [&str; 5] = [
+const LINKS: [&str; 7] = [
     "warden_connect4",
     "warden_connect6",
     "warden_sendmsg4",
     "warden_sendmsg6",
+    "warden_sock_create",
     "warden_sock_ops",
+    "warden_sock_release",
 ];
 
 /// curl's exit code for "Failed to connect to host".
