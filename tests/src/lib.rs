@@ -22,6 +22,7 @@ pub mod hosts;
 pub mod image_root;
 pub mod installed;
 pub mod logs;
+pub mod memcg;
 pub mod net;
 pub mod nspawn;
 pub mod policy;

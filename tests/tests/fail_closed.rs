@@ -1,12 +1,17 @@
-//! Fail closed: while the daemon is down (killed, stopped, draining) a selected process's connects
-//! are refused and nothing reaches the API; a restarted daemon re-adopts its pinned programs, with
-//! one set attached; with `fail_mode = "open"` the programs go with the daemon.
+//! Fail closed: while the daemon is down (killed, OOM-killed, stopped, draining) a selected
+//! process's connects are refused and nothing reaches the API; a restarted daemon re-adopts its
+//! pinned programs, with one set attached; with `fail_mode = "open"` the programs go with the
+//! daemon, but only after its drain.
 
 use std::time::Duration;
 
+use std::os::unix::process::ExitStatusExt;
 use warden_tests::bpf::{attached_program_ids, prog_exists};
 use warden_tests::cgroup::cgroup2_mount;
+
 use warden_tests::curl::{self, assert_ok, intercepted_chat};
+use warden_tests::memcg::MemoryCgroup;
+use warden_tests::policy::deny_rule;
 use warden_tests::{require_kernel, wait, AgentFixture, Client, ClientOutput, E2e, FakeUpstream};
 
 const LINKS: [&str; 7] = [
@@ -21,6 +26,9 @@ const LINKS: [&str; 7] = [
 
 /// How long the daemon gets to reach each step of a test.
 const READY: Duration = Duration::from_secs(20);
+
+/// What the OOM-tested daemon may allocate beyond what it uses when it is moved in.
+const HEADROOM: u64 = 1 << 20;
 
 /// curl's exit code for "Failed to connect to host".
 const CURL_COULDNT_CONNECT: i32 = 7;
@@ -219,4 +227,65 @@ fn a_fail_open_daemon_releases_the_pins_a_fail_closed_run_left() {
             .all(|id| !prog_exists(*id))
             .then_some(())
     });
+}
+
+/// A chat request whose prompt is `bytes` long: a body-reading rule makes Warden buffer it whole.
+fn big_chat_file(dir: &std::path::Path, bytes: usize) -> std::path::PathBuf {
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "a".repeat(bytes)}],
+    });
+    let path = dir.join("big-chat.json");
+    std::fs::write(&path, body.to_string()).expect("writing the big chat body");
+    path
+}
+
+#[test]
+fn an_oom_killed_daemon_leaves_agents_refused() {
+    let Some(e2e) = require_kernel() else { return };
+    // A body-reading rule: the request below is buffered whole, which needs far more memory than
+    // the daemon is allowed.
+    let rule = deny_rule(
+        "no-card-talk",
+        "No card talk",
+        r#"text_matches = ["credit card"]"#,
+    );
+    let mut fx = AgentFixture::start_with(&e2e, "fail-closed-oom", |daemon, _| {
+        daemon.policy_file("oom.toml", &rule)
+    });
+    intercepted_chat(&fx.daemon, &fx.agent, &fx.hosts);
+    let memcg = MemoryCgroup::new("oom-daemon");
+    memcg.add(fx.daemon.warden_pid());
+    memcg.limit(memcg.usage() + HEADROOM);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = big_chat_file(dir.path(), 12 << 20);
+    let mut big = curl::chat();
+    let data = big
+        .iter()
+        .position(|a| a == "-d")
+        .expect("curl::chat has -d")
+        + 1;
+    big[data] = format!("@{}", body.display());
+    let cut = fx.client(big).run();
+    assert!(!cut.status.success(), "{cut}");
+
+    wait::until("the OOM killer to kill the daemon", READY, || {
+        (!fx.daemon.is_running()).then_some(())
+    });
+    let exit = fx.daemon.stop(libc::SIGTERM);
+    assert_eq!(exit.signal(), Some(libc::SIGKILL), "{exit:?}");
+    assert_eq!(
+        memcg.oom_kills(),
+        1,
+        "the kernel's OOM killer did not kill it"
+    );
+
+    let down = direct_chat(&fx);
+    assert_refused(&down);
+    assert_eq!(
+        fx.upstream.requests().len(),
+        1,
+        "a call reached the upstream after the daemon was OOM-killed"
+    );
 }
