@@ -1,8 +1,7 @@
 //! Warden's kernel side: redirect selected cgroups' TCP connects to the proxy and remember where they were going.
 //!
 //! Selection follows the socket as well as the caller: a socket created in a selected cgroup is
-//! tagged at `cgroup/sock_create` and stays selected whoever connects it. Raw inet sockets are
-//! refused there.
+//! tagged (see `sockets`) and stays selected whoever connects it.
 //!
 //! Byte order is spelled out at every field: `bpf_sock_addr.user_ip4/user_ip6/user_port` are network
 //! order (the port in the low 16 bits of a u32); `bpf_sock_ops.local_ip4/local_ip6` are network order
@@ -12,6 +11,9 @@
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
+
+#[cfg(target_arch = "bpf")]
+mod sockets;
 
 #[cfg(target_arch = "bpf")]
 mod programs {
@@ -25,9 +27,9 @@ mod programs {
                 bpf_get_ns_current_pid_tgid, bpf_get_socket_cookie,
             },
         },
-        macros::{cgroup_sock, cgroup_sock_addr, map, sock_ops},
+        macros::{cgroup_sock_addr, map, sock_ops},
         maps::{Array, HashMap, LruHashMap, PerCpuArray},
-        programs::{SockAddrContext, SockContext, SockOpsContext},
+        programs::{SockAddrContext, SockOpsContext},
     };
     use aya_log_ebpf::{debug, warn};
     use warden_ebpf::{
@@ -40,10 +42,9 @@ mod programs {
     const AF_INET6: u32 = 10;
     const SOCK_STREAM: u32 = 1;
     const SOCK_DGRAM: u32 = 2;
-    const SOCK_RAW: u32 = 3;
     /// Return values of cgroup/connect and cgroup/sendmsg programs.
-    const ALLOW: i32 = 1;
-    const REFUSE: i32 = 0;
+    pub(crate) const ALLOW: i32 = 1;
+    pub(crate) const REFUSE: i32 = 0;
     /// 127.0.0.1 and ::1 / ::ffff:127.0.0.1 as the u32 words the kernel stores (network order).
     const LOOPBACK4: u32 = u32::from_ne_bytes([127, 0, 0, 1]);
     const LOOPBACK6: [u32; 4] = [0, 0, 0, u32::from_ne_bytes([0, 0, 0, 1])];
@@ -54,7 +55,7 @@ mod programs {
     static USE_NS_PID: u8 = 0;
 
     #[map]
-    static REDIRECT_CONFIG: Array<RedirectConfig> = Array::with_max_entries(1, 0);
+    pub(crate) static REDIRECT_CONFIG: Array<RedirectConfig> = Array::with_max_entries(1, 0);
     #[map]
     static SELECTED_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(MAX_SELECTED_CGROUPS, 0);
     /// Keys are ports in host byte order.
@@ -71,7 +72,8 @@ mod programs {
     /// Sockets created in a selected cgroup, by socket cookie; removed when the socket is released.
     /// A plain hash, not an LRU: an evicted tag would let its socket out of the selection.
     #[map]
-    static SOCKET_TAGS: HashMap<u64, SocketTag> = HashMap::with_max_entries(MAX_SOCKET_TAGS, 0);
+    pub(crate) static SOCKET_TAGS: HashMap<u64, SocketTag> =
+        HashMap::with_max_entries(MAX_SOCKET_TAGS, 0);
     #[map]
     static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
@@ -113,28 +115,6 @@ mod programs {
         }
     }
 
-    /// Tags inet sockets created in a selected cgroup (selection then follows the socket, not the
-    /// task that calls connect) and refuses raw inet sockets there, which would write their own
-    /// TCP segments past the connect hooks.
-    #[cgroup_sock(sock_create)]
-    pub fn warden_sock_create(ctx: SockContext) -> i32 {
-        // The verifier needs the return value provably in [0, 1].
-        match try_sock_create(&ctx) {
-            Ok(REFUSE) | Err(REFUSE) => REFUSE,
-            Ok(_) | Err(_) => ALLOW,
-        }
-    }
-
-    /// Forgets a released socket's tag (its cookie is never reused).
-    #[cgroup_sock(sock_release)]
-    pub fn warden_sock_release(ctx: SockContext) -> i32 {
-        // SAFETY: the context is the socket context the helper expects.
-        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
-        // Absent for every socket that was never tagged.
-        let _ = SOCKET_TAGS.remove(&cookie);
-        ALLOW
-    }
-
     #[sock_ops]
     pub fn warden_sock_ops(ctx: SockOpsContext) -> u32 {
         match try_sock_ops(&ctx) {
@@ -158,6 +138,9 @@ mod programs {
 
     /// The checks shared by every hook: is this port intercepted, is the caller someone other than
     /// Warden, and does it run in a selected cgroup (or below one), or was the socket created in one?
+    // Inlined: as a function of its own, its Option<SelectedCall> return type gets BTF (a Rust
+    // enum layout) that the kernel's BTF loader rejects.
+    #[inline(always)]
     fn is_selected_call(ctx: &SockAddrContext, sa: &bpf_sock_addr) -> Option<SelectedCall> {
         // user_port: the port in network order in the low 16 bits.
         let dst_port = u16::from_be(sa.user_port as u16);
@@ -190,7 +173,7 @@ mod programs {
 
     /// The caller's tgid as Warden sees it (see `Origin::tgid`); 0 when it is not visible there.
     #[inline(always)]
-    fn current_tgid(config: &RedirectConfig) -> u32 {
+    pub(crate) fn current_tgid(config: &RedirectConfig) -> u32 {
         // SAFETY: a read of a global the loader made read-only; volatile so that the compiler
         // keeps the load for the verifier to see the value set at load time.
         if unsafe { core::ptr::read_volatile(&USE_NS_PID) } == 0 {
@@ -213,7 +196,7 @@ mod programs {
         }
     }
 
-    fn current_cgroup_selected() -> bool {
+    pub(crate) fn current_cgroup_selected() -> bool {
         // Level 0 is the root; walking down to the current cgroup covers every ancestor, so a
         // selected cgroup selects its descendants too. Past the current depth the helper returns 0.
         for level in 0..MAX_CGROUP_DEPTH {
@@ -230,55 +213,7 @@ mod programs {
         false
     }
 
-    #[inline(always)]
-    fn try_sock_create(ctx: &SockContext) -> Result<i32, i32> {
-        let Some(config) = REDIRECT_CONFIG.get(0) else {
-            return Ok(ALLOW);
-        };
-        if !current_cgroup_selected() {
-            return Ok(ALLOW);
-        }
-        let tgid = current_tgid(config);
-        if tgid == config.warden_tgid {
-            return Ok(ALLOW);
-        }
-        // SAFETY: the kernel hands every cgroup/sock_create program a valid bpf_sock.
-        let (family, sock_type) = unsafe { ((*ctx.sock).family, (*ctx.sock).type_) };
-        match sock_type {
-            SOCK_STREAM | SOCK_DGRAM => {}
-            SOCK_RAW => {
-                count(counter::RAW_REFUSED);
-                warn!(
-                    ctx,
-                    "refused a raw socket (family {}) to tgid {}: selected cgroups cannot write their own packets",
-                    family,
-                    tgid
-                );
-                return Ok(REFUSE);
-            }
-            _ => return Ok(ALLOW),
-        }
-        let tag = SocketTag {
-            // SAFETY: a helper call without arguments.
-            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-            tgid,
-            _pad: 0,
-        };
-        // SAFETY: the context is the socket context the helper expects.
-        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
-        if SOCKET_TAGS.insert(&cookie, &tag, 0).is_err() {
-            // Untagged, the socket could be handed to a process outside the selection: fail closed.
-            count(counter::TAGS_FULL);
-            warn!(
-                ctx,
-                "refused a socket to tgid {}: the socket tag map is full", tgid
-            );
-            return Ok(REFUSE);
-        }
-        Ok(ALLOW)
-    }
-
-    fn count(index: u32) {
+    pub(crate) fn count(index: u32) {
         if let Some(counter) = COUNTERS.get_ptr_mut(index) {
             // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
             unsafe { *counter += 1 };
