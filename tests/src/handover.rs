@@ -3,18 +3,22 @@
 //! its process has been moved to another cgroup.
 //!
 //! Whoever connects then makes a real TLS chat request on that socket (Python's `ssl` and
-//! `http.client`, trusting `SSL_CERT_FILE`) and prints one JSON line with its pid and the answer.
+//! `http.client`, trusting `SSL_CERT_FILE`) and prints one JSON line with its pid and the answer;
+//! a handed-over UDP socket is used for one datagram.
 
 use std::path::{Path, PathBuf};
 
 use crate::client::Client;
 use crate::curl::CHAT_BODY;
 
-/// `give UNIX_PATH`: create a TCP socket, send it to the listener at UNIX_PATH, close it, exit.
+/// `give UNIX_PATH [udp]`: create a TCP (or UDP) socket, send it to the listener at UNIX_PATH,
+/// close it, exit.
 /// `take UNIX_PATH HOST`: listen at UNIX_PATH (print `listening`), receive a socket, connect it
 /// to HOST:443 and make the chat request on it.
 /// `later FIFO HOST`: create a TCP socket, print `created`, wait until FIFO is written, then
 /// connect it to HOST:443 and make the chat request on it.
+/// `send UNIX_PATH HOST`: listen at UNIX_PATH (print `listening`), receive a UDP socket, send a
+/// datagram to HOST:443 with it and print `sent` or `errno N`.
 pub const SCRIPT: &str = r#"
 import http.client, json, os, socket, ssl, sys
 
@@ -31,7 +35,8 @@ def chat(sock, host, body):
 
 mode, path = sys.argv[1], sys.argv[2]
 if mode == "give":
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    kind = socket.SOCK_DGRAM if sys.argv[3:] == ["udp"] else socket.SOCK_STREAM
+    sock = socket.socket(socket.AF_INET, kind)
     unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     unix.connect(path)
     socket.send_fds(unix, [b"socket"], [sock.fileno()])
@@ -46,6 +51,18 @@ elif mode == "take":
     unix, _ = listener.accept()
     _, fds, _, _ = socket.recv_fds(unix, 16, 1)
     chat(socket.socket(fileno=fds[0]), sys.argv[3], sys.argv[4])
+elif mode == "send":
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    print("listening", flush=True)
+    unix, _ = listener.accept()
+    _, fds, _, _ = socket.recv_fds(unix, 16, 1)
+    try:
+        socket.socket(fileno=fds[0]).sendto(b"quic?", (sys.argv[3], 443))
+        print("sent", flush=True)
+    except OSError as error:
+        print(f"errno {error.errno}", flush=True)
 elif mode == "later":
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     print("created", flush=True)
@@ -53,7 +70,8 @@ elif mode == "later":
         fifo.read()
     chat(sock, sys.argv[3], sys.argv[4])
 else:
-    sys.exit("usage: give UNIX_PATH | take UNIX_PATH HOST BODY | later FIFO HOST BODY")
+    sys.exit("usage: give UNIX_PATH [udp] | take UNIX_PATH HOST BODY | later FIFO HOST BODY"
+             " | send UNIX_PATH HOST")
 "#;
 
 /// The line `take` prints once it listens.
@@ -64,6 +82,22 @@ pub const CREATED: &str = "created";
 /// The process that creates a socket and hands it over to the one listening at `unix_path`.
 pub fn give(python: &Path, unix_path: &Path) -> Client {
     Client::new(argv(python, &["give", &unix_path.display().to_string()]))
+}
+
+/// Like [`give`], with a UDP socket.
+pub fn give_udp(python: &Path, unix_path: &Path) -> Client {
+    Client::new(argv(
+        python,
+        &["give", &unix_path.display().to_string(), "udp"],
+    ))
+}
+
+/// The process that receives a UDP socket at `unix_path` and sends a datagram to `ip`:443 on it.
+pub fn send(python: &Path, unix_path: &Path, ip: &str) -> Client {
+    Client::new(argv(
+        python,
+        &["send", &unix_path.display().to_string(), ip],
+    ))
 }
 
 /// The process that receives a socket at `unix_path` and makes the chat request to `host` on it.

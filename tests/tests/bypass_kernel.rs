@@ -77,6 +77,35 @@ fn a_socket_from_a_selected_cgroup_connected_by_a_process_outside_it_is_intercep
 }
 
 #[test]
+fn a_udp_socket_from_a_selected_cgroup_cannot_send_to_an_intercepted_port_from_outside_it() {
+    let Some(e2e) = require_kernel() else { return };
+    let Some(python) = require_python() else {
+        return;
+    };
+    let fx = AgentFixture::start(&e2e, "handover-udp");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unix_path = dir.path().join("handover.sock");
+
+    // The sender runs in the test's own cgroup, which nothing selects: only the socket's tag can
+    // refuse its datagram (QUIC would otherwise leave uninspected).
+    let mut sender = handover::send(&python, &unix_path, "127.0.0.1").spawn();
+    assert!(
+        sender
+            .wait_for_stdout_line(READY_TIMEOUT, |l| l == LISTENING)
+            .is_some(),
+        "the sender never listened"
+    );
+    handover::give_udp(&python, &unix_path)
+        .in_cgroup(&fx.agent)
+        .run()
+        .assert_success();
+    let out = sender.wait();
+    let errno = format!("errno {}", libc::EPERM);
+    assert_eq!(out.stdout.lines().last(), Some(errno.as_str()), "{out}");
+    assert_eq!(kernel_counter(&fx, "udp_refused"), 1);
+}
+
+#[test]
 fn a_socket_from_outside_connected_by_a_selected_process_is_intercepted() {
     let Some(e2e) = require_kernel() else { return };
     let Some(python) = require_python() else {
