@@ -212,19 +212,19 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
 
     let signal = wait_for_signal().await?;
     supervisor::stopping("stopping: draining connections");
-    // Fail closed: the programs stay attached (pinned), so a connect made from now on reaches the
-    // closed listener and is refused rather than going direct. Fail open: detach first, so that
-    // no new connection is redirected to a listener that is about to close.
+    // The programs stay attached through the drain in both fail modes: the listener closes first,
+    // so a connect made from now on is redirected to a closed port and refused, never sent direct.
     tracing::info!(
         signal,
         fail_mode = %attachment.fail_mode,
         "shutting down: draining connections"
     );
-    redirector.detach();
     let _ = shutdown_tx.send(true);
     // Held requests would outlast the drain: refuse them now, their approvals interrupted.
     approvals.interrupt_all().await;
     let _ = proxy.await;
+    // Listener closed and drain over: only now may fail open let connects go direct.
+    redirector.detach();
     // Every exchange has ended: commit the records still queued before exiting.
     let closing = audit.clone();
     if let Err(error) = tokio::task::spawn_blocking(move || closing.shutdown()).await {

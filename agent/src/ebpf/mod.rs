@@ -30,7 +30,8 @@ use aya::{
 use serde::Serialize;
 use warden_ebpf::{
     counter, globals, maps, port_flags, programs, redirect_flags, ClientKey, Origin,
-    RedirectConfig, MAX_INTERCEPT_PORTS, MAX_ORIGINS, MAX_PENDING_ORIGINS, MAX_SELECTED_CGROUPS,
+    RedirectConfig, SocketTag, MAX_INTERCEPT_PORTS, MAX_ORIGINS, MAX_PENDING_ORIGINS,
+    MAX_SELECTED_CGROUPS, MAX_SOCKET_TAGS,
 };
 
 use crate::{
@@ -45,13 +46,14 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 
 /// The maps that are pinned with the links, as this build's programs declare them: the daemon
 /// that starts next reuses them when they still look like this.
-const SHARED_MAPS: [MapLayout; 6] = [
+const SHARED_MAPS: [MapLayout; 7] = [
     MapLayout::new::<u32, RedirectConfig>(maps::REDIRECT_CONFIG, MapType::Array, 1),
     MapLayout::new::<u64, u8>(maps::SELECTED_CGROUPS, MapType::Hash, MAX_SELECTED_CGROUPS),
     MapLayout::new::<u16, u8>(maps::INTERCEPT_PORTS, MapType::Hash, MAX_INTERCEPT_PORTS),
     MapLayout::new::<u64, Origin>(maps::PENDING_ORIGINS, MapType::LruHash, MAX_PENDING_ORIGINS),
     MapLayout::new::<ClientKey, Origin>(maps::ORIGINS, MapType::LruHash, MAX_ORIGINS),
     MapLayout::new::<u32, u64>(maps::COUNTERS, MapType::PerCpuArray, counter::COUNT),
+    MapLayout::new::<u64, SocketTag>(maps::SOCKET_TAGS, MapType::Hash, MAX_SOCKET_TAGS),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +109,12 @@ pub struct KernelCounters {
     pub origins_indexed: u64,
     /// Connects refused because a selected process was in another network namespace.
     pub netns_refused: u64,
+    /// Raw inet sockets refused to selected cgroups.
+    pub raw_refused: u64,
+    /// Sockets refused to selected cgroups because the socket tag map was full.
+    pub socket_tags_full: u64,
+    /// Connects redirected only because their socket was created in a selected cgroup.
+    pub redirected_by_socket_tag: u64,
     /// Entries now in the origin maps: connected but not yet accepted by Warden, and redirected but
     /// not yet connected. Both drop back to zero when connections are claimed.
     pub origins_unclaimed: u64,
@@ -316,6 +324,9 @@ impl Redirector {
             udp_refused: sum(counter::UDP_REFUSED),
             origins_indexed: sum(counter::ORIGIN_INDEXED),
             netns_refused: sum(counter::NETNS_REFUSED),
+            raw_refused: sum(counter::RAW_REFUSED),
+            socket_tags_full: sum(counter::TAGS_FULL),
+            redirected_by_socket_tag: sum(counter::BY_SOCKET_TAG),
             origins_unclaimed: lock(&self.origins).keys().count() as u64,
             origins_pending: self.pending.keys().count() as u64,
         }
