@@ -325,3 +325,33 @@ fn an_ipv4_mapped_connect_to_any_port_is_redirected() {
         "the origin got different bytes"
     );
 }
+
+/// A local relay outside the selection (issue 14, point 2): the agent aims its TLS for the API at a
+/// loopback port where a relay listens, hoping the relay's own connection goes direct. Under "all"
+/// the agent's connect to the relay is redirected, and its ClientHello names the API: intercepted,
+/// and the relay never receives a byte.
+#[test]
+fn tls_for_the_api_aimed_at_a_local_relay_is_intercepted_before_the_relay() {
+    let Some(e2e) = require_kernel() else { return };
+    let fx = fixture(&e2e, "relay");
+    let relay = EchoOrigin::start_fresh(9443);
+    let mut argv = curl::chat();
+    let connect_to = format!("api.openai.com:443:{}:{}", relay.ip(), relay.addr().port());
+    argv.splice(1..1, ["--connect-to".to_owned(), connect_to]);
+
+    let out = fx.client(argv).run();
+
+    assert_chat_reply(&out, fx.upstream.reply());
+    let record = connections::wait_for_record_of(&fx.daemon, out.pid());
+    assert_eq!(record["disposition"], "intercepted", "{record:#}");
+    assert_eq!(
+        record["original_dst"],
+        relay.addr().to_string(),
+        "{record:#}"
+    );
+    assert!(
+        relay.finished().is_empty(),
+        "the relay received a connection: {:?}",
+        relay.finished()
+    );
+}
