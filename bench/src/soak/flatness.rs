@@ -105,6 +105,7 @@ mod tests {
                 rss_mib: rss(i),
                 fds: 50,
                 audit_queue: 0,
+                load_1m: 1.0,
             })
             .collect()
     }

@@ -23,7 +23,7 @@ use crate::setups::Setup;
 use crate::upstream::{FakeUpstream, UpstreamBehavior};
 use load::{SoakLoadResult, SoakSpec};
 use mix::Kind;
-use report::{SoakPlan, SoakReport, UpstreamCheck};
+use report::{HostLoad, SoakPlan, SoakReport, UpstreamCheck};
 use sampler::{Probe, Sampler};
 
 /// The whole soak must end within this, or it is stopped (a request hanging is a failure).
@@ -125,6 +125,7 @@ pub fn run(options: Options) -> Result<()> {
             mix,
         },
         took_secs: started.elapsed().as_secs_f64(),
+        host_load: HostLoad::of(&samples),
         figures,
         loads,
         records,

@@ -36,12 +36,30 @@ pub struct UpstreamCheck {
     pub unmasked: u64,
 }
 
+/// The machine's 1-minute load average over the samples: the soak's figures depend on it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct HostLoad {
+    pub mean_1m: f64,
+    pub max_1m: f64,
+}
+
+impl HostLoad {
+    pub fn of(samples: &[Sample]) -> Self {
+        let loads = samples.iter().map(|s| s.load_1m);
+        Self {
+            mean_1m: loads.clone().sum::<f64>() / samples.len().max(1) as f64,
+            max_1m: loads.fold(0.0, f64::max),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct SoakReport {
     pub command: String,
     pub machine: Machine,
     pub plan: SoakPlan,
     pub took_secs: f64,
+    pub host_load: HostLoad,
     pub figures: Vec<Flatness>,
     pub loads: Vec<SoakLoadResult>,
     pub records: RecordsCheck,
@@ -123,8 +141,15 @@ impl SoakReport {
     pub fn print(&self) {
         let m = &self.machine;
         println!(
-            "\nWarden soak: {} requests in {:.0} s; {} cores, {:.0} GiB, Linux {}, {}\n",
-            self.plan.requests, self.took_secs, m.cores, m.memory_gib, m.kernel, m.cpu
+            "\nWarden soak: {} requests in {:.0} s; {} cores, {:.0} GiB, Linux {}, {}; load average (1 min) {:.1} mean, {:.1} max\n",
+            self.plan.requests,
+            self.took_secs,
+            m.cores,
+            m.memory_gib,
+            m.kernel,
+            m.cpu,
+            self.host_load.mean_1m,
+            self.host_load.max_1m
         );
         println!("{}", self.flatness_table());
         println!("{}", self.requests_table());

@@ -27,6 +27,8 @@ pub struct Sample {
     pub fds: u64,
     /// `warden_audit_queue_depth`: records waiting for the audit writer.
     pub audit_queue: u64,
+    /// The machine's 1-minute load average (/proc/loadavg): how busy the host was meanwhile.
+    pub load_1m: f64,
 }
 
 /// Where the samples come from.
@@ -57,6 +59,7 @@ impl Probe {
             rss_mib: rss_mib(self.pid)?,
             fds,
             audit_queue: audit_queue as u64,
+            load_1m: load_1m()?,
         })
     }
 
@@ -79,6 +82,15 @@ impl Probe {
     }
 }
 
+fn load_1m() -> Result<f64> {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
+    loadavg
+        .split_whitespace()
+        .next()
+        .and_then(|first| first.parse().ok())
+        .with_context(|| format!("/proc/loadavg reads {loadavg:?}"))
+}
+
 /// A running sampler. [`Sampler::finish`] stops it and hands over its samples.
 pub struct Sampler {
     stop: mpsc::Sender<()>,
@@ -98,8 +110,8 @@ impl Sampler {
                 if reported.elapsed() >= Duration::from_secs(5) {
                     reported = Instant::now();
                     eprintln!(
-                        "   {:>6.0} s  {:>7} of {requests} exchanges  RSS {:.1} MiB  {} fds  audit queue {}",
-                        sample.at_secs, sample.exchanges, sample.rss_mib, sample.fds, sample.audit_queue
+                        "   {:>6.0} s  {:>7} of {requests} exchanges  RSS {:.1} MiB  {} fds  audit queue {}  load {:.2}",
+                        sample.at_secs, sample.exchanges, sample.rss_mib, sample.fds, sample.audit_queue, sample.load_1m
                     );
                 }
                 samples.push(sample);
