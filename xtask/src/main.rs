@@ -121,8 +121,8 @@ enum Command {
     /// denied ones, none unmasked. It prints a table and writes every figure and sample to
     /// target/soak/report.json; the exit is non-zero when any check fails.
     ///
-    /// About 2 to 5 minutes on 2 cores. Example: `cargo xtask soak --requests 5000` for a quick
-    /// check, `cargo xtask soak -- --concurrency 8 --sample-ms 100`.
+    /// About a minute after the builds on 2 cores. Examples: `cargo xtask soak --requests 5000`
+    /// for a quick check, `cargo xtask soak -- --concurrency 8 --sample-ms 100`.
     Soak {
         /// Requests to send in all (default 100,000; at least 100).
         #[arg(long)]
