@@ -177,8 +177,12 @@ fn drive(setup: &Setup, options: &Options) -> Result<Vec<SoakLoadResult>> {
         .into_iter()
         .map(|client| {
             let output = client.wait();
-            output.assert_success();
-            Ok(serde_json::from_value(output.last_line_json())?)
+            if !output.status.success() {
+                bail!("a soak load generator failed\n{output}");
+            }
+            let last = output.stdout.lines().last().unwrap_or_default();
+            serde_json::from_str(last)
+                .with_context(|| format!("reading a soak load generator's result\n{output}"))
         })
         .collect()
 }
