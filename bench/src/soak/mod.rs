@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use crate::loadgen::{LoadSpec, Protocol};
 use crate::report::Machine;
@@ -78,7 +78,13 @@ pub fn run(options: Options) -> Result<()> {
     );
     let sampler = Sampler::start(probe, options.sample_every, options.requests);
     let loads = drive(&setup, &options);
-    let samples = sampler.finish()?;
+    // A sampler that fails has usually lost the daemon: its log says why.
+    let samples = sampler.finish().map_err(|err| {
+        let log = daemon.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        anyhow!("sampling the daemon: {err:#}\nthe daemon's log ends with:\n{tail}")
+    })?;
     let loads = loads?;
     let sent: u64 = loads.iter().map(SoakLoadResult::sent).sum();
     eprintln!("== load done: {sent} requests sent; checking the audit store");
