@@ -159,6 +159,7 @@ fn context(
             Default::default(),
             Default::default(),
         ),
+        learned: Default::default(),
     })
 }
 

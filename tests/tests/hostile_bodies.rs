@@ -9,7 +9,7 @@ use warden_tests::hostile::{self, HostileReport};
 use warden_tests::hostile_fixture::{
     api_address, assert_served, metric, wait_for_metric, GENEROUS,
 };
-use warden_tests::memory_limit::MemoryLimit;
+use warden_tests::memcg::MemoryCgroup;
 use warden_tests::{require_kernel, AgentFixture, E2e};
 
 const MIB: u64 = 1024 * 1024;
@@ -28,13 +28,14 @@ fn start(e2e: &E2e, name: &str, max_inspect_bytes: u64, limits: &str) -> AgentFi
     })
 }
 
-fn limited(fx: &AgentFixture) -> MemoryLimit {
-    let limit = MemoryLimit::new("daemon", DAEMON_MEMORY);
+fn limited(fx: &AgentFixture) -> MemoryCgroup {
+    let limit = MemoryCgroup::new("hostile-daemon");
+    limit.limit(DAEMON_MEMORY);
     limit.add(fx.daemon.warden_pid());
     limit
 }
 
-fn assert_survived(fx: &mut AgentFixture, limit: &MemoryLimit) {
+fn assert_survived(fx: &mut AgentFixture, limit: &MemoryCgroup) {
     assert_eq!(limit.oom_kills(), 0, "the daemon was OOM-killed");
     assert_served(fx);
 }

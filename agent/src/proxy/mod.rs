@@ -8,7 +8,9 @@ pub mod counters;
 mod counting;
 mod exchange_log;
 mod http;
+mod http_head;
 mod http_server;
+pub mod learned;
 mod limits;
 mod log_fields;
 mod over_limit;
@@ -55,6 +57,8 @@ pub struct ProxyContext {
     pub revocations: Arc<crate::revocation::Revocations>,
     /// `[limits] body_memory_budget_bytes`: request bodies held in memory, all clients together.
     pub body_budget: Arc<body_budget::BodyBudget>,
+    /// Addresses of intercepted hosts: never tunneled to (domain fronting).
+    pub learned: Arc<learned::LearnedAddresses>,
 }
 
 #[derive(Debug, thiserror::Error)]
