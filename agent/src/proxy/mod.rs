@@ -5,6 +5,8 @@ mod connection;
 pub mod counters;
 mod counting;
 mod exchange_log;
+#[cfg(feature = "fault-hooks")]
+mod fault_hooks;
 mod http;
 mod log_fields;
 mod prefixed;

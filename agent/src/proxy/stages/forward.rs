@@ -51,6 +51,8 @@ pub async fn forward(connection: &ConnectionInfo, request: Outbound) -> Result<F
     parts.version = http::Version::HTTP_11;
 
     let context = &connection.context;
+    #[cfg(feature = "fault-hooks")]
+    crate::proxy::fault_hooks::before_forward().await;
     let response_timeout = Duration::from_secs(context.config.upstream.response_timeout_secs);
     let sent = tokio::time::timeout(
         response_timeout,
