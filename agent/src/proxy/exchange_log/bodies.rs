@@ -78,6 +78,9 @@ pub struct LoggedBody<B: Body = Incoming> {
 struct IdleTimer {
     limit: Duration,
     expires: Pin<Box<Sleep>>,
+    /// A frame was handed on: the silence is counted afresh from the next time the agent's side
+    /// asks for one (an agent that reads slowly is not the upstream stalling).
+    rearm: bool,
 }
 
 /// What a response body ends with when the upstream stalled mid-response (the client then sees
@@ -110,6 +113,7 @@ impl<B: Body> LoggedBody<B> {
         self.idle = Some(IdleTimer {
             limit,
             expires: Box::pin(tokio::time::sleep(limit)),
+            rearm: false,
         });
         self
     }
@@ -163,6 +167,10 @@ where
         let polled = Pin::new(&mut self.inner).poll_frame(cx).map_err(Into::into);
         if let Some(idle) = self.idle.as_mut() {
             if polled.is_pending() {
+                if std::mem::take(&mut idle.rearm) {
+                    let deadline = tokio::time::Instant::now() + idle.limit;
+                    idle.expires.as_mut().reset(deadline);
+                }
                 if idle.expires.as_mut().poll(cx).is_ready() {
                     let reason = format!(
                         "the upstream sent nothing for {}s mid-response ([upstream] idle_timeout_secs)",
@@ -173,8 +181,7 @@ where
                     return Poll::Ready(Some(Err(StalledUpstream(reason).into())));
                 }
             } else {
-                let deadline = tokio::time::Instant::now() + idle.limit;
-                idle.expires.as_mut().reset(deadline);
+                idle.rearm = true;
             }
         }
         match &polled {
