@@ -300,6 +300,14 @@ impl ResponseCapture {
                         outcome = Outcome::UpstreamError;
                         reason = Some("the stream ended before its final event".to_string());
                     }
+                } else if outcome == Outcome::ClientAborted && unreadable > 0 {
+                    // The SDKs give up on an event they cannot parse and close the stream: the
+                    // upstream's fault, not the client's.
+                    outcome = Outcome::UpstreamError;
+                    reason = Some(format!(
+                        "the stream sent {unreadable} event(s) whose data is not JSON of the \
+                         API's shape; the client then went away"
+                    ));
                 }
                 (None, stream.events, Some(assembled))
             }
