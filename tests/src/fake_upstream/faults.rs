@@ -3,7 +3,7 @@
 //! request and each broken one in turn.
 
 use std::io;
-use std::time::Duration;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Response, StatusCode};
@@ -21,6 +21,8 @@ pub const EVENTS_BEFORE_FAULT: usize = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     /// A stream's first events, then the connection closes mid-body (no chunked terminator).
+    /// With [`gate_after`](super::FakeUpstreamBuilder::gate_after) the reset waits for the gate,
+    /// so a test knows the client had the first events before it.
     ResetMidStream,
     /// A stream whose middle event's data is cut-off JSON; it ends normally with `[DONE]`.
     MalformedSse,
@@ -64,12 +66,12 @@ pub const MALFORMED_EVENT: &str = "data: {\"id\": \"chatcmpl-fake-1\", \"choices
 pub(super) async fn answer(fault: Fault, model: &str, state: &State) -> Response<Body> {
     let events = openai::chat_completion_events_of(model, &state.pieces, false);
     match fault {
-        Fault::ResetMidStream => stream(events, state.chunk_delay, After::Reset),
-        Fault::StallMidStream => stream(events, state.chunk_delay, After::Stall),
+        Fault::ResetMidStream => stream(events, state, After::Reset),
+        Fault::StallMidStream => stream(events, state, After::Stall),
         Fault::MalformedSse => {
             let mut events = events;
             events.insert(EVENTS_BEFORE_FAULT, MALFORMED_EVENT.to_owned());
-            stream(events, state.chunk_delay, After::Finish)
+            stream(events, state, After::Finish)
         }
         Fault::HugeHeader => Response::builder()
             .status(StatusCode::OK)
@@ -95,13 +97,16 @@ enum After {
     Finish,
 }
 
-fn stream(events: Vec<String>, delay: Duration, after: After) -> Response<Body> {
+fn stream(events: Vec<String>, state: &State, after: After) -> Response<Body> {
     let (mut sender, body) = Channel::<Bytes, io::Error>::new(1);
+    let delay = state.chunk_delay;
+    let gate = Arc::clone(&state.gate);
     tokio::spawn(async move {
         for (i, event) in events.into_iter().enumerate() {
             if i == EVENTS_BEFORE_FAULT {
                 match after {
                     After::Reset => {
+                        gate.before_event(i).await;
                         let reset = io::Error::new(
                             io::ErrorKind::ConnectionReset,
                             "fake upstream: reset mid-stream",
