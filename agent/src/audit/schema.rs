@@ -137,6 +137,7 @@ pub fn open_for_writing(path: &Path, durability: Durability) -> Result<Connectio
         fs::set_permissions(dir, Permissions::from_mode(0o700)).map_err(io)?;
     }
     store_health::refuse_emptied(path)?;
+    store_health::refuse_truncated(path)?;
     // Created by us with 0600 before SQLite sees it, so no umask can widen it; O_NOFOLLOW so a
     // planted symlink cannot redirect root's writes.
     let file = OpenOptions::new()

@@ -68,6 +68,45 @@ pub(super) fn refuse_emptied(path: &Path) -> Result<(), AuditError> {
     }
 }
 
+/// A store shorter than its own header says lost its end (a truncated copy, a disk error): SQLite
+/// would only notice when it reads a missing page, perhaps long after the start. Only checked
+/// without a WAL: a checkpoint that died half way leaves the file short until the WAL is replayed.
+pub(super) fn refuse_truncated(path: &Path) -> Result<(), AuditError> {
+    let wal = super::schema::sidecar(path, "-wal");
+    if fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        return Ok(());
+    }
+    let Ok(mut file) = fs::File::open(path) else {
+        return Ok(());
+    };
+    let mut header = [0u8; 100];
+    if std::io::Read::read_exact(&mut file, &mut header).is_err()
+        || &header[..16] != b"SQLite format 3\0"
+    {
+        return Ok(()); // Not a database at all: SQLite says so when it opens it.
+    }
+    let be32 = |at: usize| u32::from_be_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    // The page count is valid only when written by a version that keeps it (file format §1.3.7).
+    if be32(24) != be32(92) {
+        return Ok(());
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536,
+        size => u64::from(size),
+    };
+    let expected = page_size * u64::from(be32(28));
+    let actual = file.metadata().map(|m| m.len()).unwrap_or(expected);
+    if actual < expected {
+        return Err(AuditError::Unusable {
+            path: path.to_owned(),
+            problem: format!(
+                "is truncated: its header counts {expected} bytes, the file has {actual}"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Takes the write lock once and lets it go, so that a store another process holds stops the
 /// start instead of every request after it.
 pub(super) fn probe_writable(conn: &Connection) -> Result<(), rusqlite::Error> {
@@ -152,9 +191,11 @@ mod tests {
         let error = start_error(&db);
         assert!(
             error.starts_with(&format!(
-                "audit store {} is not a readable audit database (database disk image is \
-                 malformed)",
-                db.display()
+                "audit store {} is truncated: its header counts {} bytes, the file has {}. \
+                 Warden does not start a fresh store over it",
+                db.display(),
+                whole.len(),
+                half.len()
             )),
             "{error}"
         );
