@@ -8,6 +8,8 @@ mod exchange_log;
 #[cfg(feature = "fault-hooks")]
 mod fault_hooks;
 mod http;
+mod http_head;
+pub mod learned;
 mod log_fields;
 mod prefixed;
 mod recording;
@@ -50,6 +52,8 @@ pub struct ProxyContext {
     /// The keys Warden injects (credential custody).
     pub credentials: Arc<crate::credentials::CredentialStore>,
     pub revocations: Arc<crate::revocation::Revocations>,
+    /// Addresses of intercepted hosts: never tunneled to (domain fronting).
+    pub learned: Arc<learned::LearnedAddresses>,
 }
 
 #[derive(Debug, thiserror::Error)]
