@@ -34,6 +34,7 @@ pub mod prometheus;
 pub mod sdk_scripts;
 pub mod tcp_echo;
 pub mod tls_hello;
+pub mod tmpfs;
 pub mod unix_user;
 pub mod wait;
 
@@ -45,7 +46,7 @@ pub use env::{
     require_go_client, require_kernel, require_node, require_nspawn, require_promtool,
     require_python, require_root, require_root_and_tools, E2e, NodeSdk,
 };
-pub use fake_upstream::{Behavior, FakeUpstream, RecordedRequest};
+pub use fake_upstream::{Behavior, FakeUpstream, Fault, RecordedRequest};
 pub use hosts::HostsFile;
 pub use image_root::ImageRoot;
 pub use logs::{LogLine, Logs};

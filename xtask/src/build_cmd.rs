@@ -42,11 +42,19 @@ pub fn build(profile: Profile) -> Result<()> {
 
 /// `cargo build -p warden` alone; the caller has run setup.
 pub fn build_warden(profile: Profile) -> Result<()> {
+    build_warden_with(profile, &[])
+}
+
+/// `cargo build -p warden --features FEATURES`; the caller has run setup.
+pub fn build_warden_with(profile: Profile, features: &[&str]) -> Result<()> {
     let mut cmd = Command::new(cargo());
     cmd.current_dir(repo_root()?)
         .args(["build", "-p", "warden"]);
     if profile == Profile::Release {
         cmd.arg("--release");
+    }
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
     }
     run_checked(&mut cmd)
 }

@@ -10,6 +10,13 @@ use crate::process::{cargo, header, is_root, repo_root, run_checked, target_dir}
 use crate::{go_client, host_packages, node, python, toolchain};
 
 const TEST_PACKAGES: &[&str] = &["-p", "warden", "-p", "warden-tests", "-p", "warden-bench"];
+/// The e2e suite's warden has the test-only fault hooks (agent/src/proxy/fault_hooks.rs): the
+/// faults tests hold a request at a chosen point to crash the daemon there. A user's build
+/// (`cargo xtask build`, `cargo build`) never has them.
+const FAULT_HOOKS: &str = "fault-hooks";
+/// The same feature for `cargo test`, so that the warden library is built once, not once with
+/// the hooks (for WARDEN_BIN) and once without (for the unit tests).
+const TEST_FEATURES: &str = "warden/fault-hooks";
 
 /// Runs the phases in order; the first failure stops the run with a non-zero exit.
 pub fn test(cargo_test_args: &[String]) -> Result<()> {
@@ -34,12 +41,13 @@ pub fn test(cargo_test_args: &[String]) -> Result<()> {
     header("[5/7] go client");
     let go_client = go_client::ensure_client()?;
     header("[6/7] build warden and tests");
-    build_cmd::build_warden(Profile::Debug)?;
+    build_cmd::build_warden_with(Profile::Debug, &[FAULT_HOOKS])?;
     run_checked(
         Command::new(cargo())
             .current_dir(repo_root()?)
             .arg("test")
             .args(TEST_PACKAGES)
+            .args(["--features", TEST_FEATURES])
             .arg("--no-run"),
     )?;
     header("[7/7] cargo test");
@@ -70,6 +78,7 @@ pub fn test(cargo_test_args: &[String]) -> Result<()> {
             .current_dir(repo_root()?)
             .arg("test")
             .args(TEST_PACKAGES)
+            .args(["--features", TEST_FEATURES])
             .args(cargo_test_args)
             .envs(envs)
             .env(SKIP_LOG_VAR, &skip_log),

@@ -12,6 +12,7 @@ pub mod reader;
 pub mod record;
 mod retention;
 pub mod schema;
+pub mod store_health;
 mod syncer;
 #[cfg(test)]
 mod testing;
@@ -70,6 +71,23 @@ pub enum AuditError {
     CommitFailed(String),
     #[error("the audit writer has shut down")]
     WriterClosed,
+    /// Another process holds the store's write lock (found at start).
+    #[error(
+        "audit store {} is locked by another process (a second warden, or a tool holding a write \
+         transaction); Warden does not run without recording. Find it with `fuser -v {}*`, stop \
+         it, then start Warden again",
+        path.display(), path.display()
+    )]
+    Locked { path: PathBuf },
+    /// The store file is there but cannot be used; it is left exactly as it is.
+    #[error(
+        "audit store {} {problem}. Warden does not start a fresh store over it nor move it \
+         aside: keep it as evidence (`warden audit verify` tells what is left), restore it from \
+         a backup or move it away yourself, then start Warden again (a missing store is created \
+         afresh)",
+        path.display()
+    )]
+    Unusable { path: PathBuf, problem: String },
     #[error("invalid filter: {0}")]
     InvalidFilter(String),
 }

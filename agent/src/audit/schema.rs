@@ -8,7 +8,7 @@ use std::{
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::{AuditError, Durability};
+use super::{store_health, AuditError, Durability};
 
 /// Migration N (1-based) brings `PRAGMA user_version` from N-1 to N. Never edit a shipped one:
 /// append a new one.
@@ -136,6 +136,8 @@ pub fn open_for_writing(path: &Path, durability: Durability) -> Result<Connectio
             .map_err(io)?;
         fs::set_permissions(dir, Permissions::from_mode(0o700)).map_err(io)?;
     }
+    store_health::refuse_emptied(path)?;
+    store_health::refuse_truncated(path)?;
     // Created by us with 0600 before SQLite sees it, so no umask can widen it; O_NOFOLLOW so a
     // planted symlink cannot redirect root's writes.
     let file = OpenOptions::new()
@@ -176,6 +178,7 @@ pub fn open_for_writing(path: &Path, durability: Durability) -> Result<Connectio
         }
     }
     migrate(&mut conn)?;
+    store_health::probe_writable(&conn)?;
     // SQLite gives these the database file's mode already; make sure of it anyway.
     for companion in [sidecar(path, "-wal"), sidecar(path, "-shm")] {
         match fs::set_permissions(&companion, Permissions::from_mode(0o600)) {
@@ -310,9 +313,9 @@ mod tests {
     #[test]
     fn tightens_existing_modes() {
         let dir = tempfile::tempdir().unwrap();
-        fs::set_permissions(dir.path(), Permissions::from_mode(0o755)).unwrap();
         let db = dir.path().join("audit.db");
-        fs::write(&db, b"").unwrap();
+        drop(open_for_writing(&db, Durability::default()).unwrap());
+        fs::set_permissions(dir.path(), Permissions::from_mode(0o755)).unwrap();
         fs::set_permissions(&db, Permissions::from_mode(0o644)).unwrap();
         drop(open_for_writing(&db, Durability::default()).unwrap());
         assert_eq!(mode_of(dir.path()), 0o700);

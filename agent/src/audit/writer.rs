@@ -18,7 +18,7 @@ use super::{
     chain::{load_head, ChainRecord},
     record::AuditRecord,
     retention::PRUNE_CHUNK,
-    schema,
+    schema, store_health,
     syncer::Syncer,
     writer_thread::{Ack, Counters, Message, Thread},
     AuditError,
@@ -104,8 +104,9 @@ struct Shared {
 impl AuditWriter {
     /// Opens (creating or migrating) the store and starts the writer thread.
     pub fn start(db: &Path, options: WriterOptions) -> Result<AuditWriter, AuditError> {
-        let conn = schema::open_for_writing(db, options.durability)?;
-        let head = load_head(&conn)?;
+        let opened = schema::open_for_writing(db, options.durability)
+            .and_then(|conn| load_head(&conn).map(|head| (conn, head)));
+        let (conn, head) = opened.map_err(|error| store_health::at_open(error, db))?;
         let (sender, receiver) = mpsc::channel();
         let counters = Arc::new(Counters::default());
         let thread = Thread {
@@ -193,6 +194,16 @@ impl AuditWriter {
             failed_records: c.failed_records.load(Ordering::Relaxed),
             prunes: c.prunes.load(Ordering::Relaxed),
         }
+    }
+
+    /// Failed transactions so far, by cause (disk full, locked, …).
+    pub fn failures_by_cause(&self) -> Vec<(store_health::FailureCause, u64)> {
+        let counts = &self.shared.counters.failures_by_cause;
+        store_health::FailureCause::ALL
+            .iter()
+            .zip(counts)
+            .map(|(cause, count)| (*cause, count.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Records queued and not yet taken into a transaction.

@@ -15,6 +15,7 @@ use super::{
     chain::{load_head, ChainHead, ChainRecord, RecordColumns, SealedRecord},
     index::{self, index_entry, Applied, IndexEntry},
     retention,
+    store_health::FailureCause,
     writer::{now_us, CommitObserver},
     AuditError,
 };
@@ -44,6 +45,8 @@ pub(super) struct Counters {
     pub(super) prunes: AtomicU64,
     /// Records sent to the thread and not yet taken into a batch (a gauge).
     pub(super) queued: AtomicU64,
+    /// Failed transactions by cause, indexed like `FailureCause::ALL`.
+    pub(super) failures_by_cause: [AtomicU64; FailureCause::ALL.len()],
     pub(super) commit_observer: OnceLock<CommitObserver>,
 }
 
@@ -179,11 +182,10 @@ impl Thread {
                 self.committed(head, sealed);
             }
             Err(err) => {
-                self.counters
-                    .failed_transactions
-                    .fetch_add(1, Ordering::Relaxed);
+                self.count_failure(&err);
                 tracing::warn!(
                     error = %err,
+                    cause = FailureCause::of(&err).as_str(),
                     records = sealed.len(),
                     "audit batch commit failed; retrying its records one by one"
                 );
@@ -225,9 +227,7 @@ impl Thread {
                     self.committed(head, vec![item]);
                 }
                 Err(err) => {
-                    self.counters
-                        .failed_transactions
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.count_failure(&err);
                     if self.reload_head(head) {
                         self.committed(head, vec![item]);
                         continue;
@@ -248,6 +248,15 @@ impl Thread {
                 of = total,
                 "audit records lost after retrying their batch"
             );
+        }
+    }
+
+    fn count_failure(&self, err: &rusqlite::Error) {
+        let counters = &self.counters;
+        counters.failed_transactions.fetch_add(1, Ordering::Relaxed);
+        let cause = FailureCause::of(err);
+        if let Some(index) = FailureCause::ALL.iter().position(|c| *c == cause) {
+            counters.failures_by_cause[index].fetch_add(1, Ordering::Relaxed);
         }
     }
 

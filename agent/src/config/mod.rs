@@ -13,6 +13,9 @@
 //! [select]
 //! cgroups = ["/system.slice/agent.service"]   # cgroup2 paths; descendants included
 //! units = ["billing-agent.service"]           # systemd unit names, resolved to their cgroups
+//! [upstream]
+//! response_timeout_secs = 600                 # the most an upstream may take to send its response headers
+//! idle_timeout_secs = 600                     # the longest silence in a response body before it is cut
 //! [[upstream.override]]                       # send one host's traffic elsewhere
 //! host = "api.openai.com"
 //! address = "127.0.0.2:8443"
@@ -242,11 +245,29 @@ pub struct SelectConfig {
     pub units: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamConfig {
     #[serde(rename = "override")]
     pub overrides: Vec<UpstreamOverride>,
+    /// An upstream that sends no response headers within this many seconds gets a 504.
+    pub response_timeout_secs: u64,
+    /// A response body that sends nothing for this many seconds is cut (a stalled stream).
+    pub idle_timeout_secs: u64,
+}
+
+/// The upstream timeouts' default: the official SDKs' own default timeout, so that Warden never
+/// cuts a slow answer a client would still wait for.
+pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 600;
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            overrides: Vec::new(),
+            response_timeout_secs: DEFAULT_UPSTREAM_TIMEOUT_SECS,
+            idle_timeout_secs: DEFAULT_UPSTREAM_TIMEOUT_SECS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -399,6 +420,11 @@ impl Config {
                     .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix)),
                 _ => name.eq_ignore_ascii_case(entry),
             })
+    }
+
+    /// `[upstream] idle_timeout_secs` as a duration.
+    pub fn upstream_idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.upstream.idle_timeout_secs)
     }
 
     pub fn upstream_override(&self, host: &str) -> Option<&UpstreamOverride> {

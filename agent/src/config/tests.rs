@@ -46,6 +46,8 @@ fn empty_text_gives_defaults() {
     );
     assert!(config.select.cgroups.is_empty() && config.select.units.is_empty());
     assert!(config.upstream.overrides.is_empty() && config.accounts.is_empty());
+    assert_eq!(config.upstream.response_timeout_secs, 600);
+    assert_eq!(config.upstream.idle_timeout_secs, 600);
     assert_eq!(config.ca_dir(), Path::new("/var/lib/warden/ca"));
     assert_eq!(
         config.admin_socket_path(),
@@ -131,6 +133,8 @@ fn invalid_values_name_line_and_key() {
         ("[select]\ncgroups = [\"/a/../b\"]\n", "2: select.cgroups[0]: cgroup path"),
         ("[select]\nunits = [\"sshd\"]\n", "2: select.units[0]: \"sshd\" is not a systemd unit name"),
         ("[[upstream.override]]\nhost = \"a.com\"\naddress = \"127.0.0.1:1\"\nca_file = \"x.pem\"\n", "4: upstream.override[0].ca_file: must be an absolute path"),
+        ("[upstream]\nresponse_timeout_secs = 0\n", "2: upstream.response_timeout_secs: must be between 1 and 86400"),
+        ("[upstream]\nidle_timeout_secs = 90000\n", "2: upstream.idle_timeout_secs: must be between 1 and 86400"),
         ("[[account]]\nname = \"\"\nuid = 1\n", "2: account[0].name: must not be empty"),
         ("[[account]]\nname = \"a\"\nuid = 1\n[[account]]\nname = \"a\"\nuid = 2\n", "5: account[1].name: account \"a\" is defined twice"),
         ("[[account]]\nname = \"a\"\nuid = 1\nexe = \"/bin/x\"\n", "1: account[0]: set exactly one of unit, cgroup, uid, exe"),

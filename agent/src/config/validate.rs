@@ -68,6 +68,15 @@ impl Config {
                 return Err((at.key("ca_file"), "must be an absolute path".into()));
             }
         }
+        let upstream = KeyPath::root().key("upstream");
+        for (key, secs) in [
+            ("response_timeout_secs", self.upstream.response_timeout_secs),
+            ("idle_timeout_secs", self.upstream.idle_timeout_secs),
+        ] {
+            if !(1..=86_400).contains(&secs) {
+                return Err((upstream.key(key), "must be between 1 and 86400".into()));
+            }
+        }
         let audit = KeyPath::root().key("audit");
         if self.audit.retention_days == Some(0) {
             return Err((

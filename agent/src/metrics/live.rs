@@ -1,5 +1,5 @@
 //! Readings taken at each scrape instead of counted as they happen: selected cgroups, the kernel's
-//! redirect counter and the audit queue depth.
+//! redirect counter, the audit queue depth and the audit store's failed writes.
 use std::sync::Arc;
 
 use prometheus_client::{
@@ -16,12 +16,17 @@ use crate::{
 /// One value read at scrape time.
 pub type Reading = Box<dyn Fn() -> u64 + Send + Sync>;
 
+/// Values by label read at scrape time: (label value, count).
+pub type LabeledReading = Box<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
+
 /// The sources of the scrape-time families.
 pub struct LiveReadings {
     pub selected_cgroups: Reading,
     /// The kernel programs' count of redirected connects (a counter).
     pub ebpf_redirects: Reading,
     pub audit_queue_depth: Reading,
+    /// The audit store's failed transactions, by cause (a counter).
+    pub audit_write_failures: LabeledReading,
 }
 
 impl LiveReadings {
@@ -30,7 +35,14 @@ impl LiveReadings {
         LiveReadings {
             selected_cgroups: Box::new(move || selection.selected().len() as u64),
             ebpf_redirects: Box::new(move || redirector.counters().redirected),
-            audit_queue_depth: Box::new(move || audit.queue_depth()),
+            audit_queue_depth: {
+                let audit = audit.clone();
+                Box::new(move || audit.queue_depth())
+            },
+            audit_write_failures: Box::new(move || {
+                let failures = audit.failures_by_cause().into_iter();
+                failures.map(|(cause, n)| (cause.as_str(), n)).collect()
+            }),
         }
     }
 
@@ -40,6 +52,7 @@ impl LiveReadings {
             selected_cgroups: Box::new(|| 0),
             ebpf_redirects: Box::new(|| 0),
             audit_queue_depth: Box::new(|| 0),
+            audit_write_failures: Box::new(Vec::new),
         }
     }
 }
@@ -68,6 +81,18 @@ impl Collector for LiveReadings {
             let gauge = ConstGauge::new(reading());
             let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
             gauge.encode(metric)?;
+        }
+        let failures = (self.audit_write_failures)();
+        let mut family = encoder.encode_descriptor(
+            "warden_audit_write_failures",
+            "Audit store transactions that failed, by cause (disk_full, locked, corrupt, other); \
+             a request whose record fails is refused 503, never forwarded",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (cause, count) in failures {
+            let labels = [("cause", cause)];
+            ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
         }
         let redirects = ConstCounter::new(self.ebpf_redirects.as_ref()());
         let metric = encoder.encode_descriptor(

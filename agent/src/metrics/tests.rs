@@ -73,6 +73,7 @@ fn every_family_is_exposed_with_help_and_type() {
         selected_cgroups: Box::new(|| 3),
         ebpf_redirects: Box::new(|| 42),
         audit_queue_depth: Box::new(|| 7),
+        audit_write_failures: Box::new(|| vec![("disk_full", 2), ("locked", 0)]),
     };
     let metrics = Metrics::new(live);
     // A labelled family shows once it has a series.
@@ -93,6 +94,7 @@ fn every_family_is_exposed_with_help_and_type() {
         ("warden_masked_values_total", "counter"),
         ("warden_audit_commit_seconds", "histogram"),
         ("warden_audit_queue_depth", "gauge"),
+        ("warden_audit_write_failures_total", "counter"),
         ("warden_selected_cgroups", "gauge"),
         ("warden_ebpf_redirects_total", "counter"),
         ("warden_build_info", "gauge"),
@@ -109,6 +111,10 @@ fn every_family_is_exposed_with_help_and_type() {
         "{text}"
     );
     assert!(text.contains("\nwarden_audit_queue_depth 7\n"), "{text}");
+    assert!(
+        text.contains("\nwarden_audit_write_failures_total{cause=\"disk_full\"} 2\n"),
+        "{text}"
+    );
     let version = format!(
         "\nwarden_build_info{{version=\"{}\"}} 1\n",
         env!("CARGO_PKG_VERSION")

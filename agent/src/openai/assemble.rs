@@ -77,6 +77,8 @@ pub struct StreamAssembler {
     streamed_text: bool,
     /// Responses API: function-call item ids by output index, for deltas that lack the index.
     item_indexes: Vec<(String, u32)>,
+    /// Events whose data is not JSON of the expected shape (a malformed stream).
+    unreadable: u64,
 }
 
 impl StreamAssembler {
@@ -89,7 +91,13 @@ impl StreamAssembler {
             complete: false,
             streamed_text: false,
             item_indexes: Vec::new(),
+            unreadable: 0,
         }
+    }
+
+    /// How many events had data that is not JSON of the expected shape.
+    pub fn unreadable_events(&self) -> u64 {
+        self.unreadable
     }
 
     /// Folds one event in; returns the text it added (content, refusal or tool-call arguments),
@@ -104,10 +112,16 @@ impl StreamAssembler {
             return None;
         }
         if self.responses_api {
-            let event = serde_json::from_str::<ResponsesEvent>(data).ok()?;
+            let Ok(event) = serde_json::from_str::<ResponsesEvent>(data) else {
+                self.unreadable += 1;
+                return None;
+            };
             self.on_responses_event(event)
         } else {
-            let chunk = serde_json::from_str::<ChatBody>(data).ok()?;
+            let Ok(chunk) = serde_json::from_str::<ChatBody>(data) else {
+                self.unreadable += 1;
+                return None;
+            };
             self.on_chat_chunk(chunk)
         }
     }

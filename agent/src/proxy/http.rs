@@ -84,7 +84,8 @@ pub async fn handle(
             let revoked = (connection.context.revocations).cut(connection.identity.clone());
             let body = log
                 .into_response_body(parts.status, &parts.headers, streamed, body)
-                .cut_when(revoked);
+                .cut_when(revoked)
+                .idle_timeout(connection.context.config.upstream_idle_timeout());
             Response::from_parts(parts, body.boxed_unsync())
         }
         Err(refusal) => refusal

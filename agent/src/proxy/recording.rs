@@ -284,15 +284,30 @@ impl ResponseCapture {
                 stream.parser.finish(&mut stream.parsed);
                 stream.take(offset_ms, self.limit);
                 let complete = stream.assembler.is_complete();
+                let unreadable = stream.assembler.unreadable_events();
                 let assembled = stream.assembler.finish();
                 if outcome == Outcome::Ok {
                     if let Some(error) = &assembled.error {
                         outcome = Outcome::UpstreamError;
                         reason = Some(format!("the stream reported an error: {error}"));
+                    } else if unreadable > 0 {
+                        // The agent's SDK cannot read them either: a malformed stream.
+                        outcome = Outcome::UpstreamError;
+                        reason = Some(format!(
+                            "the stream sent {unreadable} event(s) whose data is not JSON of the API's shape"
+                        ));
                     } else if !complete {
                         outcome = Outcome::UpstreamError;
                         reason = Some("the stream ended before its final event".to_string());
                     }
+                } else if outcome == Outcome::ClientAborted && unreadable > 0 {
+                    // The SDKs give up on an event they cannot parse and close the stream: the
+                    // upstream's fault, not the client's.
+                    outcome = Outcome::UpstreamError;
+                    reason = Some(format!(
+                        "the stream sent {unreadable} event(s) whose data is not JSON of the \
+                         API's shape; the client then went away"
+                    ));
                 }
                 (None, stream.events, Some(assembled))
             }

@@ -2,8 +2,9 @@
 //! investigator or an attacker with root would, and copies of the store to tamper with afresh.
 
 use std::fs;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 
 use tempfile::TempDir;
 
@@ -120,6 +121,54 @@ impl Backup {
             } else if to.exists() {
                 fs::remove_file(&to).unwrap_or_else(|e| panic!("removing {}: {e}", to.display()));
             }
+        }
+    }
+}
+
+/// `sqlite3 DB` holding the store's write lock until dropped.
+pub struct LockHolder {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl LockHolder {
+    /// Takes the lock with `BEGIN EXCLUSIVE` (and a write, so WAL mode holds it too) and returns
+    /// once sqlite3 says it holds it.
+    pub fn take(db: &Path) -> Self {
+        let mut child = Command::new(sqlite3())
+            .arg(db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting sqlite3");
+        let mut stdin = child.stdin.take().expect("sqlite3's stdin");
+        stdin
+            .write_all(
+                b".timeout 20000\nBEGIN EXCLUSIVE;\nCREATE TABLE lock_holder(x);\nSELECT 'locked';\n",
+            )
+            .expect("talking to sqlite3");
+        stdin.flush().expect("talking to sqlite3");
+        let stdout = child.stdout.take().expect("sqlite3's stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading sqlite3");
+        assert_eq!(line.trim(), "locked", "sqlite3 did not take the lock");
+        Self {
+            child,
+            stdin: Some(stdin),
+        }
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"ROLLBACK;\n.quit\n");
+        }
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.wait();
         }
     }
 }

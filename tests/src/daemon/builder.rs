@@ -11,6 +11,7 @@ use crate::cgroup::CgroupGuard;
 use crate::env::E2e;
 use crate::fake_upstream::FakeUpstream;
 use crate::net;
+use crate::tmpfs::Tmpfs;
 
 /// How to start a daemon. Defaults: a free listen port, intercept port 443 (only), intercepted host
 /// `api.openai.com`, nothing selected, no overrides, log level info, and an empty policy directory
@@ -49,6 +50,8 @@ pub struct DaemonBuilder {
     extra_config: String,
     /// Environment variables the daemon gets (e.g. `CREDENTIALS_DIRECTORY`).
     env: Vec<(OsString, OsString)>,
+    /// Put `state_dir` (and so the audit store) on a tmpfs of this many bytes.
+    state_tmpfs_bytes: Option<u64>,
 }
 
 impl DaemonBuilder {
@@ -76,7 +79,15 @@ impl DaemonBuilder {
             unnamed_policy_dir: false,
             extra_config: String::new(),
             env: Vec::new(),
+            state_tmpfs_bytes: None,
         }
+    }
+
+    /// Puts `state_dir`, the audit store's directory, on a tmpfs of `size_bytes` (a disk a test
+    /// can fill: [`Daemon::state_tmpfs`]); unmounted when the daemon guard drops.
+    pub fn state_dir_on_tmpfs(mut self, size_bytes: u64) -> Self {
+        self.state_tmpfs_bytes = Some(size_bytes);
+        self
     }
 
     /// Leaves `[policy] dir` out of the config, so that the daemon uses its built-in default
@@ -285,6 +296,7 @@ impl DaemonBuilder {
             watchdog_usec: self.watchdog_usec,
             env: self.env.clone(),
         };
+        let state_tmpfs = (self.state_tmpfs_bytes).map(|size| Tmpfs::mount(&state_dir, size));
         let child = spawn_run(&self.e2e, &config_path, &launch, &cgroup, dir.path());
 
         let mut daemon = Daemon {
@@ -302,6 +314,7 @@ impl DaemonBuilder {
             cgroup: Some(cgroup),
             pin_dir,
             bpffs: Some(bpffs),
+            state_tmpfs,
             dir,
         };
         daemon.wait_until_ready();

@@ -19,6 +19,7 @@ use crate::cgroup::CgroupGuard;
 use crate::client::{Client, ClientOutput};
 use crate::env::E2e;
 use crate::logs::{LogLine, Logs};
+use crate::tmpfs::Tmpfs;
 use crate::wait;
 
 pub use builder::DaemonBuilder;
@@ -54,6 +55,8 @@ pub struct Daemon {
     pin_dir: PathBuf,
     /// Dropped after the daemon has stopped: releases whatever it left pinned.
     bpffs: Option<BpfFs>,
+    /// `state_dir`'s own small filesystem, when the builder asked for one.
+    state_tmpfs: Option<Tmpfs>,
     dir: TempDir,
 }
 
@@ -155,6 +158,13 @@ impl Daemon {
             .as_ref()
             .expect("the pins outlive the daemon guard");
         bpffs.pins_in(&format!("warden/{sub}"))
+    }
+
+    /// The tmpfs `state_dir` is on; panics unless the builder asked for one.
+    pub fn state_tmpfs(&self) -> &Tmpfs {
+        self.state_tmpfs
+            .as_ref()
+            .expect("build the daemon with `.state_dir_on_tmpfs(size)`")
     }
 
     /// Switches the config file to `fail_mode = "open"`, for the next [`Daemon::restart`].
@@ -332,6 +342,39 @@ impl Daemon {
     /// this one has exited (stopped or killed); waits for "warden ready". The previous run's log
     /// is kept as `daemon.log.N`.
     pub fn restart(&mut self) {
+        self.respawn();
+        self.wait_until_ready();
+        self.write_trust_bundle();
+    }
+
+    /// Starts `warden run` again like [`Daemon::restart`], for a start that must fail: waits for
+    /// it to exit and returns its status (its log is then [`Daemon::log_text`]). Panics if it
+    /// gets ready instead.
+    pub fn restart_expecting_exit(&mut self) -> ExitStatus {
+        self.respawn();
+        let exited = wait::within(READY_TIMEOUT, || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(Some(status));
+            }
+            self.logs().find(|l| l.is("warden ready")).map(|_| None)
+        });
+        match exited {
+            Some(Some(status)) => {
+                self.exit = Some(status);
+                status
+            }
+            Some(None) => panic!(
+                "warden run got ready; it should have refused to start\n{}",
+                self.log_text()
+            ),
+            None => panic!(
+                "warden run neither exited nor got ready after {READY_TIMEOUT:?}\n{}",
+                self.log_text()
+            ),
+        }
+    }
+
+    fn respawn(&mut self) {
         assert!(
             !self.is_running(),
             "restart() is for a daemon that has exited; stop or kill it first"
@@ -354,8 +397,6 @@ impl Daemon {
             self.dir.path(),
         );
         self.exit = None;
-        self.wait_until_ready();
-        self.write_trust_bundle();
     }
 }
 
@@ -379,5 +420,6 @@ impl Drop for Daemon {
         // Drop the cgroup (killing anything the daemon left) and the pins before the tempdir goes.
         self.cgroup.take();
         self.bpffs.take();
+        self.state_tmpfs.take();
     }
 }

@@ -7,6 +7,7 @@
 //! ```
 
 mod ca;
+pub mod faults;
 mod gate;
 pub mod openai;
 mod service;
@@ -30,6 +31,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::{net, wait};
 
 pub use ca::TestCa;
+pub use faults::Fault;
 pub use gate::GATE_SAFETY_TIMEOUT;
 
 pub const DEFAULT_REPLY: &str = "Hello from the fake upstream, one word at a time.";

@@ -1,6 +1,7 @@
 //! The fake upstream's HTTP routes: records each request, answers like the OpenAI API.
 
 use std::convert::Infallible;
+use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,9 +11,10 @@ use http_body_util::{BodyExt, Channel, Full};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::{openai, RecordedRequest, State};
+use super::{faults, openai, RecordedRequest, State};
 
-pub(super) type Body = UnsyncBoxBody<Bytes, Infallible>;
+/// The error lets a fault end a body abnormally (the connection closes mid-body).
+pub(super) type Body = UnsyncBoxBody<Bytes, io::Error>;
 
 pub(super) async fn handle(
     request: Request<Incoming>,
@@ -38,6 +40,9 @@ pub(super) async fn handle(
         .as_bool()
         .unwrap_or(false);
     let reply = state.reply.as_str();
+    if let Some(fault) = faults::Fault::in_body(&body) {
+        return Ok(faults::answer(fault, model, &state).await);
+    }
 
     let response = match (&parts.method, parts.uri.path()) {
         (&Method::POST, "/v1/chat/completions") if stream => sse(
@@ -72,14 +77,18 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-request-id", "req_fake")
-        .body(Full::new(Bytes::from(body.to_string())).boxed_unsync())
+        .body(
+            Full::new(Bytes::from(body.to_string()))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
         .expect("static headers are valid")
 }
 
 /// Sends the events one by one with `chunk_delay` between them, holding at the gate if there is
 /// one, so a client can tell a stream that was forwarded as it came from one that was buffered.
 fn sse(events: Vec<String>, state: &State) -> Response<Body> {
-    let (mut sender, body) = Channel::<Bytes, Infallible>::new(1);
+    let (mut sender, body) = Channel::<Bytes, io::Error>::new(1);
     let delay = state.chunk_delay;
     let gate = Arc::clone(&state.gate);
     tokio::spawn(async move {

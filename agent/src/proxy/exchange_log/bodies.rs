@@ -1,18 +1,21 @@
 //! The bodies an exchange log follows: a streamed request body (counted) and the upstream's
 //! response body (logged when it ends, however it ends, and cut if its identity is revoked).
 use std::{
+    future::Future,
     pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::Sleep;
 
 use super::{BoxError, ExchangeLog, CLIENT_LEFT_MID_RESPONSE};
 use crate::{
@@ -67,7 +70,24 @@ pub struct LoggedBody<B: Body = Incoming> {
     log: ExchangeLog,
     /// Fires when the exchange's identity is revoked: the body then ends with an error.
     cut: Option<RevocationCut>,
+    /// Ends the body with an error when the upstream sends nothing for this long.
+    idle: Option<IdleTimer>,
 }
+
+/// The upstream's silence allowed between two frames, and when the current one runs out.
+struct IdleTimer {
+    limit: Duration,
+    expires: Pin<Box<Sleep>>,
+    /// A frame was handed on: the silence is counted afresh from the next time the agent's side
+    /// asks for one (an agent that reads slowly is not the upstream stalling).
+    rearm: bool,
+}
+
+/// What a response body ends with when the upstream stalled mid-response (the client then sees
+/// the stream end with an error, as for a revocation cut).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StalledUpstream(String);
 
 /// What a response body ends with when a revocation cuts it (hyper then resets the HTTP/2 stream
 /// or closes the HTTP/1.1 connection mid-body, so the client sees an error, not an end).
@@ -84,7 +104,18 @@ impl<B: Body> LoggedBody<B> {
             streamed,
             log,
             cut: None,
+            idle: None,
         }
+    }
+
+    /// Ends the body, mid-stream if need be, when the upstream sends nothing for `limit`.
+    pub fn idle_timeout(mut self, limit: Duration) -> Self {
+        self.idle = Some(IdleTimer {
+            limit,
+            expires: Box::pin(tokio::time::sleep(limit)),
+            rearm: false,
+        });
+        self
     }
 
     /// Ends the body, mid-stream if need be, as soon as `revoked` resolves.
@@ -134,6 +165,25 @@ where
             return Poll::Ready(Some(Err(CutByRevocation(reason).into())));
         }
         let polled = Pin::new(&mut self.inner).poll_frame(cx).map_err(Into::into);
+        if let Some(idle) = self.idle.as_mut() {
+            if polled.is_pending() {
+                if std::mem::take(&mut idle.rearm) {
+                    let deadline = tokio::time::Instant::now() + idle.limit;
+                    idle.expires.as_mut().reset(deadline);
+                }
+                if idle.expires.as_mut().poll(cx).is_ready() {
+                    let reason = format!(
+                        "the upstream sent nothing for {}s mid-response ([upstream] idle_timeout_secs)",
+                        idle.limit.as_secs()
+                    );
+                    self.idle = None;
+                    self.finish(Some(&reason), Outcome::Timeout);
+                    return Poll::Ready(Some(Err(StalledUpstream(reason).into())));
+                }
+            } else {
+                idle.rearm = true;
+            }
+        }
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {

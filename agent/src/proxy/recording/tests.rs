@@ -127,6 +127,40 @@ fn a_complete_stream_is_ok_and_an_unfinished_one_is_an_upstream_error() {
 }
 
 #[test]
+fn a_stream_with_events_that_are_not_json_is_an_upstream_error_even_when_it_completes() {
+    let mut capture = sse_capture(1 << 20);
+    capture.on_data(CHUNK.as_bytes());
+    capture.on_data(b"data: {\"choices\": [{\"delta\n\ndata: <html>oops</html>\n\n");
+    capture.on_data(b"data: [DONE]\n\n");
+    let record = capture.into_record("ex-6".into(), Some(200), vec![], Outcome::Ok, None);
+    assert_eq!(record.outcome, Outcome::UpstreamError);
+    assert_eq!(
+        record.reason.as_deref(),
+        Some("the stream sent 2 event(s) whose data is not JSON of the API's shape")
+    );
+    assert_eq!(record.assembled.unwrap().text, "hi ");
+}
+
+#[test]
+fn a_client_that_leaves_at_a_malformed_event_is_recorded_as_an_upstream_error() {
+    let mut capture = sse_capture(1 << 20);
+    capture.on_data(CHUNK.as_bytes());
+    capture.on_data(b"data: {\"choices\": [{\"delta\n\n");
+    let record = capture.into_record(
+        "ex-7".into(),
+        Some(200),
+        vec![],
+        Outcome::ClientAborted,
+        Some("client went away before the response ended".into()),
+    );
+    assert_eq!(record.outcome, Outcome::UpstreamError);
+    assert_eq!(
+        record.reason.as_deref(),
+        Some("the stream sent 1 event(s) whose data is not JSON of the API's shape; the client then went away")
+    );
+}
+
+#[test]
 fn a_last_event_without_its_blank_line_is_still_recorded() {
     let mut capture = sse_capture(1 << 20);
     capture.on_data(CHUNK.as_bytes());

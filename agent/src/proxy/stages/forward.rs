@@ -1,7 +1,7 @@
 //! Forward: send the request upstream as one hop of its own, and hand its response on.
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use http::{header, HeaderMap, Request, Response};
+use http::{header, HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::{ConnectionInfo, Outbound, Refusal};
@@ -51,11 +51,28 @@ pub async fn forward(connection: &ConnectionInfo, request: Outbound) -> Result<F
     parts.version = http::Version::HTTP_11;
 
     let context = &connection.context;
-    match context
-        .upstream
-        .send(Request::from_parts(parts, body))
-        .await
-    {
+    #[cfg(feature = "fault-hooks")]
+    crate::proxy::fault_hooks::before_forward().await;
+    let response_timeout = Duration::from_secs(context.config.upstream.response_timeout_secs);
+    let sent = tokio::time::timeout(
+        response_timeout,
+        context.upstream.send(Request::from_parts(parts, body)),
+    )
+    .await;
+    let Ok(sent) = sent else {
+        // A stalled upstream must not hold the agent (and a connection of Warden's) forever.
+        Counters::bump(&context.counters.upstream_errors);
+        let reason = format!(
+            "the upstream sent no response within {}s ([upstream] response_timeout_secs)",
+            response_timeout.as_secs()
+        );
+        return Err(Refusal::new(
+            gateway_timeout(&connection.server_name, &reason),
+            reason,
+            Outcome::Timeout,
+        ));
+    };
+    match sent {
         Ok(response) => Ok(Forwarded {
             response,
             endpoint,
@@ -74,6 +91,17 @@ pub async fn forward(connection: &ConnectionInfo, request: Outbound) -> Result<F
             Err(Refusal::new(error, reason, outcome))
         }
     }
+}
+
+/// 504 for an upstream that accepted the request and then said nothing; OpenAI-shaped, and
+/// retryable as the SDKs retry a 5xx.
+fn gateway_timeout(host: &str, reason: &str) -> crate::openai::error::ApiError {
+    crate::openai::error::ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "server_error",
+        format!("Warden got no answer from the upstream {host}: {reason}"),
+    )
+    .with_code("upstream_timeout")
 }
 
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {

@@ -70,7 +70,17 @@ pub async fn respond(
         // A JSON body is masked whole before the agent sees any of it; one too big to inspect is
         // not passed on unmasked.
         let inspect_limit = connection.context.config.policy.max_inspect_bytes as usize;
-        match Limited::new(body, inspect_limit).collect().await {
+        let idle = connection.context.config.upstream_idle_timeout();
+        let collected = tokio::time::timeout(idle, Limited::new(body, inspect_limit).collect());
+        let Ok(collected) = collected.await else {
+            let reason = format!(
+                "the upstream's JSON response did not arrive within {}s ([upstream] idle_timeout_secs)",
+                idle.as_secs()
+            );
+            let error = crate::openai::error::bad_gateway(&connection.server_name, &reason);
+            return Err(Refusal::new(error, reason, Outcome::Timeout));
+        };
+        match collected {
             Ok(collected) => {
                 let original = collected.to_bytes();
                 let Some(masked) = masks.mask_whole(endpoint, original) else {
