@@ -15,6 +15,7 @@
 
 mod channels;
 mod chat;
+mod json_text;
 mod prefixes;
 mod responses;
 
@@ -29,6 +30,7 @@ use super::recognizers::Recognizer;
 
 pub use channels::ChunkMaskers;
 pub use chat::mask_chat_chunk;
+use json_text::{bare_token_end, JsonCursor, JsonState};
 pub use prefixes::{StreamMaskError, StreamPrefixes};
 pub use responses::mask_responses_event;
 
@@ -62,6 +64,8 @@ pub struct StreamMasker {
     context: usize,
     /// JSON channels: `buf` is preceded by an odd run of backslashes (its first byte is escaped).
     escaped_start: bool,
+    /// JSON channels: where `buf` starts in the JSON grammar.
+    json_start: JsonState,
     threads: Vec<Thread>,
     /// Sorted by start, disjoint.
     spans: Vec<Span>,
@@ -77,6 +81,7 @@ impl StreamMasker {
             buf: String::new(),
             context: 0,
             escaped_start: false,
+            json_start: JsonState::default(),
             threads: Vec::new(),
             spans: Vec::new(),
             candidates: Vec::new(),
@@ -84,8 +89,10 @@ impl StreamMasker {
     }
 
     /// For JSON-encoded text (tool-call arguments): a replacement that would follow an escaping
-    /// backslash (`\nbob@example.com` matches from the `n`) gets that backslash escaped, so
-    /// the arguments stay valid JSON. Otherwise identical to `new`.
+    /// backslash (`\nbob@example.com` matches from the `n`) gets that backslash escaped, and a
+    /// match outside a string (`{"card": 4111111111111111}`) replaces its whole number or
+    /// literal with the replacement as a JSON string, so the arguments stay valid JSON. Bare
+    /// tokens are never split across releases. Otherwise identical to `new`.
     pub fn new_json(prefixes: Arc<StreamPrefixes>) -> StreamMasker {
         StreamMasker {
             json: true,
@@ -112,6 +119,7 @@ impl StreamMasker {
         self.buf.clear();
         self.context = 0;
         self.escaped_start = false;
+        self.json_start = JsonState::default();
         self.threads.clear();
         self.spans.clear();
         out
@@ -191,6 +199,19 @@ impl StreamMasker {
         if let Some(span) = self.spans.iter().find(|s| s.start < cut && cut < s.end) {
             cut = span.start;
         }
+        if !end_of_stream {
+            // Backing off a bare token may land in a span, and backing off that in a token.
+            loop {
+                let outside_token = self.cut_outside_token(cut);
+                if outside_token == cut {
+                    break;
+                }
+                cut = outside_token;
+                if let Some(span) = self.spans.iter().find(|s| s.start < cut && cut < s.end) {
+                    cut = span.start;
+                }
+            }
+        }
         if cut < live_cut && end - cut.max(self.context) > self.live_bound() {
             self.release_bounded(live_cut, out, counts);
             return;
@@ -215,6 +236,23 @@ impl StreamMasker {
         self.forget_released(cut);
     }
 
+    /// JSON channels: `cut`, or the start of the bare token it would split (one that runs
+    /// through `cut` or may still grow past the held text). A token that began in released
+    /// text is split already; it does not hold the channel.
+    fn cut_outside_token(&self, cut: usize) -> usize {
+        if !self.json {
+            return cut;
+        }
+        let mut json = JsonCursor::new(self.json_start);
+        json.advance_to(self.buf.as_bytes(), cut);
+        let token_start = json.cut_outside_token(self.buf.as_bytes());
+        if token_start >= self.context {
+            token_start
+        } else {
+            cut
+        }
+    }
+
     /// The most a live thread's match can span: the bound on what must stay held.
     fn live_bound(&self) -> usize {
         self.threads
@@ -230,6 +268,7 @@ impl StreamMasker {
     /// match that crosses `limit` is released whole, masked.
     fn release_bounded(&mut self, limit: usize, out: &mut String, counts: &mut MaskCounts) {
         let end = self.buf.len();
+        let limit = self.cut_outside_token(limit);
         let cut = self.mask_held(end, limit, out, counts);
         // Threads that began inside a released match can no longer start one.
         self.threads.retain(|thread| thread.start >= cut);
@@ -244,6 +283,11 @@ impl StreamMasker {
             .next_back()
             .map_or(cut, |(at, _)| at);
         self.escaped_start = odd_backslashes_before(&self.buf, keep_from, self.escaped_start);
+        if self.json {
+            let mut json = JsonCursor::new(self.json_start);
+            json.advance_to(self.buf.as_bytes(), keep_from);
+            self.json_start = json.state();
+        }
         self.buf.drain(..keep_from);
         self.context = cut - keep_from;
         for thread in &mut self.threads {
@@ -279,6 +323,7 @@ impl StreamMasker {
                 .map(|recognizer| find_valid(recognizer, text, self.context)),
         );
         let mut cursor = self.context;
+        let mut json = JsonCursor::new(self.json_start);
         loop {
             let mut best: Option<(Range<usize>, usize)> = None;
             for (index, candidate) in candidates.iter_mut().enumerate() {
@@ -299,13 +344,30 @@ impl StreamMasker {
             if found.start >= limit {
                 break;
             }
-            out.push_str(&text[cursor..found.start]);
-            if self.json && odd_backslashes_before(text, found.start, self.escaped_start) {
-                out.push('\\');
-            }
-            out.push_str(masker.replacement(index).unwrap_or_default());
+            let replacement = masker.replacement(index).unwrap_or_default();
             counts.add(&recognizers[index].name, 1);
-            cursor = found.end;
+            if self.json {
+                json.advance_to(text.as_bytes(), found.start);
+            }
+            match self.json.then(|| json.bare_token_start(text.as_bytes())) {
+                Some(Some(token_start)) => {
+                    // A JSON number or literal: the whole token becomes a string.
+                    out.push_str(&text[cursor..token_start.max(cursor)]);
+                    out.push('"');
+                    out.push_str(replacement);
+                    out.push('"');
+                    cursor = bare_token_end(text.as_bytes(), found.end);
+                    json.advance_to(text.as_bytes(), cursor);
+                }
+                _ => {
+                    out.push_str(&text[cursor..found.start]);
+                    if self.json && odd_backslashes_before(text, found.start, self.escaped_start) {
+                        out.push('\\');
+                    }
+                    out.push_str(replacement);
+                    cursor = found.end;
+                }
+            }
         }
         let released = cursor.max(limit);
         out.push_str(&text[cursor..released]);
