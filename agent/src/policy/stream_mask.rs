@@ -260,7 +260,12 @@ impl StreamMasker {
 
     /// Drops the released text before `cut`, keeping its last character as look-behind.
     fn forget_released(&mut self, cut: usize) {
-        self.spans.retain(|span| span.start >= cut);
+        // A bounded release may cut through a span (a JSON channel's cut backs off to a token's
+        // start); what is left of it still holds a dead thread's match.
+        self.spans.retain_mut(|span| {
+            span.start = span.start.max(cut);
+            span.end > cut
+        });
         let keep_from = self.buf[..cut]
             .char_indices()
             .next_back()

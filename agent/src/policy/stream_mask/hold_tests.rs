@@ -345,3 +345,28 @@ fn measure() {
         );
     }
 }
+
+#[test]
+fn a_match_in_a_held_json_token_is_masked_after_a_bounded_release() {
+    // Found by fuzzing: the bounded release backed off to the token's start, cutting through
+    // the dead `#\w*` span that held the `xy` match, and dropped the span: `xy0…` went out raw.
+    let recognizers = [("lazy", r"x+?y"), ("crlf", r"(?mR)^#\w*$")]
+        .iter()
+        .map(|(name, pattern)| custom(name, pattern).expect("the pattern compiles"))
+        .collect();
+    let masker = Arc::new(Masker::new(recognizers, "[{NAME}]"));
+    let prefixes = Arc::new(StreamPrefixes::new(masker).expect("the prefix DFAs build"));
+    for deltas in [
+        vec!["e033", "xy0#", "xy0SECBEET-", "", "EC"],
+        vec!["e033xy0#xy0SECBEET-EC"],
+    ] {
+        let mut masker = StreamMasker::new_json(Arc::clone(&prefixes));
+        let mut counts = MaskCounts::default();
+        let mut out = String::new();
+        for delta in &deltas {
+            out.push_str(&masker.push(delta, &mut counts));
+        }
+        out.push_str(&masker.finish(&mut counts));
+        assert_eq!(out, r##""[LAZY]"#"[LAZY]""##, "{deltas:?}");
+    }
+}
