@@ -9,6 +9,7 @@ pub mod maps {
     pub const PENDING_ORIGINS: &str = "PENDING_ORIGINS";
     pub const ORIGINS: &str = "ORIGINS";
     pub const COUNTERS: &str = "COUNTERS";
+    pub const SOCKET_TAGS: &str = "SOCKET_TAGS";
 }
 
 /// Program names (the Rust function names in `main.rs`).
@@ -18,7 +19,18 @@ pub mod programs {
     pub const SENDMSG4: &str = "warden_sendmsg4";
     pub const SENDMSG6: &str = "warden_sendmsg6";
     pub const SOCK_OPS: &str = "warden_sock_ops";
-    pub const ALL: [&str; 5] = [CONNECT4, CONNECT6, SENDMSG4, SENDMSG6, SOCK_OPS];
+    pub const SOCK_CREATE: &str = "warden_sock_create";
+    pub const SOCK_RELEASE: &str = "warden_sock_release";
+    /// In attach order: the socket tags exist before the connect programs read them.
+    pub const ALL: [&str; 7] = [
+        SOCK_CREATE,
+        SOCK_RELEASE,
+        CONNECT4,
+        CONNECT6,
+        SENDMSG4,
+        SENDMSG6,
+        SOCK_OPS,
+    ];
 }
 
 /// Names of the programs' read-only globals, set by userspace at load time.
@@ -36,8 +48,25 @@ pub const MAX_SELECTED_CGROUPS: u32 = 4096;
 pub const MAX_INTERCEPT_PORTS: u32 = 64;
 pub const MAX_PENDING_ORIGINS: u32 = 16384;
 pub const MAX_ORIGINS: u32 = 16384;
+/// Sockets created in selected cgroups and still open. When it is full, a selected cgroup cannot
+/// create more inet sockets (refused rather than left untagged).
+pub const MAX_SOCKET_TAGS: u32 = 65536;
 /// How many cgroup levels above the current one are checked for selection.
 pub const MAX_CGROUP_DEPTH: i32 = 32;
+
+/// Bits of `RedirectConfig::flags`.
+pub mod redirect_flags {
+    /// Every TCP port is redirected (`intercept_ports = "all"`), not only those in `INTERCEPT_PORTS`.
+    pub const ALL_TCP_PORTS: u16 = 1;
+}
+
+/// Bits of an `INTERCEPT_PORTS` value: what happens to a selected cgroup's sockets on that port.
+pub mod port_flags {
+    /// TCP connects are redirected to Warden.
+    pub const REDIRECT_TCP: u8 = 1;
+    /// UDP (connect and sendmsg) is refused, so that QUIC clients fall back to TCP.
+    pub const REFUSE_UDP: u8 = 2;
+}
 
 /// Indexes into the `COUNTERS` per-CPU array.
 pub mod counter {
@@ -45,7 +74,14 @@ pub mod counter {
     pub const UDP_REFUSED: u32 = 1;
     pub const ORIGIN_INDEXED: u32 = 2;
     pub const NETNS_REFUSED: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// Raw inet sockets a selected cgroup tried to create.
+    pub const RAW_REFUSED: u32 = 4;
+    /// Sockets a selected cgroup could not create because `SOCKET_TAGS` was full.
+    pub const TAGS_FULL: u32 = 5;
+    /// Connects redirected only because the socket was created in a selected cgroup: the caller
+    /// itself is outside the selection (the socket was handed over, or the caller moved).
+    pub const BY_SOCKET_TAG: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 /// Where selected connections are sent. Written once by userspace at index 0 of `REDIRECT_CONFIG`.
@@ -54,7 +90,8 @@ pub mod counter {
 pub struct RedirectConfig {
     /// Warden's listener port, host byte order. It listens on 127.0.0.1 and ::1.
     pub listen_port: u16,
-    pub _pad: u16,
+    /// [`redirect_flags`] bits.
+    pub flags: u16,
     /// Warden's own process: its connections are never redirected.
     pub warden_tgid: u32,
     /// Warden's network namespace. A selected process in another namespace cannot reach Warden's
@@ -86,6 +123,19 @@ pub struct Origin {
     pub comm: [u8; 16],
 }
 
+/// A socket created in a selected cgroup (value of `SOCKET_TAGS`, keyed by socket cookie): it stays
+/// selected whoever connects it, so handing it to a process outside the selection does not get it
+/// past Warden.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SocketTag {
+    /// The cgroup of the process that created the socket.
+    pub cgroup_id: u64,
+    /// The creator's tgid as Warden sees it (see `Origin::tgid`).
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
 /// The client end of a redirected connection, as Warden sees it on accept: the peer address
 /// (IPv4 stored IPv4-mapped, network order) and port (host order).
 #[repr(C)]
@@ -98,9 +148,10 @@ pub struct ClientKey {
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: all three are #[repr(C)] plain-old-data with explicit padding fields, so every byte
+    // SAFETY: all four are #[repr(C)] plain-old-data with explicit padding fields, so every byte
     // pattern is valid and no byte is uninitialised.
     unsafe impl aya::Pod for super::RedirectConfig {}
     unsafe impl aya::Pod for super::Origin {}
     unsafe impl aya::Pod for super::ClientKey {}
+    unsafe impl aya::Pod for super::SocketTag {}
 }

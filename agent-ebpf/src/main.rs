@@ -1,5 +1,8 @@
 //! Warden's kernel side: redirect selected cgroups' TCP connects to the proxy and remember where they were going.
 //!
+//! Selection follows the socket as well as the caller: a socket created in a selected cgroup is
+//! tagged (see `sockets`) and stays selected whoever connects it.
+//!
 //! Byte order is spelled out at every field: `bpf_sock_addr.user_ip4/user_ip6/user_port` are network
 //! order (the port in the low 16 bits of a u32); `bpf_sock_ops.local_ip4/local_ip6` are network order
 //! and `bpf_sock_ops.local_port` is host order.
@@ -8,6 +11,9 @@
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
+
+#[cfg(target_arch = "bpf")]
+mod sockets;
 
 #[cfg(target_arch = "bpf")]
 mod programs {
@@ -27,8 +33,9 @@ mod programs {
     };
     use aya_log_ebpf::{debug, warn};
     use warden_ebpf::{
-        counter, ClientKey, Origin, RedirectConfig, MAX_CGROUP_DEPTH, MAX_INTERCEPT_PORTS,
-        MAX_ORIGINS, MAX_PENDING_ORIGINS, MAX_SELECTED_CGROUPS,
+        counter, port_flags, redirect_flags, ClientKey, Origin, RedirectConfig, SocketTag,
+        MAX_CGROUP_DEPTH, MAX_INTERCEPT_PORTS, MAX_ORIGINS, MAX_PENDING_ORIGINS,
+        MAX_SELECTED_CGROUPS, MAX_SOCKET_TAGS,
     };
 
     const AF_INET: u32 = 2;
@@ -36,8 +43,8 @@ mod programs {
     const SOCK_STREAM: u32 = 1;
     const SOCK_DGRAM: u32 = 2;
     /// Return values of cgroup/connect and cgroup/sendmsg programs.
-    const ALLOW: i32 = 1;
-    const REFUSE: i32 = 0;
+    pub(crate) const ALLOW: i32 = 1;
+    pub(crate) const REFUSE: i32 = 0;
     /// 127.0.0.1 and ::1 / ::ffff:127.0.0.1 as the u32 words the kernel stores (network order).
     const LOOPBACK4: u32 = u32::from_ne_bytes([127, 0, 0, 1]);
     const LOOPBACK6: [u32; 4] = [0, 0, 0, u32::from_ne_bytes([0, 0, 0, 1])];
@@ -48,10 +55,10 @@ mod programs {
     static USE_NS_PID: u8 = 0;
 
     #[map]
-    static REDIRECT_CONFIG: Array<RedirectConfig> = Array::with_max_entries(1, 0);
+    pub(crate) static REDIRECT_CONFIG: Array<RedirectConfig> = Array::with_max_entries(1, 0);
     #[map]
     static SELECTED_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(MAX_SELECTED_CGROUPS, 0);
-    /// Keys are ports in host byte order.
+    /// Keys are ports in host byte order; values are `port_flags` bits.
     #[map]
     static INTERCEPT_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_INTERCEPT_PORTS, 0);
     /// Origins of redirected sockets that have not connected yet, by socket cookie.
@@ -62,6 +69,11 @@ mod programs {
     /// Userspace deletes each entry when it accepts the connection.
     #[map]
     static ORIGINS: LruHashMap<ClientKey, Origin> = LruHashMap::with_max_entries(MAX_ORIGINS, 0);
+    /// Sockets created in a selected cgroup, by socket cookie; removed when the socket is released.
+    /// A plain hash, not an LRU: an evicted tag would let its socket out of the selection.
+    #[map]
+    pub(crate) static SOCKET_TAGS: HashMap<u64, SocketTag> =
+        HashMap::with_max_entries(MAX_SOCKET_TAGS, 0);
     #[map]
     static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
@@ -116,25 +128,63 @@ mod programs {
         V6,
     }
 
-    /// The checks shared by every hook: is this port intercepted, is the caller someone other than
-    /// Warden, and does it run in a selected cgroup (or below one)?
-    fn is_selected_call(sa: &bpf_sock_addr) -> Option<&'static RedirectConfig> {
+    /// A call that is to be redirected (or refused), and the cgroup it is attributed to.
+    struct SelectedCall {
+        config: &'static RedirectConfig,
+        /// The caller's cgroup, or the socket creator's when only the socket is selected.
+        cgroup_id: u64,
+        by_socket_tag: bool,
+    }
+
+    /// The checks shared by every hook: does this port get the treatment `wanted` (a `port_flags`
+    /// bit), is the caller someone other than Warden, and does it run in a selected cgroup (or
+    /// below one), or was the socket created in one?
+    // Inlined: as a function of its own, its Option<SelectedCall> return type gets BTF (a Rust
+    // enum layout) that the kernel's BTF loader rejects.
+    #[inline(always)]
+    fn is_selected_call(
+        ctx: &SockAddrContext,
+        sa: &bpf_sock_addr,
+        wanted: u8,
+    ) -> Option<SelectedCall> {
         // user_port: the port in network order in the low 16 bits.
         let dst_port = u16::from_be(sa.user_port as u16);
-        // SAFETY: the key is a plain u16 and the value is only tested for presence.
-        if unsafe { INTERCEPT_PORTS.get(&dst_port) }.is_none() {
-            return None;
-        }
         let config = REDIRECT_CONFIG.get(0)?;
-        if current_tgid(config) == config.warden_tgid || !current_cgroup_selected() {
+        // SAFETY: the key is a plain u16 and the value a plain u8.
+        let mut flags = unsafe { INTERCEPT_PORTS.get(&dst_port) }
+            .copied()
+            .unwrap_or(0);
+        if config.flags & redirect_flags::ALL_TCP_PORTS != 0 {
+            flags |= port_flags::REDIRECT_TCP;
+        }
+        if flags & wanted == 0 {
             return None;
         }
-        Some(config)
+        if current_tgid(config) == config.warden_tgid {
+            return None;
+        }
+        if current_cgroup_selected() {
+            return Some(SelectedCall {
+                config,
+                // SAFETY: a helper call without arguments.
+                cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+                by_socket_tag: false,
+            });
+        }
+        // SAFETY: the context is the socket-address context the helper expects.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+        // SAFETY: the key is a plain u64; the tag is copied out.
+        let tag = unsafe { SOCKET_TAGS.get(&cookie) }.copied()?;
+        Some(SelectedCall {
+            config,
+            cgroup_id: tag.cgroup_id,
+            by_socket_tag: true,
+        })
     }
 
     /// The caller's tgid as Warden sees it (see `Origin::tgid`); 0 when it is not visible there.
     #[inline(always)]
-    fn current_tgid(config: &RedirectConfig) -> u32 {
+    pub(crate) fn current_tgid(config: &RedirectConfig) -> u32 {
         // SAFETY: a read of a global the loader made read-only; volatile so that the compiler
         // keeps the load for the verifier to see the value set at load time.
         if unsafe { core::ptr::read_volatile(&USE_NS_PID) } == 0 {
@@ -157,7 +207,7 @@ mod programs {
         }
     }
 
-    fn current_cgroup_selected() -> bool {
+    pub(crate) fn current_cgroup_selected() -> bool {
         // Level 0 is the root; walking down to the current cgroup covers every ancestor, so a
         // selected cgroup selects its descendants too. Past the current depth the helper returns 0.
         for level in 0..MAX_CGROUP_DEPTH {
@@ -174,7 +224,7 @@ mod programs {
         false
     }
 
-    fn count(index: u32) {
+    pub(crate) fn count(index: u32) {
         if let Some(counter) = COUNTERS.get_ptr_mut(index) {
             // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
             unsafe { *counter += 1 };
@@ -185,9 +235,15 @@ mod programs {
     fn try_connect(ctx: &SockAddrContext, family: Family) -> Result<i32, i32> {
         // SAFETY: the kernel hands every cgroup/connect program a valid bpf_sock_addr.
         let sa = unsafe { &mut *ctx.sock_addr };
-        let Some(config) = is_selected_call(sa) else {
+        let wanted = match sa.type_ {
+            SOCK_STREAM => port_flags::REDIRECT_TCP,
+            SOCK_DGRAM => port_flags::REFUSE_UDP,
+            _ => return Ok(ALLOW),
+        };
+        let Some(call) = is_selected_call(ctx, sa, wanted) else {
             return Ok(ALLOW);
         };
+        let config = call.config;
         let dst_port = u16::from_be(sa.user_port as u16);
         // SAFETY: the context is the socket-address context the helper expects.
         let netns = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
@@ -235,8 +291,7 @@ mod programs {
             tgid: current_tgid(config),
             uid: uid_gid as u32,
             gid: (uid_gid >> 32) as u32,
-            // SAFETY: a helper call without arguments.
-            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+            cgroup_id: call.cgroup_id,
             comm: bpf_get_current_comm().unwrap_or([0; 16]),
         };
         // SAFETY: the context is the socket-address context the helper expects.
@@ -268,6 +323,15 @@ mod programs {
         }
         sa.user_port = listen_port;
         count(counter::REDIRECTED);
+        if call.by_socket_tag {
+            count(counter::BY_SOCKET_TAG);
+            debug!(
+                ctx,
+                "redirected a socket created in selected cgroup {} and connected by tgid {}",
+                call.cgroup_id,
+                origin.tgid
+            );
+        }
         debug!(ctx, "redirected tgid {} port {}", origin.tgid, dst_port);
         Ok(ALLOW)
     }
@@ -276,7 +340,7 @@ mod programs {
     fn try_sendmsg(ctx: &SockAddrContext) -> Result<i32, i32> {
         // SAFETY: the kernel hands every cgroup/sendmsg program a valid bpf_sock_addr.
         let sa = unsafe { &*ctx.sock_addr };
-        if is_selected_call(sa).is_none() {
+        if is_selected_call(ctx, sa, port_flags::REFUSE_UDP).is_none() {
             return Ok(ALLOW);
         }
         count(counter::UDP_REFUSED);

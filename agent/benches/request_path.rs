@@ -154,6 +154,7 @@ fn context(
         credentials,
         approvals,
         revocations: Arc::new(Revocations::load(&dir.join("state")).expect("no revocations")),
+        learned: Default::default(),
     })
 }
 

@@ -184,7 +184,7 @@ pub fn open_streams(spec: LoadSpec) -> Result<LoadResult> {
     })
 }
 
-fn runtime(concurrency: usize) -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime(concurrency: usize) -> Result<tokio::runtime::Runtime> {
     let mut builder = if concurrency == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -199,7 +199,7 @@ fn runtime(concurrency: usize) -> Result<tokio::runtime::Runtime> {
 }
 
 /// 1,000 streams need more than the default 1,024 descriptors on some machines.
-fn raise_fd_limit() {
+pub(crate) fn raise_fd_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -281,7 +281,7 @@ async fn worker(
 }
 
 /// The address, TLS client and request every connection of a run shares.
-struct Target {
+pub(crate) struct Target {
     addr: SocketAddr,
     server_name: ServerName<'static>,
     tls: TlsConnector,
@@ -292,7 +292,7 @@ struct Target {
 }
 
 impl Target {
-    async fn new(spec: &LoadSpec) -> Result<Self> {
+    pub(crate) async fn new(spec: &LoadSpec) -> Result<Self> {
         let addr = tokio::net::lookup_host(&spec.connect)
             .await
             .with_context(|| format!("resolving {}", spec.connect))?
@@ -336,7 +336,7 @@ impl Target {
         })
     }
 
-    async fn connect(&self) -> Result<Sender> {
+    pub(crate) async fn connect(&self) -> Result<Sender> {
         let tcp = TcpStream::connect(self.addr)
             .await
             .with_context(|| format!("connecting to {}", self.addr))?;
@@ -362,7 +362,12 @@ impl Target {
     }
 
     fn request(&self) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(self.body.clone()));
+        self.request_with(self.body.clone())
+    }
+
+    /// The run's request with another body.
+    pub(crate) fn request_with(&self, body: Bytes) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         let headers = request.headers_mut();
@@ -381,21 +386,21 @@ impl Target {
     }
 }
 
-enum Sender {
+pub(crate) enum Sender {
     H1(http1::SendRequest<Full<Bytes>>),
     H2(http2::SendRequest<Full<Bytes>>),
 }
 
 impl Sender {
     /// Another handle on the same h2 connection; h1 connections carry one request at a time.
-    fn share(&self) -> Option<Sender> {
+    pub(crate) fn share(&self) -> Option<Sender> {
         match self {
             Sender::H2(sender) => Some(Sender::H2(sender.clone())),
             Sender::H1(_) => None,
         }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &mut self,
         request: Request<Full<Bytes>>,
     ) -> Result<http::Response<hyper::body::Incoming>> {
@@ -413,7 +418,7 @@ impl Sender {
 }
 
 /// One worker's counts and histograms, merged at the end of a run.
-struct Tally {
+pub(crate) struct Tally {
     latency: Histogram<u64>,
     first_event: Histogram<u64>,
     measured_ok: u64,
@@ -423,7 +428,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let histogram = || {
             Histogram::new_with_bounds(1, NANOS_HISTOGRAM_MAX, 3)
                 .expect("static histogram bounds are valid")
@@ -438,7 +443,12 @@ impl Tally {
         }
     }
 
-    fn record_ok(&mut self, latency: Duration, first_byte: Option<Duration>, measured: bool) {
+    pub(crate) fn record_ok(
+        &mut self,
+        latency: Duration,
+        first_byte: Option<Duration>,
+        measured: bool,
+    ) {
         self.total_ok += 1;
         if !measured {
             return;
@@ -450,12 +460,12 @@ impl Tally {
         }
     }
 
-    fn record_error(&mut self, err: &anyhow::Error) {
+    pub(crate) fn record_error(&mut self, err: &anyhow::Error) {
         self.errors += 1;
         self.first_error.get_or_insert_with(|| format!("{err:#}"));
     }
 
-    fn merge(&mut self, other: Tally) {
+    pub(crate) fn merge(&mut self, other: Tally) {
         self.latency
             .add(&other.latency)
             .expect("histograms with the same bounds merge");
@@ -472,12 +482,17 @@ impl Tally {
 
     fn into_result(self, spec: &LoadSpec, window: Window) -> LoadResult {
         let measured_secs = (window.end - window.measure_from).as_secs_f64();
+        self.into_summary(spec.stream, measured_secs)
+    }
+
+    /// The result, over `measured_secs`; first-event latencies only when `stream`.
+    pub(crate) fn into_summary(self, stream: bool, measured_secs: f64) -> LoadResult {
         LoadResult {
             measured_ok: self.measured_ok,
             measured_secs,
             throughput_rps: self.measured_ok as f64 / measured_secs,
             latency: LatencySummary::of(&self.latency),
-            first_event: spec.stream.then(|| LatencySummary::of(&self.first_event)),
+            first_event: stream.then(|| LatencySummary::of(&self.first_event)),
             total_ok: self.total_ok,
             errors: self.errors,
             first_error: self.first_error,

@@ -1,5 +1,6 @@
 //! `warden-bench`: Warden's cost against a direct connection and against mitmproxy, measured in one
-//! run on loopback. Run it through `cargo xtask bench`, which builds and installs what it needs.
+//! run on loopback, and its soak (`soak`). Run them through `cargo xtask bench` and `cargo xtask
+//! soak`, which build and install what they need.
 
 mod loadgen;
 mod mitm;
@@ -7,6 +8,7 @@ mod payload;
 mod report;
 mod run;
 mod setups;
+mod soak;
 mod stats;
 mod upstream;
 
@@ -59,6 +61,42 @@ enum Command {
         #[arg(long, default_value = "cargo xtask bench")]
         command_line: String,
     },
+    /// Sends a fixed number of mixed requests through Warden and checks that nothing grows.
+    ///
+    /// Plain, streamed, masked, denied and client-aborted chat requests (4:2:2:1:1), half over
+    /// HTTP/1.1 and half over HTTP/2, through the eBPF redirect; the daemon's RSS, open
+    /// descriptors and audit queue depth are sampled throughout and must stay within 10% of
+    /// their level after warm-up; afterwards every request must be on record with its outcome,
+    /// and the audit chain must verify. Needs root. Exits non-zero when any of that fails.
+    Soak {
+        /// Requests to send in all.
+        #[arg(long, default_value_t = 100_000)]
+        requests: u64,
+        /// Requests in flight from each of the two load generators (h1, h2).
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Time between two samples of the daemon, in milliseconds.
+        #[arg(long, default_value_t = 250)]
+        sample_ms: u64,
+        /// Content events in each streamed response.
+        #[arg(long, default_value_t = 20)]
+        stream_events: usize,
+        /// The `warden` binary to soak (a release build).
+        #[arg(long, env = "WARDEN_BIN")]
+        warden_bin: PathBuf,
+        /// Where the figures and every sample go, as JSON.
+        #[arg(long, default_value = "target/soak/report.json")]
+        out: PathBuf,
+        /// How the report says it was produced.
+        #[arg(long, default_value = "cargo xtask soak")]
+        command_line: String,
+    },
+    /// One soak load generator (started by `soak`): prints its result as JSON on the last line.
+    #[command(hide = true)]
+    SoakLoad {
+        #[arg(long)]
+        spec: String,
+    },
     /// One load-generator run (started by `run`): prints its result as JSON on the last line.
     #[command(hide = true)]
     Loadgen {
@@ -100,6 +138,24 @@ fn main() -> ExitCode {
             },
             command: command_line,
         }),
+        Command::Soak {
+            requests,
+            concurrency,
+            sample_ms,
+            stream_events,
+            warden_bin,
+            out,
+            command_line,
+        } => soak::run(soak::Options {
+            warden_bin,
+            out,
+            requests,
+            concurrency,
+            sample_every: Duration::from_millis(sample_ms),
+            stream_events,
+            command: command_line,
+        }),
+        Command::SoakLoad { spec } => print_result(&spec, soak::load::run),
         Command::Loadgen { spec } => print_result(&spec, loadgen::run),
         Command::OpenStreams { spec } => print_result(&spec, loadgen::open_streams),
     };
@@ -112,9 +168,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_result(
+fn print_result<Spec: serde::de::DeserializeOwned, Outcome: serde::Serialize>(
     spec: &str,
-    run: fn(loadgen::LoadSpec) -> anyhow::Result<loadgen::LoadResult>,
+    run: fn(Spec) -> anyhow::Result<Outcome>,
 ) -> anyhow::Result<()> {
     let spec = serde_json::from_str(spec)?;
     let result = run(spec)?;

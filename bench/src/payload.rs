@@ -17,11 +17,26 @@ const PROSE: &str = "Summarise the deployment notes below for the on-call engine
     rolls out in three waves; each wave waits for the error budget to recover before the next one \
     starts. Keep the summary short and list the rollback steps first. ";
 
+/// An address the bench policy masks (`mask-pii`, recognizer `email`): a request carrying it must
+/// reach the upstream without it.
+pub const UNMASKED_EMAIL: &str = "jane.roe@example.com";
+/// A model outside the bench policy's `approved-models-only`: requests for it are denied.
+pub const DENIED_MODEL: &str = "gpt-3.5-turbo";
+/// Asks the upstream to hold its stream after the first event until the client side goes away
+/// (a client that aborts mid-stream, with nothing left to race against).
+pub const HOLD_MARKER: &str = "[soak: hold this stream until the client leaves]";
+
 /// The non-streamed (`stream: false`) or streamed chat request, exactly [`REQUEST_BYTES`] long.
 pub fn chat_request(stream: bool) -> Bytes {
-    let padded = |content: &str| {
+    chat_request_of(MODEL, "", stream)
+}
+
+/// A chat request for `model` whose prompt starts with `lead`, padded to [`REQUEST_BYTES`].
+pub fn chat_request_of(model: &str, lead: &str, stream: bool) -> Bytes {
+    let padded = |padding: &str| {
+        let content = format!("{lead}{padding}");
         let mut body = json!({
-            "model": MODEL,
+            "model": model,
             "messages": [
                 {"role": "system", "content": "You are a concise assistant for an SRE team."},
                 {"role": "user", "content": content},
@@ -95,8 +110,12 @@ pub fn stream_events(events: usize) -> Vec<Bytes> {
 /// Whether a chat request asks for a stream. The bench's own requests are compact JSON, and every
 /// proxy forwards them as such (or re-serializes them compactly).
 pub fn asks_for_stream(body: &[u8]) -> bool {
-    const NEEDLE: &[u8] = b"\"stream\":true";
-    body.windows(NEEDLE.len()).any(|window| window == NEEDLE)
+    contains(body, b"\"stream\":true")
+}
+
+/// Whether `needle` occurs in `body`.
+pub fn contains(body: &[u8], needle: &[u8]) -> bool {
+    body.windows(needle.len()).any(|window| window == needle)
 }
 
 /// Grows `content` until `render(content)` is exactly `target` bytes.
@@ -121,6 +140,9 @@ mod tests {
         assert_eq!(chat_request(false).len(), REQUEST_BYTES);
         assert_eq!(chat_request(true).len(), REQUEST_BYTES);
         assert_eq!(chat_response().len(), RESPONSE_BYTES);
+        let masked = chat_request_of(MODEL, UNMASKED_EMAIL, false);
+        assert_eq!(masked.len(), REQUEST_BYTES);
+        assert!(contains(&masked, UNMASKED_EMAIL.as_bytes()));
     }
 
     #[test]

@@ -75,13 +75,19 @@ pub struct Options {
     pub command: String,
 }
 
-pub fn run(options: Options) -> Result<()> {
+/// Stops early, with the reason, unless this process runs as root.
+pub fn require_root() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!(
             "the bench needs root: it loads eBPF programs and creates cgroups and mount namespaces"
         );
     }
+    Ok(())
+}
+
+pub fn run(options: Options) -> Result<()> {
+    require_root()?;
     for (what, path) in [
         ("warden", &options.tools.warden_bin),
         ("mitmdump", &options.tools.mitmdump),
@@ -220,10 +226,11 @@ fn check_errors(setup: &Setup, what: &str, result: &LoadResult) -> Result<()> {
     Ok(())
 }
 
-fn loadgen_client(
+/// `warden-bench COMMAND --spec JSON`, placed where `setup`'s clients run.
+pub fn loadgen_client(
     setup: &Setup,
     command: &str,
-    spec: &LoadSpec,
+    spec: &impl serde::Serialize,
     timeout: Duration,
 ) -> Result<Client> {
     let exe = std::env::current_exe().context("locating warden-bench")?;

@@ -69,35 +69,7 @@ impl Setup {
                 upstream: upstream.addr(),
                 ca_file: upstream.ca_file().to_owned(),
             },
-            SetupKind::Warden => {
-                let clients = CgroupGuard::new("bench-clients");
-                let e2e = E2e {
-                    warden_bin: tools.warden_bin.clone(),
-                };
-                let secrets = tools.custody.then(SecretDir::new);
-                let mut builder = Daemon::builder(&e2e);
-                if let Some(secrets) = &secrets {
-                    let key = secrets.write("bench", "sk-bench-custodied-key-0123456789", 0o600);
-                    // The load generator runs as root in the selected cgroup.
-                    builder = builder.extra_config(&credential_toml("bench", &key, &["uid:0"]));
-                }
-                let daemon = builder
-                    .select(&clients)
-                    .upstream_override(UpstreamOverride::new(
-                        "api.openai.com",
-                        upstream.addr(),
-                        Some(upstream.ca_file()),
-                    ))
-                    .policy_file("bench.toml", BENCH_POLICY)
-                    .start();
-                let hosts = HostsFile::new().with("api.openai.com", Ipv4Addr::LOCALHOST);
-                Setup::Warden {
-                    daemon: Box::new(daemon),
-                    clients,
-                    hosts,
-                    _secrets: secrets,
-                }
-            }
+            SetupKind::Warden => Self::warden(&tools.warden_bin, tools.custody, false, upstream),
             SetupKind::Mitmproxy => {
                 let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
                 Setup::Mitmproxy(Mitmproxy::start(
@@ -108,6 +80,54 @@ impl Setup {
                 )?)
             }
         })
+    }
+
+    /// Warden in front of `upstream`, with the bench policy; with `custody`, a `[[credential]]`
+    /// serving the load generator; with `metrics`, serving `/metrics` on loopback.
+    pub fn warden(
+        warden_bin: &Path,
+        custody: bool,
+        metrics: bool,
+        upstream: &FakeUpstream,
+    ) -> Self {
+        let clients = CgroupGuard::new("bench-clients");
+        let e2e = E2e {
+            warden_bin: warden_bin.to_owned(),
+        };
+        let secrets = custody.then(SecretDir::new);
+        let mut builder = Daemon::builder(&e2e);
+        if let Some(secrets) = &secrets {
+            let key = secrets.write("bench", "sk-bench-custodied-key-0123456789", 0o600);
+            // The load generator runs as root in the selected cgroup.
+            builder = builder.extra_config(&credential_toml("bench", &key, &["uid:0"]));
+        }
+        if metrics {
+            builder = builder.metrics();
+        }
+        let daemon = builder
+            .select(&clients)
+            .upstream_override(UpstreamOverride::new(
+                "api.openai.com",
+                upstream.addr(),
+                Some(upstream.ca_file()),
+            ))
+            .policy_file("bench.toml", BENCH_POLICY)
+            .start();
+        let hosts = HostsFile::new().with("api.openai.com", Ipv4Addr::LOCALHOST);
+        Setup::Warden {
+            daemon: Box::new(daemon),
+            clients,
+            hosts,
+            _secrets: secrets,
+        }
+    }
+
+    /// The Warden daemon of a Warden setup.
+    pub fn daemon(&self) -> Option<&Daemon> {
+        match self {
+            Setup::Warden { daemon, .. } => Some(daemon),
+            _ => None,
+        }
     }
 
     /// Where the load generator connects: through the redirect for Warden (api.openai.com:443,

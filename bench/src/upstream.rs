@@ -1,10 +1,11 @@
 //! The fake OpenAI upstream every setup shares: chat completions over TLS (h1 and h2), with a set
-//! latency, N streamed events, and a gate that holds streams open after their first event.
+//! latency, N streamed events, a gate that holds streams open after their first event, and counts
+//! of what it received (for the soak's checks).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ struct SharedState {
     /// While `true`, streams stop after their first event until it turns `false`.
     hold_streams: watch::Sender<bool>,
     streams_held: AtomicUsize,
+    requests_received: AtomicU64,
+    /// Requests that arrived with [`payload::UNMASKED_EMAIL`] in them: masking failed.
+    unmasked_received: AtomicU64,
 }
 
 impl FakeUpstream {
@@ -77,6 +81,8 @@ impl FakeUpstream {
             stream_events: payload::stream_events(behavior.stream_events),
             hold_streams: watch::channel(false).0,
             streams_held: AtomicUsize::new(0),
+            requests_received: AtomicU64::new(0),
+            unmasked_received: AtomicU64::new(0),
         });
         runtime.spawn(accept_loop(listener, acceptor, Arc::clone(&state)));
         Ok(Self {
@@ -111,6 +117,16 @@ impl FakeUpstream {
     pub fn streams_held(&self) -> usize {
         self.state.streams_held.load(Ordering::SeqCst)
     }
+
+    /// Requests received so far, whole bodies read.
+    pub fn requests_received(&self) -> u64 {
+        self.state.requests_received.load(Ordering::SeqCst)
+    }
+
+    /// Requests received with [`payload::UNMASKED_EMAIL`] still in them.
+    pub fn unmasked_received(&self) -> u64 {
+        self.state.unmasked_received.load(Ordering::SeqCst)
+    }
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<SharedState>) {
@@ -144,11 +160,16 @@ async fn respond(state: Arc<SharedState>, request: Request<Incoming>) -> Respons
         Ok(collected) => collected.to_bytes(),
         Err(_) => return plain(StatusCode::BAD_REQUEST, "unreadable request body"),
     };
+    state.requests_received.fetch_add(1, Ordering::SeqCst);
+    if payload::contains(&body, payload::UNMASKED_EMAIL.as_bytes()) {
+        state.unmasked_received.fetch_add(1, Ordering::SeqCst);
+    }
     if !state.behavior.latency.is_zero() {
         tokio::time::sleep(state.behavior.latency).await;
     }
     if payload::asks_for_stream(&body) {
-        stream(state)
+        let until_closed = payload::contains(&body, payload::HOLD_MARKER.as_bytes());
+        stream(state, until_closed)
     } else {
         Response::builder()
             .header(header::CONTENT_TYPE, "application/json")
@@ -157,14 +178,26 @@ async fn respond(state: Arc<SharedState>, request: Request<Incoming>) -> Respons
     }
 }
 
-fn stream(state: Arc<SharedState>) -> Response<ResponseBody> {
+/// A streamed response. With `until_closed`, only its first event: the stream then stays open
+/// until the body is dropped (the proxy in front gave up on it).
+fn stream(state: Arc<SharedState>, until_closed: bool) -> Response<ResponseBody> {
     let (mut sender, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(4);
+    // Dropped with the body (the closure below owns it): wakes the task holding the stream.
+    let (body_alive, body_dropped) = tokio::sync::oneshot::channel::<()>();
+    let body = body.map_frame(move |frame| {
+        let _alive = &body_alive;
+        frame
+    });
     tokio::spawn(async move {
         let mut events = state.stream_events.iter();
         if let Some(first) = events.next() {
             if sender.send_data(first.clone()).await.is_err() {
                 return;
             }
+        }
+        if until_closed {
+            let _ = body_dropped.await;
+            return;
         }
         let mut hold = state.hold_streams.subscribe();
         if *hold.borrow_and_update() {

@@ -39,6 +39,16 @@ impl AgentFixture {
         Self::assemble(e2e, name, upstream, |daemon, _| daemon)
     }
 
+    /// Like [`AgentFixture::with_upstream`]; `configure` adds to the daemon's config.
+    pub fn with_upstream_and(
+        e2e: &E2e,
+        name: &str,
+        upstream: FakeUpstream,
+        configure: impl FnOnce(DaemonBuilder, &CgroupGuard) -> DaemonBuilder,
+    ) -> Self {
+        Self::assemble(e2e, name, upstream, configure)
+    }
+
     /// Like [`AgentFixture::start`]; `configure` adds to the daemon's config (it gets the agent
     /// cgroup, already selected).
     pub fn start_with(

@@ -95,7 +95,7 @@ fn the_daemon_tells_systemd_when_it_is_ready_reloading_alive_and_stopping() {
     );
     // READY=1 comes after everything it promises: the programs are attached and the daemon serves.
     assert!(daemon.logs().find(|l| l.is("warden ready")).is_some());
-    assert_eq!(daemon.status().programs.len(), 5);
+    assert_eq!(daemon.status().programs.len(), 7);
     assert_eq!(notify.count("READY=1"), 1, "{:?}", notify.received);
 
     // WatchdogSec: pings at half the interval.

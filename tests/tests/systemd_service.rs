@@ -4,6 +4,7 @@
 //! Restart=always re-adopting one set of pinned programs, and `warden uninstall` leaving nothing
 //! (issue 11, point 6). The API key comes from a systemd credential (`LoadCredential=` in the unit
 //! install writes): the upstream receives it, never the agent's placeholder (issue 13, point 3).
+//! The selected agent runs without CAP_NET_RAW, so no packet or raw sockets (issue 14, point 2).
 
 use std::path::Path;
 use std::time::Duration;
@@ -24,6 +25,8 @@ use warden_tests::{
 };
 
 const POLICIES: &str = "/etc/warden/policies";
+/// The capability's bit number (linux/capability.h).
+const CAP_NET_RAW: u32 = 13;
 /// The policy directory is a symlink that the test swaps from the first to the second version:
 /// the directory watch (inotify on the first) sees nothing, so only `systemctl reload` can apply it.
 const POLICIES_FIRST: &str = "/etc/warden/policy-versions/1";
@@ -251,6 +254,14 @@ impl Scene {
         assert_eq!(recorded["unit"], AGENT_UNIT, "{recorded}");
         assert_eq!(recorded["cgroup"], AGENT_CGROUP, "{recorded}");
         assert_eq!(recorded["status"], 200, "{recorded}");
+
+        // The drop-in took CAP_NET_RAW from the agent for good: no packet or raw IP sockets.
+        let status = self
+            .container
+            .sh(&format!("grep '^CapBnd:' /proc/{agent_pid}/status"));
+        let bounding = status.stdout.trim().trim_start_matches("CapBnd:").trim();
+        let bounding = u64::from_str_radix(bounding, 16).expect("CapBnd is hex");
+        assert_eq!(bounding & (1 << CAP_NET_RAW), 0, "{status}");
 
         agent_pid
     }

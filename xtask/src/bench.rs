@@ -117,7 +117,8 @@ fn command_line(quick: bool, warden_bench_args: &[String]) -> String {
     line
 }
 
-fn shell_quote(arg: &str) -> String {
+/// `arg` as a POSIX shell reads it back: bare when safe, single-quoted otherwise.
+pub(crate) fn shell_quote(arg: &str) -> String {
     let plain = !arg.is_empty()
         && arg
             .chars()

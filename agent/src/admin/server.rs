@@ -179,6 +179,7 @@ impl AdminServer {
             listen_port: config.proxy.listen_port,
             listen: self.listen.clone(),
             intercept_ports: config.proxy.intercept_ports.clone(),
+            tls_ports: config.proxy.tls_ports(),
             intercept_hosts: config.proxy.intercept_hosts.clone(),
             cgroup2_mount: self.cgroup2_mount.clone(),
             programs: self.redirector.programs().to_vec(),

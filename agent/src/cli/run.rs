@@ -107,6 +107,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
             &RedirectSettings {
                 listen_port: config.proxy.listen_port,
                 intercept_ports: &config.proxy.intercept_ports,
+                tls_ports: &config.proxy.tls_ports(),
                 fail_mode: config.proxy.fail_mode,
                 pin_dir: &config.proxy.pin_dir,
             },
@@ -128,6 +129,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         .recover()
         .await
         .context("closing the approvals the previous run left pending")?;
+    let learned = Arc::new(proxy::learned::LearnedAddresses::from_config(&config));
     let context = Arc::new(ProxyContext {
         config: config.clone(),
         identities: IdentityResolver::new(config.accounts.clone(), Some(cgroupfs.clone())),
@@ -140,6 +142,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         approvals: approvals.clone(),
         credentials: credentials.clone(),
         revocations,
+        learned: learned.clone(),
     });
     let context_for_status = context.clone();
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -154,6 +157,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     tokio::spawn(selection.clone().watch(shutdown.clone()));
     tokio::spawn(policy.clone().watch(shutdown.clone()));
     tokio::spawn(credentials.watch(shutdown.clone()));
+    tokio::spawn(learned.resolve_periodically(config.clone(), shutdown.clone()));
     let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(listener) = metrics_listener {
         tokio::spawn(metrics::server::serve(metrics, listener, shutdown.clone()));
@@ -180,7 +184,8 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     let attachment = redirector.attachment();
     tracing::info!(
         listen = ?listen,
-        intercept_ports = ?config.proxy.intercept_ports,
+        intercept_ports = %config.proxy.intercept_ports,
+        tls_ports = ?config.proxy.tls_ports(),
         intercept_hosts = ?config.proxy.intercept_hosts,
         programs = ?programs,
         fail_mode = %attachment.fail_mode,
@@ -207,19 +212,19 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
 
     let signal = wait_for_signal().await?;
     supervisor::stopping("stopping: draining connections");
-    // Fail closed: the programs stay attached (pinned), so a connect made from now on reaches the
-    // closed listener and is refused rather than going direct. Fail open: detach first, so that
-    // no new connection is redirected to a listener that is about to close.
+    // The programs stay attached through the drain in both fail modes: the listener closes first,
+    // so a connect made from now on is redirected to a closed port and refused, never sent direct.
     tracing::info!(
         signal,
         fail_mode = %attachment.fail_mode,
         "shutting down: draining connections"
     );
-    redirector.detach();
     let _ = shutdown_tx.send(true);
     // Held requests would outlast the drain: refuse them now, their approvals interrupted.
     approvals.interrupt_all().await;
     let _ = proxy.await;
+    // Listener closed and drain over: only now may fail open let connects go direct.
+    redirector.detach();
     // Every exchange has ended: commit the records still queued before exiting.
     let closing = audit.clone();
     if let Err(error) = tokio::task::spawn_blocking(move || closing.shutdown()).await {

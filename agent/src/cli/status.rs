@@ -30,9 +30,13 @@ pub fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<()> {
     let field = |name: &str| status.get(name).cloned().unwrap_or_default();
     println!("daemon pid      {}", field("pid"));
     println!("listening on    {}", join(&field("listen")));
+    let ports = field("intercept_ports");
     println!(
-        "intercepts      ports {} hosts {}",
-        join(&field("intercept_ports")),
+        "intercepts      ports {} (TLS only: {}) hosts {}",
+        ports
+            .as_str()
+            .map_or_else(|| join(&ports), ToString::to_string),
+        join(&field("tls_ports")),
         join(&field("intercept_hosts"))
     );
     println!(

@@ -4,7 +4,8 @@
 //! state_dir = "/var/lib/warden"               # CA and the audit store
 //! [proxy]
 //! listen_port = 15443                         # on 127.0.0.1 and ::1
-//! intercept_ports = [443]                     # destination ports redirected from selected cgroups
+//! intercept_ports = "all"                     # or a list: destination ports redirected from selected cgroups
+//! tls_ports = [443]                           # redirected ports where only TLS is accepted
 //! intercept_hosts = ["api.openai.com"]        # TLS server names that are decrypted; "*.x.com" allowed
 //! drain_timeout_secs = 10                     # how long shutdown waits for open connections
 //! fail_mode = "closed"                        # "closed": agents cannot bypass a stopped Warden; "open"
@@ -40,6 +41,7 @@
 mod approvals;
 pub mod credentials;
 pub(crate) mod locate;
+pub mod ports;
 mod validate;
 
 #[cfg(test)]
@@ -53,6 +55,7 @@ use std::{
 
 pub use approvals::{AdminConfig, ApprovalsConfig};
 use locate::{line_of, Locator};
+pub use ports::InterceptPorts;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/warden/warden.toml";
 pub const DEFAULT_POLICY_DIR: &str = "/etc/warden/policies";
@@ -145,7 +148,12 @@ impl Default for PolicyConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ProxyConfig {
     pub listen_port: u16,
-    pub intercept_ports: Vec<u16>,
+    /// "all" (the default) or a list of ports (see [`ports`]).
+    pub intercept_ports: InterceptPorts,
+    /// Redirected ports where only a TLS ClientHello is accepted; absent: see
+    /// [`ports::default_tls_ports`]. Use [`ProxyConfig::tls_ports`].
+    #[serde(rename = "tls_ports")]
+    pub tls_ports_configured: Option<Vec<u16>>,
     pub intercept_hosts: Vec<String>,
     /// How long shutdown waits for open connections before closing them.
     pub drain_timeout_secs: u64,
@@ -153,6 +161,26 @@ pub struct ProxyConfig {
     pub fail_mode: FailMode,
     /// Where the eBPF links and maps are pinned (a directory on a bpf filesystem).
     pub pin_dir: PathBuf,
+}
+
+impl ProxyConfig {
+    /// Redirected ports where anything but a TLS ClientHello is refused.
+    pub fn tls_ports(&self) -> Vec<u16> {
+        self.tls_ports_configured
+            .clone()
+            .unwrap_or_else(|| ports::default_tls_ports(&self.intercept_ports))
+    }
+
+    /// Whether a redirected connection to `port` must open with a TLS ClientHello.
+    pub fn is_tls_port(&self, port: u16) -> bool {
+        match &self.tls_ports_configured {
+            Some(ports) => ports.contains(&port),
+            None => match &self.intercept_ports {
+                InterceptPorts::All => port == 443,
+                InterceptPorts::List(_) => true,
+            },
+        }
+    }
 }
 
 /// `[proxy] fail_mode`: what a selected workload's connects get while the daemon is not running.
@@ -257,7 +285,8 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             listen_port: 15443,
-            intercept_ports: vec![443],
+            intercept_ports: InterceptPorts::All,
+            tls_ports_configured: None,
             intercept_hosts: vec!["api.openai.com".to_string()],
             drain_timeout_secs: 10,
             fail_mode: FailMode::default(),

@@ -34,7 +34,8 @@ fn empty_text_gives_defaults() {
     assert_eq!(config, Config::default());
     assert_eq!(config.state_dir, Path::new("/var/lib/warden"));
     assert_eq!(config.proxy.listen_port, 15443);
-    assert_eq!(config.proxy.intercept_ports, vec![443]);
+    assert_eq!(config.proxy.intercept_ports, InterceptPorts::All);
+    assert_eq!(config.proxy.tls_ports(), vec![443]);
     assert_eq!(config.proxy.intercept_hosts, vec!["api.openai.com"]);
     assert_eq!(config.proxy.drain_timeout_secs, 10);
     assert_eq!(config.proxy.fail_mode, FailMode::Closed);
@@ -150,7 +151,39 @@ fn invalid_values_name_line_and_key() {
 #[test]
 fn defaulted_keys_have_no_line() {
     let e = error("[proxy]\nlisten_port = 443\n");
-    assert_eq!(e, "/etc/warden/warden.toml: proxy.intercept_ports[0]: port 443 is proxy.listen_port: redirecting it would loop");
+    assert_eq!(e, "/etc/warden/warden.toml: proxy.tls_ports: port 443 (the default) is proxy.listen_port: redirecting it would loop");
+}
+
+#[test]
+fn intercept_ports_is_all_or_a_list_and_tls_ports_follow_it() {
+    let all = parse("[proxy]\nintercept_ports = \"all\"\ntls_ports = [443, 8443]\n").unwrap();
+    assert!(all.proxy.intercept_ports.is_all());
+    assert!(all.proxy.is_tls_port(8443) && !all.proxy.is_tls_port(80));
+    // A list keeps its old meaning: every listed port carries TLS only, unless tls_ports says.
+    let list = parse("[proxy]\nintercept_ports = [443, 8080]\n").unwrap();
+    assert_eq!(
+        list.proxy.intercept_ports,
+        InterceptPorts::List(vec![443, 8080])
+    );
+    assert!(list.proxy.is_tls_port(8080));
+    let mixed = parse("[proxy]\nintercept_ports = [443, 8080]\ntls_ports = [443]\n").unwrap();
+    assert!(mixed.proxy.is_tls_port(443) && !mixed.proxy.is_tls_port(8080));
+    let none = parse("[proxy]\ntls_ports = []\n").unwrap();
+    assert!(!none.proxy.is_tls_port(443));
+
+    let cases = [
+        ("[proxy]\nintercept_ports = \"some\"\n", "2: proxy.intercept_ports: invalid value: string \"some\", expected \"all\" or a list of ports"),
+        ("[proxy]\nintercept_ports = [443]\ntls_ports = [8443]\n", "3: proxy.tls_ports[0]: port 8443 is not in proxy.intercept_ports"),
+        ("[proxy]\nlisten_port = 8443\ntls_ports = [8443]\n", "3: proxy.tls_ports[0]: port 8443 is proxy.listen_port"),
+        ("[proxy]\ntls_ports = [443, 443]\n", "2: proxy.tls_ports[1]: port 443 is listed twice"),
+    ];
+    for (text, expected) in cases {
+        let e = error(text);
+        assert!(
+            e.starts_with(&format!("/etc/warden/warden.toml:{expected}")),
+            "{text:?} gave {e}"
+        );
+    }
 }
 
 #[test]

@@ -17,23 +17,12 @@ impl Config {
                 "must be between 1 and 65535".into(),
             ));
         }
-        let ports = proxy.key("intercept_ports");
-        if p.intercept_ports.is_empty() {
-            return Err((ports, "must name at least one port".into()));
-        }
-        let mut seen = HashSet::new();
-        for (i, &port) in p.intercept_ports.iter().enumerate() {
-            let reason = if port == 0 {
-                "must be between 1 and 65535".to_string()
-            } else if !seen.insert(port) {
-                format!("port {port} is listed twice")
-            } else if port == p.listen_port {
-                format!("port {port} is proxy.listen_port: redirecting it would loop")
-            } else {
-                continue;
-            };
-            return Err((ports.index(i), reason));
-        }
+        super::ports::validate(
+            &p.intercept_ports,
+            p.tls_ports_configured.as_deref(),
+            p.listen_port,
+            &proxy,
+        )?;
         let hosts = proxy.key("intercept_hosts");
         if p.intercept_hosts.is_empty() {
             return Err((hosts, "must name at least one host".into()));

@@ -2,7 +2,9 @@
 use std::{fs::File, os::fd::AsFd, path::Path};
 
 use aya::{
-    programs::{links::FdLink, CgroupAttachMode, CgroupSockAddr, ProgramError, SockOps},
+    programs::{
+        links::FdLink, CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, SockOps,
+    },
     Ebpf,
 };
 use warden_ebpf::programs;
@@ -32,6 +34,10 @@ pub(super) fn attach_program(
         let program: &mut SockOps = program.try_into().map_err(program_error)?;
         program.load().map_err(program_error)?;
         link_program(name, program, root, pins)
+    } else if name == programs::SOCK_CREATE || name == programs::SOCK_RELEASE {
+        let program: &mut CgroupSock = program.try_into().map_err(program_error)?;
+        program.load().map_err(program_error)?;
+        link_program(name, program, root, pins)
     } else {
         let program: &mut CgroupSockAddr = program.try_into().map_err(program_error)?;
         program.load().map_err(program_error)?;
@@ -39,7 +45,7 @@ pub(super) fn attach_program(
     }
 }
 
-/// The two program types Warden attaches to cgroups, as far as linking them goes.
+/// The program types Warden attaches to cgroups, as far as linking them goes.
 trait CgroupProgram {
     fn program_id(&self) -> Result<u32, ProgramError>;
     fn program_fd(&self) -> Result<aya::programs::ProgramFd, ProgramError>;
@@ -72,6 +78,7 @@ macro_rules! cgroup_program {
 }
 cgroup_program!(SockOps);
 cgroup_program!(CgroupSockAddr);
+cgroup_program!(CgroupSock);
 
 fn link_program(
     name: &'static str,

@@ -29,11 +29,15 @@ use aya::{
 };
 use serde::Serialize;
 use warden_ebpf::{
-    counter, globals, maps, programs, ClientKey, Origin, RedirectConfig, MAX_INTERCEPT_PORTS,
-    MAX_ORIGINS, MAX_PENDING_ORIGINS, MAX_SELECTED_CGROUPS,
+    counter, globals, maps, port_flags, programs, redirect_flags, ClientKey, Origin,
+    RedirectConfig, SocketTag, MAX_INTERCEPT_PORTS, MAX_ORIGINS, MAX_PENDING_ORIGINS,
+    MAX_SELECTED_CGROUPS, MAX_SOCKET_TAGS,
 };
 
-use crate::{cgroupfs::CgroupFs, config::FailMode};
+use crate::{
+    cgroupfs::CgroupFs,
+    config::{FailMode, InterceptPorts},
+};
 use origin::{client_key, ConnectionOrigin};
 use pins::{HeldLink, MapLayout, PinDir, PinError};
 
@@ -42,13 +46,14 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 
 /// The maps that are pinned with the links, as this build's programs declare them: the daemon
 /// that starts next reuses them when they still look like this.
-const SHARED_MAPS: [MapLayout; 6] = [
+const SHARED_MAPS: [MapLayout; 7] = [
     MapLayout::new::<u32, RedirectConfig>(maps::REDIRECT_CONFIG, MapType::Array, 1),
     MapLayout::new::<u64, u8>(maps::SELECTED_CGROUPS, MapType::Hash, MAX_SELECTED_CGROUPS),
     MapLayout::new::<u16, u8>(maps::INTERCEPT_PORTS, MapType::Hash, MAX_INTERCEPT_PORTS),
     MapLayout::new::<u64, Origin>(maps::PENDING_ORIGINS, MapType::LruHash, MAX_PENDING_ORIGINS),
     MapLayout::new::<ClientKey, Origin>(maps::ORIGINS, MapType::LruHash, MAX_ORIGINS),
     MapLayout::new::<u32, u64>(maps::COUNTERS, MapType::PerCpuArray, counter::COUNT),
+    MapLayout::new::<u64, SocketTag>(maps::SOCKET_TAGS, MapType::Hash, MAX_SOCKET_TAGS),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +109,12 @@ pub struct KernelCounters {
     pub origins_indexed: u64,
     /// Connects refused because a selected process was in another network namespace.
     pub netns_refused: u64,
+    /// Raw inet sockets refused to selected cgroups.
+    pub raw_refused: u64,
+    /// Sockets refused to selected cgroups because the socket tag map was full.
+    pub socket_tags_full: u64,
+    /// Connects redirected only because their socket was created in a selected cgroup.
+    pub redirected_by_socket_tag: u64,
     /// Entries now in the origin maps: connected but not yet accepted by Warden, and redirected but
     /// not yet connected. Both drop back to zero when connections are claimed.
     pub origins_unclaimed: u64,
@@ -124,7 +135,9 @@ pub struct Attachment {
 /// What the programs are told to do.
 pub struct RedirectSettings<'a> {
     pub listen_port: u16,
-    pub intercept_ports: &'a [u16],
+    pub intercept_ports: &'a InterceptPorts,
+    /// Ports where UDP is refused under "all" (under a list, every listed port refuses UDP).
+    pub tls_ports: &'a [u16],
     pub fail_mode: FailMode,
     pub pin_dir: &'a Path,
 }
@@ -183,7 +196,11 @@ impl Redirector {
         // run share this map and must already skip this process's own connections.
         let config = RedirectConfig {
             listen_port: settings.listen_port,
-            _pad: 0,
+            flags: if settings.intercept_ports.is_all() {
+                redirect_flags::ALL_TCP_PORTS
+            } else {
+                0
+            },
             warden_tgid: std::process::id(),
             netns_cookie: namespaces::own_netns_cookie(),
             pidns_dev: pid_namespace.dev,
@@ -195,17 +212,18 @@ impl Redirector {
             .set(0, config, 0)
             .map_err(|source| map_error(maps::REDIRECT_CONFIG, source))?;
         let mut ports: HashMap<_, u16, u8> = take_map(&mut ebpf, maps::INTERCEPT_PORTS)?;
+        let wanted = port_table(settings.intercept_ports, settings.tls_ports);
         let stale: Vec<u16> = ports
             .keys()
             .filter_map(Result::ok)
-            .filter(|port| !settings.intercept_ports.contains(port))
+            .filter(|port| !wanted.iter().any(|(p, _)| p == port))
             .collect();
         for port in stale {
             let _ = ports.remove(&port);
         }
-        for &port in settings.intercept_ports {
+        for (port, flags) in wanted {
             ports
-                .insert(port, 1, 0)
+                .insert(port, flags, 0)
                 .map_err(|source| map_error(maps::INTERCEPT_PORTS, source))?;
         }
 
@@ -306,6 +324,9 @@ impl Redirector {
             udp_refused: sum(counter::UDP_REFUSED),
             origins_indexed: sum(counter::ORIGIN_INDEXED),
             netns_refused: sum(counter::NETNS_REFUSED),
+            raw_refused: sum(counter::RAW_REFUSED),
+            socket_tags_full: sum(counter::TAGS_FULL),
+            redirected_by_socket_tag: sum(counter::BY_SOCKET_TAG),
             origins_unclaimed: lock(&self.origins).keys().count() as u64,
             origins_pending: self.pending.keys().count() as u64,
         }
@@ -323,6 +344,22 @@ impl Redirector {
             links.clear();
             tracing::info!("eBPF programs detached");
         }
+    }
+}
+
+/// The `INTERCEPT_PORTS` entries: under a list, each listed port is redirected (TCP) and refuses
+/// UDP; under "all" (TCP redirected by the config flag), the TLS ports refuse UDP: refusing UDP
+/// everywhere would break DNS.
+fn port_table(intercept: &InterceptPorts, tls_ports: &[u16]) -> Vec<(u16, u8)> {
+    match intercept {
+        InterceptPorts::List(ports) => ports
+            .iter()
+            .map(|&port| (port, port_flags::REDIRECT_TCP | port_flags::REFUSE_UDP))
+            .collect(),
+        InterceptPorts::All => tls_ports
+            .iter()
+            .map(|&port| (port, port_flags::REFUSE_UDP))
+            .collect(),
     }
 }
 

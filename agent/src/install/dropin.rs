@@ -1,5 +1,6 @@
 //! The drop-in install writes for every selected unit: it trusts Warden's CA for Node.js clients,
-//! and makes the unit need a running Warden; and finding the drop-ins install wrote earlier.
+//! makes the unit need a running Warden and takes CAP_NET_RAW from services; and finding the
+//! drop-ins install wrote earlier.
 use std::{
     fs, io,
     path::{Path, PathBuf},
@@ -35,7 +36,10 @@ pub fn dropin_text(unit: &str, ca_file: &Path, check: &str) -> String {
              # (and refused while Warden is down). `+`: the check needs root, whatever User= is.\n\
              ExecStartPre=+{check}\n\
              # Node.js trusts only its bundled roots; the system store covers Python, curl and Go.\n\
-             Environment=NODE_EXTRA_CA_CERTS={}\n",
+             Environment=NODE_EXTRA_CA_CERTS={}\n\
+             # Packet sockets (AF_PACKET) and raw IP sockets write their own frames past Warden's\n\
+             # connect hooks. Both need CAP_NET_RAW, which no process of this unit may hold.\n\
+             CapabilityBoundingSet=~CAP_NET_RAW\n",
             ca_file.display()
         ));
     }

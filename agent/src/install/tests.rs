@@ -174,10 +174,16 @@ fn an_existing_config_is_never_overwritten_and_decides_the_drop_ins() {
     assert!(service.contains(
         "Environment=NODE_EXTRA_CA_CERTS=/usr/local/share/ca-certificates/warden-ca.crt\n"
     ));
+    // Packet and raw sockets would write frames past the connect hooks.
+    assert!(
+        service.contains("\nCapabilityBoundingSet=~CAP_NET_RAW\n"),
+        "{service}"
+    );
     let slice =
         fs::read_to_string(image.path("/etc/systemd/system/b.slice.d/warden.conf")).unwrap();
     assert!(slice.contains("Wants=warden.service\nAfter=warden.service\n"));
     assert!(!slice.contains("Requires="), "{slice}");
+    assert!(!slice.contains("CapabilityBoundingSet"), "{slice}");
     assert!(
         service.contains("ExecStartPre=+/usr/local/bin/warden status --quiet\n"),
         "{service}"

@@ -1,49 +1,45 @@
-//! One redirected connection: claim its origin, attribute it, classify it, then intercept or tunnel.
-use std::{
-    net::SocketAddr,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+//! One redirected connection: claim its origin, attribute it, classify what it says, then
+//! intercept, refuse or tunnel it.
+mod audit;
+mod first_words;
+mod intercept;
+mod plaintext;
+mod proxy_connect;
+mod tunnel;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::BytesMut;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::conn::auto,
-};
 use tokio::{io::AsyncReadExt, net::TcpStream, sync::watch};
 use tracing::Level;
 
-use super::close_reason;
-use super::recording::{new_id, now_us};
 use super::{
     client_hello::{classify, Classified},
     counters::Counters,
-    counting::{ByteCounts, CountingStream},
-    http,
+    http_head::RequestHead,
     prefixed::PrefixedStream,
-    stages::ConnectionInfo,
     ProxyContext,
 };
 use crate::{
-    audit::{
-        record::{AuditRecord, ConnectionRecord, Disposition, IdentitySnapshot},
-        AuditWriter,
-    },
-    ebpf::origin::ConnectionOrigin,
-    identity::Identity,
-    identity_event,
+    audit::record::Disposition, ebpf::origin::ConnectionOrigin, identity::Identity, identity_event,
 };
+pub use audit::ConnectionAudit;
+use first_words::{FirstWords, Said};
+use tunnel::{Server, Tunneled};
 
 /// Why a connection whose first bytes are not a TLS handshake record is refused.
 const NOT_A_CLIENT_HELLO: &str = "not a TLS ClientHello (refused on an intercepted port)";
+const NO_SERVER_NAME: &str = "TLS ClientHello has no server name";
 
-/// How long a client may take to send its first bytes, and to finish the TLS handshake.
+/// How long a client may take to send its first bytes on a TLS-only port.
 const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(30);
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-const TUNNEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an HTTP/1 client may take to send a request's headers (including between requests
-/// on a kept-alive connection) before the connection is closed.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Who a connection is from and where it was going: what every path of it records and logs.
+pub struct Attributed<'a> {
+    pub context: &'a Arc<ProxyContext>,
+    pub identity: &'a Arc<Identity>,
+    pub origin: &'a ConnectionOrigin,
+}
 
 pub async fn handle(
     context: Arc<ProxyContext>,
@@ -76,84 +72,170 @@ pub async fn handle(
         }
     };
     let _ = client.set_nodelay(true);
+    let at = Attributed {
+        context: &context,
+        identity: &identity,
+        origin: &origin,
+    };
     let mut audit = ConnectionAudit::new(&context, &identity, &origin);
+    let destination = origin.original_dst;
+    if is_own_listener(&context, destination) {
+        // Under intercept_ports = "all" a selected process may connect to Warden's own port:
+        // tunneling that back to the listener would only come back again.
+        let reason = "destination is Warden's own listener";
+        return reject(&at, reason, audit);
+    }
 
-    let (first_bytes, classified) = match read_first_bytes(&mut client).await {
-        Ok(read) => read,
+    let first = if context.config.proxy.is_tls_port(destination.port()) {
+        read_client_hello(&mut client, BytesMut::with_capacity(2048))
+            .await
+            .map(|(bytes, classified)| FirstWords::Client {
+                bytes,
+                said: Said::Tls(classified),
+                server: Server::Connect,
+            })
+    } else {
+        let may_connect = tunnel::refusal_to_tunnel(&at).is_none();
+        first_words::listen(&mut client, BytesMut::new(), None, destination, may_connect).await
+    };
+    match first {
         Err((reason, bytes_read)) => {
             audit.bytes_from_client = bytes_read as u64;
-            return reject(&context, &identity, &origin, &reason, audit);
+            reject(&at, &reason, audit)
         }
-    };
-    // What was read so far counts even if the connection goes no further.
-    audit.bytes_from_client = first_bytes.len() as u64;
-    match classified {
-        // Intercepted ports carry TLS: tunneling anything else (plaintext, an SSLv2-style hello,
+        Ok(FirstWords::Server { server, bytes }) => {
+            let why = Tunneled::because("the server spoke first");
+            let server = Server::Connected(server, bytes);
+            tunnel::tunnel(&at, client, BytesMut::new(), server, why, audit).await
+        }
+        Ok(FirstWords::Client {
+            bytes,
+            said,
+            server,
+        }) => {
+            // What was read so far counts even if the connection goes no further.
+            audit.bytes_from_client = bytes.len() as u64;
+            let first = First {
+                bytes,
+                said,
+                server,
+            };
+            on_first_words(&at, client, first, shutdown, audit).await
+        }
+    }
+}
+
+/// A connection's first words, and its server if Warden connected already.
+struct First {
+    bytes: BytesMut,
+    said: Said,
+    server: Server,
+}
+
+async fn on_first_words(
+    at: &Attributed<'_>,
+    mut client: TcpStream,
+    first: First,
+    shutdown: watch::Receiver<bool>,
+    mut audit: ConnectionAudit,
+) {
+    let First {
+        bytes,
+        said,
+        server,
+    } = first;
+    let context = at.context;
+    match said {
+        // TLS-only ports carry TLS: tunneling anything else (plaintext, an SSLv2-style hello,
         // an alert or ChangeCipherSpec before the hello) would let any protocol past Warden.
-        Classified::NotTls => reject(&context, &identity, &origin, NOT_A_CLIENT_HELLO, audit),
-        Classified::ClientHello {
+        Said::Tls(Classified::NotTls) => reject(at, NOT_A_CLIENT_HELLO, audit),
+        Said::Tls(Classified::ClientHello {
             server_name: None, ..
-        } => reject(
-            &context,
-            &identity,
-            &origin,
-            "TLS ClientHello has no server name",
-            audit,
-        ),
-        Classified::ClientHello {
+        }) => reject(at, NO_SERVER_NAME, audit),
+        Said::Tls(Classified::ClientHello {
             server_name: Some(name),
             ..
-        } if context.config.is_intercepted_host(&name) => {
+        }) if context.config.is_intercepted_host(&name) => {
+            // The workload resolved this host to this address: no tunnel may reach it now.
+            context.learned.learn(at.origin.original_dst.ip(), &name);
             audit.server_name = Some(name.clone());
-            let client = PrefixedStream::new(first_bytes, client);
-            intercept(&context, identity, &origin, client, name, shutdown, audit).await
+            let client = PrefixedStream::new(bytes, client);
+            let port = at.origin.original_dst.port();
+            intercept::intercept(at, client, name, port, shutdown, audit).await
         }
-        Classified::ClientHello {
+        Said::Tls(Classified::ClientHello {
             server_name: Some(name),
             alpn,
-        } => {
+        }) => {
             let why = Tunneled {
                 reason: "server name not intercepted",
                 server_name: Some(name),
                 alpn: (!alpn.is_empty()).then(|| alpn.join(",")),
             };
-            tunnel(
-                &context,
-                &identity,
-                &origin,
-                client,
-                first_bytes,
-                why,
-                audit,
-            )
-            .await
+            tunnel::tunnel(at, client, bytes, server, why, audit).await
         }
-        Classified::Malformed(what) => reject(
-            &context,
-            &identity,
-            &origin,
-            &format!("malformed TLS ClientHello: {what}"),
-            audit,
-        ),
-        // read_first_bytes loops while more bytes could complete the hello.
-        Classified::NeedMore => reject(
-            &context,
-            &identity,
-            &origin,
-            "incomplete ClientHello",
-            audit,
-        ),
+        Said::Tls(Classified::Malformed(what)) => {
+            reject(at, &format!("malformed TLS ClientHello: {what}"), audit)
+        }
+        // read_client_hello loops while more bytes could complete the hello.
+        Said::Tls(Classified::NeedMore) => reject(at, "incomplete ClientHello", audit),
+        Said::MalformedHttp(what) => {
+            reject(at, &format!("malformed HTTP request head: {what}"), audit)
+        }
+        Said::Http(head) => match (&head.connect, intercepted_host_named(at, &head)) {
+            (Some(authority), Some(host)) => {
+                audit.server_name = Some(host);
+                let authority = authority.clone();
+                proxy_connect::answer_and_intercept(
+                    at, client, bytes, &head, authority, shutdown, audit,
+                )
+                .await
+            }
+            (Some(_), None) => {
+                proxy_connect::through_proxy(at, client, bytes, head, server, shutdown, audit).await
+            }
+            (None, Some(host)) => plaintext::refuse(at, &mut client, &host, audit).await,
+            (None, None) => {
+                let why = Tunneled::because("plaintext HTTP to a host not intercepted");
+                tunnel::tunnel(at, client, bytes, server, why, audit).await
+            }
+        },
+        Said::Other => {
+            let why = Tunneled::because("neither TLS nor HTTP");
+            tunnel::tunnel(at, client, bytes, server, why, audit).await
+        }
     }
 }
 
-/// Reads until the first bytes say what the connection is: a complete ClientHello, or not TLS.
-/// A failure says why and how many bytes had been read.
-async fn read_first_bytes(
+/// The intercepted host a plaintext request or CONNECT names, if any: by name, or by an address
+/// an intercepted host is known at.
+fn intercepted_host_named(at: &Attributed<'_>, head: &RequestHead) -> Option<String> {
+    head.hosts.iter().find_map(|host| {
+        if at.context.config.is_intercepted_host(host) {
+            return Some(host.clone());
+        }
+        let ip = host.parse().ok()?;
+        at.context.learned.host_at(ip)
+    })
+}
+
+fn is_own_listener(context: &ProxyContext, destination: SocketAddr) -> bool {
+    destination.port() == context.config.proxy.listen_port
+        && (destination.ip().is_loopback() || destination.ip().is_unspecified())
+}
+
+/// Reads (after the bytes already in `buffer`) until they say what the connection is: a
+/// complete ClientHello, or not TLS. A failure says why and how many bytes had been read.
+async fn read_client_hello(
     client: &mut TcpStream,
+    mut buffer: BytesMut,
 ) -> Result<(BytesMut, Classified), (String, usize)> {
-    let mut buffer = BytesMut::with_capacity(2048);
     let deadline = tokio::time::Instant::now() + CLIENT_HELLO_TIMEOUT;
     loop {
+        match classify(&buffer) {
+            Classified::NeedMore => {}
+            classified => return Ok((buffer, classified)),
+        }
         let read = tokio::time::timeout_at(deadline, client.read_buf(&mut buffer)).await;
         match read {
             Err(_) => {
@@ -176,224 +258,13 @@ async fn read_first_bytes(
             }
             Ok(Ok(_)) => {}
         }
-        match classify(&buffer) {
-            Classified::NeedMore => continue,
-            classified => return Ok((buffer, classified)),
-        }
     }
 }
 
-fn reject(
-    context: &ProxyContext,
-    identity: &Identity,
-    origin: &ConnectionOrigin,
-    reason: &str,
-    mut audit: ConnectionAudit,
-) {
-    Counters::bump(&context.counters.rejected);
-    context.metrics.connection(Disposition::Rejected);
-    identity_event!(Level::WARN, identity, destination = %origin.original_dst, reason, "connection closed");
+fn reject(at: &Attributed<'_>, reason: &str, mut audit: ConnectionAudit) {
+    Counters::bump(&at.context.counters.rejected);
+    at.context.metrics.connection(Disposition::Rejected);
+    identity_event!(Level::WARN, at.identity, destination = %at.origin.original_dst, reason, "connection closed");
     audit.reason = Some(reason.to_string());
     audit.disposition = Disposition::Rejected;
-}
-
-/// The connection's audit record, filled in as the connection goes and submitted when it is
-/// dropped: however the connection task ends (done, rejected, cut at shutdown, panicked), the
-/// record is written.
-pub struct ConnectionAudit {
-    writer: AuditWriter,
-    pub id: String,
-    identity: IdentitySnapshot,
-    original_dst: String,
-    pub server_name: Option<String>,
-    pub disposition: Disposition,
-    pub reason: Option<String>,
-    pub bytes_from_client: u64,
-    pub bytes_to_client: u64,
-    /// Once the client stream is wrapped in a counter, the byte counts come from it.
-    pub counts: Option<Arc<ByteCounts>>,
-    started_at_us: i64,
-}
-
-impl ConnectionAudit {
-    fn new(context: &ProxyContext, identity: &Identity, origin: &ConnectionOrigin) -> Self {
-        ConnectionAudit {
-            writer: context.audit.clone(),
-            id: new_id("cn"),
-            identity: IdentitySnapshot::from(identity),
-            original_dst: origin.original_dst.to_string(),
-            server_name: None,
-            // Until a path claims it: a task that ends early leaves a rejected connection.
-            disposition: Disposition::Rejected,
-            reason: Some("connection ended before Warden finished with it".to_string()),
-            bytes_from_client: 0,
-            bytes_to_client: 0,
-            counts: None,
-            started_at_us: now_us(),
-        }
-    }
-}
-
-impl Drop for ConnectionAudit {
-    fn drop(&mut self) {
-        if let Some(counts) = &self.counts {
-            self.bytes_from_client = counts.read();
-            self.bytes_to_client = counts.written();
-        }
-        self.writer
-            .submit(AuditRecord::Connection(ConnectionRecord {
-                id: std::mem::take(&mut self.id),
-                identity: std::mem::take(&mut self.identity),
-                original_dst: std::mem::take(&mut self.original_dst),
-                server_name: self.server_name.take(),
-                disposition: self.disposition,
-                reason: self.reason.take(),
-                bytes_from_client: self.bytes_from_client,
-                bytes_to_client: self.bytes_to_client,
-                started_at_us: self.started_at_us,
-                ended_at_us: now_us(),
-            }));
-    }
-}
-
-/// Why a connection is tunneled, and what its ClientHello (if any) offered.
-struct Tunneled {
-    reason: &'static str,
-    server_name: Option<String>,
-    /// The ALPN protocols, comma-joined; None when the client offered none.
-    alpn: Option<String>,
-}
-
-async fn tunnel(
-    context: &ProxyContext,
-    identity: &Identity,
-    origin: &ConnectionOrigin,
-    mut client: TcpStream,
-    first_bytes: BytesMut,
-    why: Tunneled,
-    mut audit: ConnectionAudit,
-) {
-    audit.server_name = why.server_name.clone();
-    let started = Instant::now();
-    let destination = origin.original_dst;
-    let mut server =
-        match tokio::time::timeout(TUNNEL_CONNECT_TIMEOUT, TcpStream::connect(destination)).await {
-            Ok(Ok(server)) => server,
-            Ok(Err(error)) => {
-                return reject(
-                    context,
-                    identity,
-                    origin,
-                    &format!("tunnel to {destination} failed: {error}"),
-                    audit,
-                )
-            }
-            Err(_) => {
-                return reject(
-                    context,
-                    identity,
-                    origin,
-                    &format!("tunnel to {destination} timed out"),
-                    audit,
-                )
-            }
-        };
-    Counters::bump(&context.counters.tunneled);
-    context.metrics.connection(Disposition::Tunneled);
-    audit.disposition = Disposition::Tunneled;
-    audit.reason = Some(why.reason.to_string());
-    let _ = server.set_nodelay(true);
-    let mut client = CountingStream::new(PrefixedStream::new(first_bytes, &mut client));
-    audit.counts = Some(client.counts());
-    let result = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-    let error = result.err().map(|error| error.to_string());
-    identity_event!(
-        Level::INFO,
-        identity,
-        destination = %destination,
-        server_name = why.server_name.as_deref(),
-        alpn = why.alpn.as_deref(),
-        reason = why.reason,
-        bytes_from_client = client.counts().read(),
-        bytes_to_client = client.counts().written(),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        error = error.as_deref(),
-        "tunnel"
-    );
-}
-
-async fn intercept(
-    context: &Arc<ProxyContext>,
-    identity: Arc<Identity>,
-    origin: &ConnectionOrigin,
-    client: PrefixedStream<TcpStream>,
-    server_name: String,
-    mut shutdown: watch::Receiver<bool>,
-    mut audit: ConnectionAudit,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(context.tls_server.clone());
-    let counted = CountingStream::new(client);
-    let counts = counted.counts();
-    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(counted)).await;
-    audit.counts = Some(counts);
-    let tls = match handshake {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(error)) => {
-            return reject(
-                context,
-                &identity,
-                origin,
-                &format!("TLS handshake with client failed: {error}"),
-                audit,
-            )
-        }
-        Err(_) => {
-            return reject(
-                context,
-                &identity,
-                origin,
-                "TLS handshake with client timed out",
-                audit,
-            )
-        }
-    };
-    Counters::bump(&context.counters.intercepted);
-    context.metrics.connection(Disposition::Intercepted);
-    audit.disposition = Disposition::Intercepted;
-    audit.reason = None;
-    let info = Arc::new(ConnectionInfo {
-        context: context.clone(),
-        identity: identity.clone(),
-        server_name,
-        destination_port: origin.original_dst.port(),
-        connection_id: audit.id.clone(),
-    });
-    let service = hyper::service::service_fn(move |request| http::handle(info.clone(), request));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // hyper's timeouts only run with a timer.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    // Serving the protocol ALPN chose, instead of sniffing the first bytes for it, puts a client
-    // that never sends anything under the header read timeout too.
-    let builder = match tls.get_ref().1.alpn_protocol() {
-        Some(b"h2") => builder.http2_only(),
-        Some(b"http/1.1") => builder.http1_only(),
-        _ => builder,
-    };
-    let connection = builder.serve_connection(TokioIo::new(tls), service);
-    tokio::pin!(connection);
-    let (result, shutting_down) = tokio::select! {
-        result = connection.as_mut() => (result, false),
-        _ = shutdown.changed() => {
-            connection.as_mut().graceful_shutdown();
-            (connection.await, true)
-        }
-    };
-    if let Err(error) = &result {
-        identity_event!(Level::DEBUG, &identity, %error, "intercepted connection ended with an error");
-    }
-    let result = result.as_ref().map(|_| ()).map_err(|error| &**error as _);
-    audit.reason = Some(close_reason::closed(result, shutting_down));
 }

@@ -6,6 +6,8 @@ pub mod counters;
 mod counting;
 mod exchange_log;
 mod http;
+mod http_head;
+pub mod learned;
 mod log_fields;
 mod prefixed;
 mod recording;
@@ -48,6 +50,8 @@ pub struct ProxyContext {
     /// The keys Warden injects (credential custody).
     pub credentials: Arc<crate::credentials::CredentialStore>,
     pub revocations: Arc<crate::revocation::Revocations>,
+    /// Addresses of intercepted hosts: never tunneled to (domain fronting).
+    pub learned: Arc<learned::LearnedAddresses>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -12,14 +12,16 @@ use crate::env::E2e;
 use crate::fake_upstream::FakeUpstream;
 use crate::net;
 
-/// How to start a daemon. Defaults: a free listen port, intercept port 443, intercepted host
+/// How to start a daemon. Defaults: a free listen port, intercept port 443 (only), intercepted host
 /// `api.openai.com`, nothing selected, no overrides, log level info, and an empty policy directory
 /// of its own (so that the machine's `/etc/warden/policies` never applies to a test).
 #[derive(Debug, Clone)]
 pub struct DaemonBuilder {
     e2e: E2e,
     listen_port: Option<u16>,
-    intercept_ports: Vec<u16>,
+    intercept_ports: config::InterceptPorts,
+    /// `[proxy] tls_ports`; `None` leaves the daemon's default.
+    tls_ports: Option<Vec<u16>>,
     intercept_hosts: Vec<String>,
     select_cgroups: Vec<String>,
     select_units: Vec<String>,
@@ -54,7 +56,8 @@ impl DaemonBuilder {
         Self {
             e2e: e2e.clone(),
             listen_port: None,
-            intercept_ports: vec![443],
+            intercept_ports: config::InterceptPorts::List(vec![443]),
+            tls_ports: None,
             intercept_hosts: vec!["api.openai.com".to_owned()],
             select_cgroups: Vec::new(),
             select_units: Vec::new(),
@@ -129,6 +132,18 @@ impl DaemonBuilder {
     /// Adds an `[[account]]` entry; entries keep their order, and the first match wins.
     pub fn account(mut self, account: Account) -> Self {
         self.accounts.push(account);
+        self
+    }
+
+    /// `intercept_ports = "all"`: every TCP connect of a selected cgroup comes to Warden.
+    pub fn intercept_all_ports(mut self) -> Self {
+        self.intercept_ports = config::InterceptPorts::ALL;
+        self
+    }
+
+    /// `[proxy] tls_ports`: the redirected ports where only TLS is accepted.
+    pub fn tls_ports(mut self, ports: &[u16]) -> Self {
+        self.tls_ports = Some(ports.to_vec());
         self
     }
 
@@ -232,6 +247,7 @@ impl DaemonBuilder {
             proxy: config::Proxy {
                 listen_port,
                 intercept_ports: self.intercept_ports.clone(),
+                tls_ports: self.tls_ports.clone(),
                 intercept_hosts: self.intercept_hosts.clone(),
                 fail_mode: self.fail_mode,
                 pin_dir: pin_dir.clone(),

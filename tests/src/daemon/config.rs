@@ -38,11 +38,26 @@ pub(crate) struct PolicySection {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Proxy {
     pub listen_port: u16,
-    pub intercept_ports: Vec<u16>,
+    pub intercept_ports: InterceptPorts,
+    /// Absent: the daemon's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ports: Option<Vec<u16>>,
     pub intercept_hosts: Vec<String>,
     /// "closed" or "open".
     pub fail_mode: &'static str,
     pub pin_dir: PathBuf,
+}
+
+/// `intercept_ports`: `"all"` or a list of ports.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub(crate) enum InterceptPorts {
+    All(&'static str),
+    List(Vec<u16>),
+}
+
+impl InterceptPorts {
+    pub const ALL: InterceptPorts = InterceptPorts::All("all");
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -140,7 +155,8 @@ mod tests {
             state_dir: "/tmp/x/state".into(),
             proxy: Proxy {
                 listen_port: 15443,
-                intercept_ports: vec![443],
+                intercept_ports: InterceptPorts::List(vec![443]),
+                tls_ports: None,
                 intercept_hosts: vec!["api.openai.com".into()],
                 fail_mode: "closed",
                 pin_dir: "/tmp/x/bpffs/warden".into(),
@@ -213,5 +229,22 @@ mod tests {
             Some(65536)
         );
         assert_eq!(parsed["metrics"]["listen"].as_str(), Some(""));
+        assert!(parsed["proxy"].get("tls_ports").is_none(), "{text}");
+    }
+
+    #[test]
+    fn renders_all_ports() {
+        let proxy = Proxy {
+            listen_port: 15443,
+            intercept_ports: InterceptPorts::ALL,
+            tls_ports: Some(vec![443, 8443]),
+            intercept_hosts: vec!["api.openai.com".into()],
+            fail_mode: "closed",
+            pin_dir: "/tmp/x".into(),
+        };
+        let text = toml::to_string(&proxy).unwrap();
+        let parsed: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(parsed["intercept_ports"].as_str(), Some("all"), "{text}");
+        assert_eq!(parsed["tls_ports"][1].as_integer(), Some(8443), "{text}");
     }
 }

@@ -1,0 +1,97 @@
+//! Serves an intercepted connection: TLS with Warden's leaf, then HTTP through the request pipeline.
+use std::{sync::Arc, time::Duration};
+
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::watch,
+};
+use tracing::Level;
+
+use super::{audit::ConnectionAudit, reject, Attributed};
+use crate::{
+    audit::record::Disposition,
+    identity_event,
+    proxy::{
+        close_reason, counters::Counters, counting::CountingStream, http, stages::ConnectionInfo,
+    },
+};
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an HTTP/1 client may take to send a request's headers (including between requests
+/// on a kept-alive connection) before the connection is closed.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Terminates TLS with a leaf for `server_name` and serves the HTTP inside through the request
+/// pipeline. `destination_port` is the port the client asked for (the upstream's).
+pub async fn intercept<S>(
+    at: &Attributed<'_>,
+    client: S,
+    server_name: String,
+    destination_port: u16,
+    mut shutdown: watch::Receiver<bool>,
+    mut audit: ConnectionAudit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let context = at.context;
+    let identity = at.identity;
+    let acceptor = tokio_rustls::TlsAcceptor::from(context.tls_server.clone());
+    let counted = CountingStream::new(client);
+    let counts = counted.counts();
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(counted)).await;
+    audit.counts = Some(counts);
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            return reject(
+                at,
+                &format!("TLS handshake with client failed: {error}"),
+                audit,
+            )
+        }
+        Err(_) => return reject(at, "TLS handshake with client timed out", audit),
+    };
+    Counters::bump(&context.counters.intercepted);
+    context.metrics.connection(Disposition::Intercepted);
+    audit.disposition = Disposition::Intercepted;
+    audit.reason = None;
+    let info = Arc::new(ConnectionInfo {
+        context: context.clone(),
+        identity: identity.clone(),
+        server_name,
+        destination_port,
+        connection_id: audit.id.clone(),
+    });
+    let service = hyper::service::service_fn(move |request| http::handle(info.clone(), request));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's timeouts only run with a timer.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    // Serving the protocol ALPN chose, instead of sniffing the first bytes for it, puts a client
+    // that never sends anything under the header read timeout too.
+    let builder = match tls.get_ref().1.alpn_protocol() {
+        Some(b"h2") => builder.http2_only(),
+        Some(b"http/1.1") => builder.http1_only(),
+        _ => builder,
+    };
+    let connection = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(connection);
+    let (result, shutting_down) = tokio::select! {
+        result = connection.as_mut() => (result, false),
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            (connection.await, true)
+        }
+    };
+    if let Err(error) = &result {
+        identity_event!(Level::DEBUG, identity, %error, "intercepted connection ended with an error");
+    }
+    let result = result.as_ref().map(|_| ()).map_err(|error| &**error as _);
+    audit.reason = Some(close_reason::closed(result, shutting_down));
+}
