@@ -154,6 +154,11 @@ fn context(
         credentials,
         approvals,
         revocations: Arc::new(Revocations::load(&dir.join("state")).expect("no revocations")),
+        body_budget: warden::proxy::body_budget::BodyBudget::new(
+            u64::MAX,
+            Default::default(),
+            Default::default(),
+        ),
         learned: Default::default(),
     })
 }

@@ -19,6 +19,8 @@ pub mod env;
 pub mod fake_upstream;
 pub mod handover;
 pub mod hex;
+pub mod hostile;
+pub mod hostile_fixture;
 pub mod hosts;
 pub mod image_root;
 pub mod installed;

@@ -49,6 +49,65 @@ pub fn tls_like_garbage() -> Vec<u8> {
     ]
 }
 
+/// Where the cipher-suites length of a ClientHello record sits (after the record and handshake
+/// headers, version, random and session id).
+fn cipher_suites_at(hello: &[u8]) -> usize {
+    let session_id_at = 5 + 4 + 2 + 32;
+    session_id_at + 1 + hello[session_id_at] as usize
+}
+
+/// A real ClientHello whose handshake header claims a 16 MiB body.
+pub fn hello_with_lying_handshake_length(server_name: &str) -> Vec<u8> {
+    let mut hello = client_hello(server_name);
+    hello[6..9].copy_from_slice(&[0xff, 0xff, 0xff]);
+    hello
+}
+
+/// A real ClientHello whose cipher-suite list claims more bytes than the whole hello holds.
+pub fn hello_with_lying_vector_length(server_name: &str) -> Vec<u8> {
+    let mut hello = client_hello(server_name);
+    let at = cipher_suites_at(&hello);
+    hello[at..at + 2].copy_from_slice(&[0xff, 0xfe]);
+    hello
+}
+
+/// A record header that claims more than the 2^14 bytes a TLS record may carry.
+pub fn hello_in_an_oversized_record(server_name: &str) -> Vec<u8> {
+    let mut hello = client_hello(server_name);
+    hello[3..5].copy_from_slice(&(16 * 1024 + 1u16).to_be_bytes());
+    hello
+}
+
+/// A real ClientHello plus one extension of `extension_len` bytes, split over as many handshake
+/// records as it takes (each at most 2^14 bytes), with every length consistent.
+pub fn hello_with_huge_extension(server_name: &str, extension_len: u16) -> Vec<u8> {
+    let hello = client_hello(server_name);
+    let mut body = hello[9..].to_vec();
+    // Extensions block: after suites and compression methods.
+    let suites_at = cipher_suites_at(&hello) - 9;
+    let suites_len = u16::from_be_bytes([body[suites_at], body[suites_at + 1]]) as usize;
+    let compression_at = suites_at + 2 + suites_len;
+    let extensions_at = compression_at + 1 + body[compression_at] as usize;
+    let old = u16::from_be_bytes([body[extensions_at], body[extensions_at + 1]]);
+    let new = old
+        .checked_add(4 + extension_len)
+        .expect("extensions fit in 64 KiB");
+    body[extensions_at..extensions_at + 2].copy_from_slice(&new.to_be_bytes());
+    body.extend_from_slice(&0xfafa_u16.to_be_bytes());
+    body.extend_from_slice(&extension_len.to_be_bytes());
+    body.resize(body.len() + extension_len as usize, 0x42);
+    let len = body.len() as u32;
+    let mut handshake = vec![0x01, (len >> 16) as u8, (len >> 8) as u8, len as u8];
+    handshake.extend_from_slice(&body);
+    let mut records = Vec::new();
+    for chunk in handshake.chunks(16 * 1024) {
+        records.extend_from_slice(&[0x16, 0x03, 0x01]);
+        records.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+        records.extend_from_slice(chunk);
+    }
+    records
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +152,23 @@ mod tests {
             at += 4 + u16::from_be_bytes([body[at + 2], body[at + 3]]) as usize;
         }
         types
+    }
+
+    #[test]
+    fn the_malformed_hellos_lie_where_they_say() {
+        let hello = client_hello("a.test");
+        let at = cipher_suites_at(&hello);
+        let suites = u16::from_be_bytes([hello[at], hello[at + 1]]);
+        assert!(suites > 0 && suites.is_multiple_of(2), "{suites}");
+        assert_eq!(
+            &hello_with_lying_vector_length("a.test")[at..at + 2],
+            &[0xff, 0xfe]
+        );
+        let huge = hello_with_huge_extension("a.test", 40_000);
+        assert!(huge.len() > 40_000 + hello.len());
+        // The extension types parse with every length consistent, the new one last.
+        let first_record = u16::from_be_bytes([huge[3], huge[4]]) as usize;
+        assert_eq!(first_record, 16 * 1024);
     }
 
     #[test]

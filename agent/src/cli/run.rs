@@ -142,6 +142,11 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         approvals: approvals.clone(),
         credentials: credentials.clone(),
         revocations,
+        body_budget: proxy::body_budget::BodyBudget::new(
+            config.limits.body_memory_budget_bytes,
+            metrics.limits.body_budget_used.clone(),
+            metrics.limits.body_budget_refusals.clone(),
+        ),
         learned: learned.clone(),
     });
     let context_for_status = context.clone();

@@ -34,12 +34,15 @@
 //! group = "warden-approvers"                  # admin socket 0660 for this group (approvers)
 //! [approvals]
 //! webhook = "https://hooks.example/warden"    # JSON POST (Slack-style `text`) per held request
+//! [limits]                                    # timeouts, connection caps, body memory (limits.rs)
+//! max_connections_per_cgroup = 4096
 //! ```
 //!
 //! This module holds the typed model and loading; `locate` maps key paths to source lines for
 //! error messages and `validate` holds the rules a parsed config must satisfy.
 mod approvals;
 pub mod credentials;
+mod limits;
 pub(crate) mod locate;
 pub mod ports;
 mod validate;
@@ -54,6 +57,7 @@ use std::{
 };
 
 pub use approvals::{AdminConfig, ApprovalsConfig};
+pub use limits::LimitsConfig;
 use locate::{line_of, Locator};
 pub use ports::InterceptPorts;
 
@@ -80,6 +84,8 @@ pub struct Config {
     #[serde(rename = "credential")]
     pub credential_entries: Vec<credentials::CredentialConfig>,
     pub credentials: credentials::CredentialsConfig,
+    /// `[limits]`: what one client may hold of the daemon.
+    pub limits: LimitsConfig,
 }
 
 /// The audit store (`state_dir/audit.db`).
@@ -277,6 +283,7 @@ impl Default for Config {
             approvals: ApprovalsConfig::default(),
             credential_entries: Vec::new(),
             credentials: Default::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }

@@ -103,6 +103,7 @@ impl Config {
             )?;
         }
         self.admin.validate()?;
+        self.limits.validate(self.policy.max_inspect_bytes)?;
         self.approvals.validate()?;
         super::credentials::validate(&self.credential_entries, |host| {
             self.is_intercepted_host(host)

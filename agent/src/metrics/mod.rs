@@ -7,6 +7,7 @@
 pub mod approvals;
 pub mod credentials;
 pub mod labels;
+pub mod limits;
 pub mod live;
 pub mod server;
 
@@ -148,6 +149,7 @@ pub struct Metrics {
     recognizers: BoundedValues,
     pub approvals: approvals::ApprovalMetrics,
     pub credentials: credentials::CredentialMetrics,
+    pub limits: limits::LimitMetrics,
 }
 
 impl Metrics {
@@ -222,6 +224,7 @@ impl Metrics {
         registry.register_collector(Box::new(live));
         let approvals = approvals::ApprovalMetrics::register(&mut registry);
         let credentials = credentials::CredentialMetrics::register(&mut registry);
+        let limits = limits::LimitMetrics::register(&mut registry);
         Metrics {
             registry,
             intercepted,
@@ -240,6 +243,7 @@ impl Metrics {
             recognizers: BoundedValues::new(POLICY_NAME_LIMIT),
             approvals,
             credentials,
+            limits,
         }
     }
 

@@ -13,6 +13,8 @@ use bytes::BytesMut;
 use tokio::{io::AsyncReadExt, net::TcpStream, sync::watch};
 use tracing::Level;
 
+use super::http_server::Timeouts;
+
 use super::{
     client_hello::{classify, Classified},
     counters::Counters,
@@ -30,9 +32,6 @@ use tunnel::{Server, Tunneled};
 /// Why a connection whose first bytes are not a TLS handshake record is refused.
 const NOT_A_CLIENT_HELLO: &str = "not a TLS ClientHello (refused on an intercepted port)";
 const NO_SERVER_NAME: &str = "TLS ClientHello has no server name";
-
-/// How long a client may take to send its first bytes on a TLS-only port.
-const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Who a connection is from and where it was going: what every path of it records and logs.
 pub struct Attributed<'a> {
@@ -87,7 +86,8 @@ pub async fn handle(
     }
 
     let first = if context.config.proxy.is_tls_port(destination.port()) {
-        read_client_hello(&mut client, BytesMut::with_capacity(2048))
+        let timeout = Timeouts::of(&context.config.limits).handshake;
+        read_client_hello(&mut client, BytesMut::with_capacity(2048), timeout)
             .await
             .map(|(bytes, classified)| FirstWords::Client {
                 bytes,
@@ -229,8 +229,9 @@ fn is_own_listener(context: &ProxyContext, destination: SocketAddr) -> bool {
 async fn read_client_hello(
     client: &mut TcpStream,
     mut buffer: BytesMut,
+    timeout: Duration,
 ) -> Result<(BytesMut, Classified), (String, usize)> {
-    let deadline = tokio::time::Instant::now() + CLIENT_HELLO_TIMEOUT;
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match classify(&buffer) {
             Classified::NeedMore => {}
@@ -240,8 +241,8 @@ async fn read_client_hello(
         match read {
             Err(_) => {
                 let reason = format!(
-                    "client sent no complete ClientHello within {}s",
-                    CLIENT_HELLO_TIMEOUT.as_secs()
+                    "client sent no complete ClientHello within {}s ([limits] handshake_timeout_secs)",
+                    timeout.as_secs()
                 );
                 return Err((reason, buffer.len()));
             }

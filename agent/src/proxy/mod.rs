@@ -1,14 +1,19 @@
 //! The proxy: listener, classify, tunnel, TLS interception, HTTP forwarding, upstream pool.
+pub mod body_budget;
 pub mod client_hello;
 mod close_reason;
 mod connection;
+mod connection_watch;
 pub mod counters;
 mod counting;
 mod exchange_log;
 mod http;
 mod http_head;
+mod http_server;
 pub mod learned;
+mod limits;
 mod log_fields;
+mod over_limit;
 mod prefixed;
 mod recording;
 mod response_mask;
@@ -50,6 +55,8 @@ pub struct ProxyContext {
     /// The keys Warden injects (credential custody).
     pub credentials: Arc<crate::credentials::CredentialStore>,
     pub revocations: Arc<crate::revocation::Revocations>,
+    /// `[limits] body_memory_budget_bytes`: request bodies held in memory, all clients together.
+    pub body_budget: Arc<body_budget::BodyBudget>,
     /// Addresses of intercepted hosts: never tunneled to (domain fronting).
     pub learned: Arc<learned::LearnedAddresses>,
 }
@@ -142,6 +149,8 @@ pub async fn serve(
     // After the drain timeout, the connections still open are cut: their tasks drop what they
     // hold, and the drop guards write their log lines and audit records.
     let (abort_tx, abort) = watch::channel(false);
+    let (caps, over_limit) = limits_for(&context);
+    let summarizer = tokio::spawn(over_limit.clone().summarize(shutdown.clone()));
     let mut accept_loops = Vec::new();
     for listener in listeners.0 {
         let context = context.clone();
@@ -150,19 +159,30 @@ pub async fn serve(
         let open = open.clone();
         let drained = drained.clone();
         let abort = abort.clone();
+        let (caps, over_limit) = (caps.clone(), over_limit.clone());
         accept_loops.push(tokio::spawn(async move {
             let accept = || listener.accept();
             while let Some((stream, peer)) =
                 crate::accept::next_connection(accept, &mut shutdown, "proxy").await
             {
+                let origin = redirector.take_origin(peer);
+                // Over a cap: reset before any work (identity, TLS) is spent on it.
+                let admitted = match &origin {
+                    Some(found) => match caps.admit(found) {
+                        Ok(admitted) => Some(admitted),
+                        Err(over) => {
+                            over_limit.refuse(stream, found.clone(), over);
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
                 let guard = OpenConnection::new(open.clone(), drained.clone());
                 let context = context.clone();
-                let redirector = redirector.clone();
                 let shutdown = shutdown.clone();
                 let mut abort = abort.clone();
                 tokio::spawn(async move {
-                    let _open = guard;
-                    let origin = redirector.take_origin(peer);
+                    let _open = (guard, admitted);
                     tokio::select! {
                         _ = connection::handle(context, stream, peer, origin, shutdown) => {}
                         _ = abort.changed() => {}
@@ -174,6 +194,8 @@ pub async fn serve(
     for accept_loop in accept_loops {
         let _ = accept_loop.await;
     }
+    // Its last summary of refused connections goes on record before the audit store closes.
+    let _ = tokio::time::timeout(EXCHANGES_END_TIMEOUT, summarizer).await;
     let remaining = open.load(Ordering::SeqCst);
     if remaining > 0 {
         tracing::info!(
@@ -217,6 +239,40 @@ pub async fn serve(
             "exchanges still open at shutdown: their response records are lost"
         );
     }
+}
+
+/// The connection caps of `[limits]` (the daemon-wide one from the open-file limit, read after
+/// `warden run` raised it), and what refuses connections over them.
+fn limits_for(
+    context: &Arc<ProxyContext>,
+) -> (
+    Arc<limits::ConnectionLimits>,
+    Arc<over_limit::OverLimitRefusals>,
+) {
+    let caps = limits::ConnectionLimits::new(
+        &context.config.limits,
+        limits::open_file_limit(),
+        context.metrics.limits.open_connections.clone(),
+    );
+    let per_cgroup = context.config.limits.max_connections_per_cgroup;
+    let ports = limits::ephemeral_ports();
+    tracing::info!(
+        max_connections_per_process = context.config.limits.max_connections_per_process,
+        max_connections_per_cgroup = per_cgroup,
+        max_connections = caps.daemon_cap(),
+        ephemeral_ports = ports,
+        "connection limits"
+    );
+    // All redirected connects share 127.0.0.1:listen_port as destination: one cgroup allowed as
+    // many connections as there are ephemeral ports could leave none for the others.
+    if ports.is_some_and(|ports| u64::from(per_cgroup) >= ports) {
+        tracing::warn!(
+            max_connections_per_cgroup = per_cgroup,
+            ephemeral_ports = ports,
+            "[limits] max_connections_per_cgroup is not below the host's ephemeral port count (net.ipv4.ip_local_port_range): one cgroup could take every port to Warden's listener"
+        );
+    }
+    (caps, over_limit::OverLimitRefusals::new(context.clone()))
 }
 
 /// How long shutdown waits for cut connections' exchanges to end.

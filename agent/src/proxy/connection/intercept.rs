@@ -1,10 +1,7 @@
 //! Serves an intercepted connection: TLS with Warden's leaf, then HTTP through the request pipeline.
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::conn::auto,
-};
+use hyper_util::rt::TokioIo;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     sync::watch,
@@ -16,14 +13,15 @@ use crate::{
     audit::record::Disposition,
     identity_event,
     proxy::{
-        close_reason, counters::Counters, counting::CountingStream, http, stages::ConnectionInfo,
+        close_reason,
+        connection_watch::ConnectionWatch,
+        counters::Counters,
+        counting::CountingStream,
+        http,
+        http_server::{self, Timeouts},
+        stages::ConnectionInfo,
     },
 };
-
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long an HTTP/1 client may take to send a request's headers (including between requests
-/// on a kept-alive connection) before the connection is closed.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Terminates TLS with a leaf for `server_name` and serves the HTTP inside through the request
 /// pipeline. `destination_port` is the port the client asked for (the upstream's).
@@ -42,7 +40,8 @@ pub async fn intercept<S>(
     let acceptor = tokio_rustls::TlsAcceptor::from(context.tls_server.clone());
     let counted = CountingStream::new(client);
     let counts = counted.counts();
-    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(counted)).await;
+    let timeouts = Timeouts::of(&context.config.limits);
+    let handshake = tokio::time::timeout(timeouts.handshake, acceptor.accept(counted)).await;
     audit.counts = Some(counts);
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
@@ -66,13 +65,12 @@ pub async fn intercept<S>(
         destination_port,
         connection_id: audit.id.clone(),
     });
-    let service = hyper::service::service_fn(move |request| http::handle(info.clone(), request));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // hyper's timeouts only run with a timer.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let watch = ConnectionWatch::new(timeouts.http2_idle);
+    let tracking = watch.clone();
+    let service = hyper::service::service_fn(move |request| {
+        tracking.clone().track(http::handle(info.clone(), request))
+    });
+    let builder = http_server::builder(&context.config.limits);
     // Serving the protocol ALPN chose, instead of sniffing the first bytes for it, puts a client
     // that never sends anything under the header read timeout too.
     let builder = match tls.get_ref().1.alpn_protocol() {
@@ -82,16 +80,23 @@ pub async fn intercept<S>(
     };
     let connection = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(connection);
+    let mut closed_by_warden = None;
     let (result, shutting_down) = tokio::select! {
         result = connection.as_mut() => (result, false),
         _ = shutdown.changed() => {
             connection.as_mut().graceful_shutdown();
             (connection.await, true)
         }
+        wanted = watch.close_wanted() => {
+            context.metrics.limits.http2_closed(wanted.as_str());
+            closed_by_warden = Some(wanted.reason(timeouts.http2_idle));
+            connection.as_mut().graceful_shutdown();
+            (connection.await, false)
+        }
     };
     if let Err(error) = &result {
         identity_event!(Level::DEBUG, identity, %error, "intercepted connection ended with an error");
     }
     let result = result.as_ref().map(|_| ()).map_err(|error| &**error as _);
-    audit.reason = Some(close_reason::closed(result, shutting_down));
+    audit.reason = closed_by_warden.or_else(|| Some(close_reason::closed(result, shutting_down)));
 }

@@ -11,6 +11,7 @@ use tokio::{
     sync::watch,
 };
 
+use super::super::http_server::Timeouts;
 use super::{
     audit::ConnectionAudit,
     first_words::{self, FirstWords, Said},
@@ -48,7 +49,8 @@ pub async fn answer_and_intercept(
     if let Err(error) = client.write_all(ESTABLISHED).await {
         return reject(at, &format!("answering CONNECT failed: {error}"), audit);
     }
-    let (inner, classified) = match read_client_hello(&mut client, inner).await {
+    let timeout = Timeouts::of(&at.context.config.limits).handshake;
+    let (inner, classified) = match read_client_hello(&mut client, inner, timeout).await {
         Ok(read) => read,
         Err((reason, _)) => return reject(at, &format!("in CONNECT tunnel: {reason}"), audit),
     };

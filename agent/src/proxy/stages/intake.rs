@@ -20,7 +20,9 @@ use crate::{
     },
     policy::active::CompiledPolicy,
     proxy::{
+        body_budget::BodyBudget,
         exchange_log::{CountedBody, ExchangeLog},
+        http_server::Timeouts,
         recording::is_binary,
     },
 };
@@ -55,7 +57,15 @@ pub async fn intake(
     let context = &connection.context;
     let inspect_limit = context.config.policy.max_inspect_bytes as usize;
     let mut uninspected_prefix = None;
-    let read = read_body(&parts.headers, body, inspect_limit).await;
+    let timeouts = Timeouts::of(&context.config.limits);
+    let read = read_body(
+        &parts.headers,
+        body,
+        inspect_limit,
+        &context.body_budget,
+        &timeouts,
+    )
+    .await;
     let policy = context.policy.current();
     let reads_bodies = policy.policy.reads_bodies();
     let (mut whole, streamed, mut unreadable) = match read {
@@ -146,20 +156,36 @@ enum RequestBody {
 }
 
 /// Everything but clearly binary bodies is read whole: a prompt must not get past the record by
-/// leaving out or changing its Content-Type.
-async fn read_body(headers: &HeaderMap, mut body: Incoming, limit: usize) -> RequestBody {
+/// leaving out or changing its Content-Type. What is read is held against the body memory
+/// budget, and must arrive within the body timeouts.
+async fn read_body(
+    headers: &HeaderMap,
+    mut body: Incoming,
+    limit: usize,
+    budget: &Arc<BodyBudget>,
+    timeouts: &Timeouts,
+) -> RequestBody {
     if is_binary(headers) {
         return RequestBody::Streamed(body);
     }
     let mut collected = BytesMut::new();
+    let mut reservation = budget.reservation();
+    let deadline = tokio::time::Instant::now() + timeouts.body_read;
     loop {
-        match body.frame().await {
-            None => return RequestBody::Whole(collected.freeze()),
+        let wait_until = deadline.min(tokio::time::Instant::now() + timeouts.body_idle);
+        let Ok(frame) = tokio::time::timeout_at(wait_until, body.frame()).await else {
+            return body_timed_out(wait_until == deadline, timeouts);
+        };
+        match frame {
+            None => return RequestBody::Whole(reservation.hold(collected)),
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
+                    if !reservation.grow(data.len()) {
+                        return over_budget(budget);
+                    }
                     collected.extend_from_slice(&data);
                     if collected.len() > limit {
-                        return RequestBody::TooLarge(collected.freeze(), body);
+                        return RequestBody::TooLarge(reservation.hold(collected), body);
                     }
                 }
             }
@@ -173,6 +199,39 @@ async fn read_body(headers: &HeaderMap, mut body: Incoming, limit: usize) -> Req
             }
         }
     }
+}
+
+/// 408: the body did not arrive in time. The SDKs retry a 408, which suits a slow network.
+fn body_timed_out(whole_deadline: bool, timeouts: &Timeouts) -> RequestBody {
+    let message = match whole_deadline {
+        true => format!(
+            "Warden stopped waiting for the request body: it did not arrive whole within {}s ([limits] body_read_timeout_secs)",
+            timeouts.body_read.as_secs()
+        ),
+        false => format!(
+            "Warden stopped waiting for the request body: nothing arrived for {}s ([limits] body_idle_timeout_secs)",
+            timeouts.body_idle.as_secs()
+        ),
+    };
+    let error = ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "invalid_request_error",
+        message,
+    )
+    .with_code("request_timeout");
+    RequestBody::Unreadable(error, Outcome::Timeout)
+}
+
+/// 503, retryable: other requests' bodies fill the budget now; this one fits once they are gone.
+fn over_budget(budget: &BodyBudget) -> RequestBody {
+    let message = format!(
+        "Warden is holding as many request bodies as it may ({} bytes, [limits] body_memory_budget_bytes); retry shortly",
+        budget.limit()
+    );
+    let error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
+        .with_code("body_memory_budget_exhausted")
+        .with_should_retry(true);
+    RequestBody::Unreadable(error, Outcome::Denied)
 }
 
 /// A request body forwarded as it streams, after the part already read from it.
