@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod ebpf;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod ids;
 pub mod install;

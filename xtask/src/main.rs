@@ -2,6 +2,7 @@
 
 mod bench;
 mod build_cmd;
+mod fuzz;
 mod go_client;
 mod host_packages;
 mod llvm_linkage;
@@ -103,6 +104,26 @@ enum Command {
         args: Vec<String>,
     },
 
+    /// Run the cargo-fuzz targets in fuzz/ on nightly, one after another (installs cargo-fuzz
+    /// with `cargo install --locked` when it is missing).
+    ///
+    /// Each target starts from its committed seeds (fuzz/corpus/TARGET, only read) and keeps what
+    /// it finds in fuzz/target/corpus/TARGET. A crash stops the run with the input saved under
+    /// fuzz/artifacts/TARGET/. `cargo xtask test` replays the committed seeds on stable. Example:
+    /// `cargo xtask fuzz --secs 600 sse -- -max_len=65536`.
+    Fuzz {
+        /// How long each target runs, in seconds.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+
+        /// Only this target (a file stem of fuzz/fuzz_targets/); all of them when omitted.
+        target: Option<String>,
+
+        /// Arguments passed to libFuzzer (put them after `--`).
+        #[arg(last = true)]
+        libfuzzer_args: Vec<String>,
+    },
+
     /// Soak Warden: 100,000 mixed requests through the real redirect, checking nothing grows and
     /// nothing goes unrecorded. Needs root (sudo -E).
     ///
@@ -148,6 +169,11 @@ fn main() -> ExitCode {
         Command::Run { debug, args } => run::run(build_cmd::Profile::from_release(!debug), &args),
         Command::Test { args } => test::test(&args),
         Command::Bench { quick, args } => bench::bench(quick, &args),
+        Command::Fuzz {
+            secs,
+            target,
+            libfuzzer_args,
+        } => fuzz::fuzz(secs, target.as_deref(), &libfuzzer_args),
         Command::Soak { requests, args } => soak::soak(requests, &args),
     };
     match outcome {
@@ -258,6 +284,37 @@ mod tests {
             Command::Bench { quick, args } => {
                 assert!(!quick);
                 assert!(args.is_empty());
+            }
+            _ => panic!("wrong subcommand"),
+        }
+    }
+
+    #[test]
+    fn fuzz_takes_secs_a_target_and_libfuzzer_args() {
+        let cli =
+            Cli::try_parse_from(["xtask", "fuzz", "--secs", "600", "sse", "--", "-max_len=9"])
+                .expect("parses");
+        match cli.command {
+            Command::Fuzz {
+                secs,
+                target,
+                libfuzzer_args,
+            } => {
+                assert_eq!(secs, 600);
+                assert_eq!(target.as_deref(), Some("sse"));
+                assert_eq!(libfuzzer_args, ["-max_len=9"]);
+            }
+            _ => panic!("wrong subcommand"),
+        }
+        let cli = Cli::try_parse_from(["xtask", "fuzz"]).expect("parses");
+        match cli.command {
+            Command::Fuzz {
+                secs,
+                target,
+                libfuzzer_args,
+            } => {
+                assert_eq!(secs, 60);
+                assert!(target.is_none() && libfuzzer_args.is_empty());
             }
             _ => panic!("wrong subcommand"),
         }

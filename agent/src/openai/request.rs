@@ -266,4 +266,16 @@ mod tests {
         );
         assert_eq!(fields, RequestFields::default());
     }
+
+    #[test]
+    fn a_normalized_body_reads_back_as_the_numbers_judged() {
+        // Found by fuzzing: without correctly rounded parsing this integer past u64 read as an
+        // f64 printed `1.8446699999999998e+34`, which read back as another number.
+        let body = br#"{"model":"gpt-4o","temperature":18446700000000000055511151231257827}"#;
+        let (normalized, fields) = normalized_body(body).expect("normalizes");
+        let (again, fields_again) = normalized_body(&normalized).expect("normalizes again");
+        assert_eq!(again, normalized);
+        assert_eq!(fields_again, fields);
+        assert_eq!(fields.params.temperature, Some(1.84467e34));
+    }
 }

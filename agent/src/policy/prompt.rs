@@ -133,6 +133,13 @@ fn mask_all_strings(value: &mut Value, masker: &Masker, counts: &mut MaskCounts)
                 *text = masked;
             }
         }
+        // A card or phone number sent as a JSON number is as sensitive as one in a string.
+        Value::Number(number) => {
+            let text = number.to_string();
+            if let Some(masked) = masker.mask(&text, counts).into_owned_if_changed() {
+                *value = Value::String(masked);
+            }
+        }
         Value::Array(items) => items
             .iter_mut()
             .for_each(|item| mask_all_strings(item, masker, counts)),

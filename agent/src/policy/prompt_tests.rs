@@ -88,6 +88,24 @@ fn arguments_masked_across_an_escape_are_re_encoded_as_valid_json() {
 }
 
 #[test]
+fn a_card_number_sent_as_a_json_number_in_arguments_is_masked() {
+    // As text the mask gives `{"card": [CREDIT_CARD]}`, not JSON: the decoded value is masked
+    // instead, and its numbers must be masked as well as its strings (found by fuzzing).
+    let arguments = r#"{"card": 4111111111111111, "note": "bob@example.com"}"#;
+    let mut body = json!({"messages": [{"role": "assistant", "tool_calls": [
+        {"function": {"name": "f", "arguments": arguments}}]}]});
+    let mut counts = MaskCounts::default();
+    assert!(mask_request(&mut body, &masker(), &mut counts));
+    let masked = body["messages"][0]["tool_calls"][0]["function"]["arguments"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!masked.contains("4111"), "{masked}");
+    let decoded: Value = serde_json::from_str(masked).unwrap_or_default();
+    assert_eq!(decoded, json!({"card": "[CREDIT_CARD]", "note": "[EMAIL]"}));
+    assert_eq!(counts.total(), 2);
+}
+
+#[test]
 fn responses_input_string_items_and_instructions() {
     let body = json!({
         "model": "gpt-4.1",

@@ -15,40 +15,25 @@
 
 mod channels;
 mod chat;
+mod json_text;
 mod prefixes;
 mod responses;
+mod threads;
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use regex_automata::dfa::Automaton;
-use regex_automata::util::primitives::StateID;
 
 use super::mask::MaskCounts;
 use super::recognizers::Recognizer;
 
 pub use channels::ChunkMaskers;
 pub use chat::mask_chat_chunk;
+use json_text::{bare_token_end, JsonCursor, JsonState};
 pub use prefixes::{StreamMaskError, StreamPrefixes};
 pub use responses::mask_responses_event;
-
-/// One possible match being followed: it began at `start` (in the held buffer).
-#[derive(Clone, Copy, Debug)]
-struct Thread {
-    start: usize,
-    recognizer: usize,
-    state: StateID,
-    matched: bool,
-}
-
-/// Where a dead thread forbids cutting: every position strictly between `start` and `end`.
-/// `matched`: the thread passed a match, so this stretch needs the regexes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Span {
-    start: usize,
-    end: usize,
-    matched: bool,
-}
+use threads::{add_span, advance, Span, Thread};
 
 /// Masks one text channel of a stream (one choice's content, one tool call's arguments, one
 /// Responses output text, …). Create one per channel with `StreamMasker::new`.
@@ -62,6 +47,8 @@ pub struct StreamMasker {
     context: usize,
     /// JSON channels: `buf` is preceded by an odd run of backslashes (its first byte is escaped).
     escaped_start: bool,
+    /// JSON channels: where `buf` starts in the JSON grammar.
+    json_start: JsonState,
     threads: Vec<Thread>,
     /// Sorted by start, disjoint.
     spans: Vec<Span>,
@@ -77,6 +64,7 @@ impl StreamMasker {
             buf: String::new(),
             context: 0,
             escaped_start: false,
+            json_start: JsonState::default(),
             threads: Vec::new(),
             spans: Vec::new(),
             candidates: Vec::new(),
@@ -84,8 +72,10 @@ impl StreamMasker {
     }
 
     /// For JSON-encoded text (tool-call arguments): a replacement that would follow an escaping
-    /// backslash (`\nbob@example.com` matches from the `n`) gets that backslash escaped, so
-    /// the arguments stay valid JSON. Otherwise identical to `new`.
+    /// backslash (`\nbob@example.com` matches from the `n`) gets that backslash escaped, and a
+    /// match outside a string (`{"card": 4111111111111111}`) replaces its whole number or
+    /// literal with the replacement as a JSON string, so the arguments stay valid JSON. Bare
+    /// tokens are never split across releases. Otherwise identical to `new`.
     pub fn new_json(prefixes: Arc<StreamPrefixes>) -> StreamMasker {
         StreamMasker {
             json: true,
@@ -112,6 +102,7 @@ impl StreamMasker {
         self.buf.clear();
         self.context = 0;
         self.escaped_start = false;
+        self.json_start = JsonState::default();
         self.threads.clear();
         self.spans.clear();
         out
@@ -191,6 +182,19 @@ impl StreamMasker {
         if let Some(span) = self.spans.iter().find(|s| s.start < cut && cut < s.end) {
             cut = span.start;
         }
+        if !end_of_stream {
+            // Backing off a bare token may land in a span, and backing off that in a token.
+            loop {
+                let outside_token = self.cut_outside_token(cut);
+                if outside_token == cut {
+                    break;
+                }
+                cut = outside_token;
+                if let Some(span) = self.spans.iter().find(|s| s.start < cut && cut < s.end) {
+                    cut = span.start;
+                }
+            }
+        }
         if cut < live_cut && end - cut.max(self.context) > self.live_bound() {
             self.release_bounded(live_cut, out, counts);
             return;
@@ -215,6 +219,23 @@ impl StreamMasker {
         self.forget_released(cut);
     }
 
+    /// JSON channels: `cut`, or the start of the bare token it would split (one that runs
+    /// through `cut` or may still grow past the held text). A token that began in released
+    /// text is split already; it does not hold the channel.
+    fn cut_outside_token(&self, cut: usize) -> usize {
+        if !self.json {
+            return cut;
+        }
+        let mut json = JsonCursor::new(self.json_start);
+        json.advance_to(self.buf.as_bytes(), cut);
+        let token_start = json.cut_outside_token(self.buf.as_bytes());
+        if token_start >= self.context {
+            token_start
+        } else {
+            cut
+        }
+    }
+
     /// The most a live thread's match can span: the bound on what must stay held.
     fn live_bound(&self) -> usize {
         self.threads
@@ -230,6 +251,7 @@ impl StreamMasker {
     /// match that crosses `limit` is released whole, masked.
     fn release_bounded(&mut self, limit: usize, out: &mut String, counts: &mut MaskCounts) {
         let end = self.buf.len();
+        let limit = self.cut_outside_token(limit);
         let cut = self.mask_held(end, limit, out, counts);
         // Threads that began inside a released match can no longer start one.
         self.threads.retain(|thread| thread.start >= cut);
@@ -238,12 +260,22 @@ impl StreamMasker {
 
     /// Drops the released text before `cut`, keeping its last character as look-behind.
     fn forget_released(&mut self, cut: usize) {
-        self.spans.retain(|span| span.start >= cut);
+        // A bounded release may cut through a span (a JSON channel's cut backs off to a token's
+        // start); what is left of it still holds a dead thread's match.
+        self.spans.retain_mut(|span| {
+            span.start = span.start.max(cut);
+            span.end > cut
+        });
         let keep_from = self.buf[..cut]
             .char_indices()
             .next_back()
             .map_or(cut, |(at, _)| at);
         self.escaped_start = odd_backslashes_before(&self.buf, keep_from, self.escaped_start);
+        if self.json {
+            let mut json = JsonCursor::new(self.json_start);
+            json.advance_to(self.buf.as_bytes(), keep_from);
+            self.json_start = json.state();
+        }
         self.buf.drain(..keep_from);
         self.context = cut - keep_from;
         for thread in &mut self.threads {
@@ -279,6 +311,7 @@ impl StreamMasker {
                 .map(|recognizer| find_valid(recognizer, text, self.context)),
         );
         let mut cursor = self.context;
+        let mut json = JsonCursor::new(self.json_start);
         loop {
             let mut best: Option<(Range<usize>, usize)> = None;
             for (index, candidate) in candidates.iter_mut().enumerate() {
@@ -299,87 +332,34 @@ impl StreamMasker {
             if found.start >= limit {
                 break;
             }
-            out.push_str(&text[cursor..found.start]);
-            if self.json && odd_backslashes_before(text, found.start, self.escaped_start) {
-                out.push('\\');
-            }
-            out.push_str(masker.replacement(index).unwrap_or_default());
+            let replacement = masker.replacement(index).unwrap_or_default();
             counts.add(&recognizers[index].name, 1);
-            cursor = found.end;
+            if self.json {
+                json.advance_to(text.as_bytes(), found.start);
+            }
+            match self.json.then(|| json.bare_token_start(text.as_bytes())) {
+                Some(Some(token_start)) => {
+                    // A JSON number or literal: the whole token becomes a string.
+                    out.push_str(&text[cursor..token_start.max(cursor)]);
+                    out.push('"');
+                    out.push_str(replacement);
+                    out.push('"');
+                    cursor = bare_token_end(text.as_bytes(), found.end);
+                    json.advance_to(text.as_bytes(), cursor);
+                }
+                _ => {
+                    out.push_str(&text[cursor..found.start]);
+                    if self.json && odd_backslashes_before(text, found.start, self.escaped_start) {
+                        out.push('\\');
+                    }
+                    out.push_str(replacement);
+                    cursor = found.end;
+                }
+            }
         }
         let released = cursor.max(limit);
         out.push_str(&text[cursor..released]);
         released
-    }
-}
-
-/// Moves `thread` over `bytes[from..]`: the thread, still live, or the span it covered.
-fn advance(
-    prefixes: &StreamPrefixes,
-    mut thread: Thread,
-    bytes: &[u8],
-    from: usize,
-) -> Result<Thread, Span> {
-    let automaton = &prefixes.automata[thread.recognizer];
-    let dfa = &automaton.dfa;
-    let died = |end: usize, matched: bool| Span {
-        start: thread.start,
-        end,
-        matched,
-    };
-    // A match of at most `max_len` bytes ends by `start + max_len`; cutting after it is safe.
-    if from - thread.start > automaton.max_len {
-        return Err(died(from, thread.matched));
-    }
-    for (at, &byte) in bytes.iter().enumerate().skip(from) {
-        let next = dfa.next_state(thread.state, byte);
-        // Matches are reported one byte late, so the byte that kills a thread ends no match:
-        // every match ended before `at`.
-        if dfa.is_dead_state(next) {
-            return Err(died(at, thread.matched));
-        }
-        thread.state = next;
-        thread.matched |= dfa.is_match_state(next);
-        if at + 1 - thread.start > automaton.max_len {
-            return Err(died(at + 1, thread.matched));
-        }
-    }
-    Ok(thread)
-}
-
-/// Records a dead thread's span, merging it with the spans it overlaps. A span with no
-/// character boundary inside forbids no cut; it is kept only if it needs the regexes.
-fn add_span(spans: &mut Vec<Span>, span: Span, bytes: &[u8]) {
-    let first_char_end = span.start + utf8_len(bytes[span.start]);
-    if span.end <= first_char_end && !span.matched {
-        return;
-    }
-    let mut merged = span;
-    let mut at = spans.partition_point(|s| s.start <= merged.start);
-    while at > 0 && spans[at - 1].end > merged.start {
-        at -= 1;
-        merged = union(spans.remove(at), merged);
-    }
-    while at < spans.len() && spans[at].start < merged.end {
-        merged = union(spans.remove(at), merged);
-    }
-    spans.insert(at, merged);
-}
-
-fn union(a: Span, b: Span) -> Span {
-    Span {
-        start: a.start.min(b.start),
-        end: a.end.max(b.end),
-        matched: a.matched || b.matched,
-    }
-}
-
-fn utf8_len(first_byte: u8) -> usize {
-    match first_byte {
-        0xF0.. => 4,
-        0xE0.. => 3,
-        0xC0.. => 2,
-        _ => 1,
     }
 }
 

@@ -2,7 +2,8 @@ use std::sync::Arc;
 
 use super::tests::{all_prefixes, boundaries, prefixes_of, TEXTS};
 use super::*;
-use crate::policy::recognizers::BUILTIN_NAMES;
+use crate::policy::mask::Masker;
+use crate::policy::recognizers::{custom, BUILTIN_NAMES};
 
 #[test]
 fn plain_text_is_released_at_once() {
@@ -141,6 +142,39 @@ fn json_text_stays_valid_when_a_match_follows_an_escape() {
     assert!(outputs.iter().all(|out| out == first));
     let parsed: serde_json::Value = serde_json::from_str(first).expect("still JSON");
     assert_eq!(parsed["body"], "Hi,\\[EMAIL]\\[EMAIL] \\\\[EMAIL]");
+}
+
+/// `text` through a JSON channel cut once at every character boundary: the one output all
+/// the cuts give.
+fn json_output_at_every_cut(prefixes: &Arc<StreamPrefixes>, text: &str) -> String {
+    let mut outputs = Vec::new();
+    for cut in boundaries(text) {
+        let mut masker = StreamMasker::new_json(Arc::clone(prefixes));
+        let mut counts = MaskCounts::default();
+        let mut out = masker.push(&text[..cut], &mut counts);
+        out.push_str(&masker.push(&text[cut..], &mut counts));
+        out.push_str(&masker.finish(&mut counts));
+        outputs.push(out);
+    }
+    assert!(outputs.iter().all(|out| *out == outputs[0]), "{outputs:?}");
+    outputs.swap_remove(0)
+}
+
+#[test]
+fn json_numbers_matched_outside_strings_become_string_replacements() {
+    // Found by fuzzing: `[CREDIT_CARD]` in place of a JSON number is not JSON.
+    let text = r#"{"card": 4111111111111111, "n": 12.5, "ok": true}"#;
+    let out = json_output_at_every_cut(&all_prefixes(), text);
+    assert_eq!(out, r#"{"card": "[CREDIT_CARD]", "n": 12.5, "ok": true}"#);
+
+    // A match in part of a number takes the whole number: `\d+$` matches only the `5`.
+    let masker = Arc::new(Masker::new(
+        vec![custom("tail", r"\d+$").expect("the pattern compiles")],
+        "[{NAME}]",
+    ));
+    let prefixes = Arc::new(StreamPrefixes::new(masker).expect("the prefix DFAs build"));
+    assert_eq!(json_output_at_every_cut(&prefixes, "-12.5"), r#""[TAIL]""#);
+    assert_eq!(json_output_at_every_cut(&prefixes, "7"), r#""[TAIL]""#);
 }
 
 #[test]
@@ -309,5 +343,30 @@ fn measure() {
             "{name} in {size}-byte deltas: {:?}/delta",
             started.elapsed() / deltas
         );
+    }
+}
+
+#[test]
+fn a_match_in_a_held_json_token_is_masked_after_a_bounded_release() {
+    // Found by fuzzing: the bounded release backed off to the token's start, cutting through
+    // the dead `#\w*` span that held the `xy` match, and dropped the span: `xy0…` went out raw.
+    let recognizers = [("lazy", r"x+?y"), ("crlf", r"(?mR)^#\w*$")]
+        .iter()
+        .map(|(name, pattern)| custom(name, pattern).expect("the pattern compiles"))
+        .collect();
+    let masker = Arc::new(Masker::new(recognizers, "[{NAME}]"));
+    let prefixes = Arc::new(StreamPrefixes::new(masker).expect("the prefix DFAs build"));
+    for deltas in [
+        vec!["e033", "xy0#", "xy0SECBEET-", "", "EC"],
+        vec!["e033xy0#xy0SECBEET-EC"],
+    ] {
+        let mut masker = StreamMasker::new_json(Arc::clone(&prefixes));
+        let mut counts = MaskCounts::default();
+        let mut out = String::new();
+        for delta in &deltas {
+            out.push_str(&masker.push(delta, &mut counts));
+        }
+        out.push_str(&masker.finish(&mut counts));
+        assert_eq!(out, r##""[LAZY]"#"[LAZY]""##, "{deltas:?}");
     }
 }
