@@ -209,7 +209,7 @@ impl StreamMasker {
                 .take_while(|span| span.start < cut)
                 .any(|span| span.matched);
         if needs_regexes {
-            self.mask_held(cut, cut, out, counts);
+            self.mask_held(cut, cut, !end_of_stream, out, counts);
         } else {
             out.push_str(&self.buf[self.context..cut]);
         }
@@ -252,7 +252,7 @@ impl StreamMasker {
     fn release_bounded(&mut self, limit: usize, out: &mut String, counts: &mut MaskCounts) {
         let end = self.buf.len();
         let limit = self.cut_outside_token(limit);
-        let cut = self.mask_held(end, limit, out, counts);
+        let cut = self.mask_held(end, limit, true, out, counts);
         // Threads that began inside a released match can no longer start one.
         self.threads.retain(|thread| thread.start >= cut);
         self.forget_released(cut);
@@ -290,13 +290,16 @@ impl StreamMasker {
     /// `Masker::mask` of `buf[context..searched]`, searching `buf[..searched]` so that
     /// assertions see the released character before it, and releasing only the matches that
     /// start before `limit` and the text before `limit`; returns where the release ended
-    /// (`limit`, or the end of a match that crosses it). Mirrors `Masker::mask` choice for
+    /// (`limit`, or the end of a match that crosses it; or, when `more_may_come`, the start of a
+    /// JSON bare token that a match widens to and that runs to the end of the held text, since
+    /// the next delta may extend it). Mirrors `Masker::mask` choice for
     /// choice: the leftmost match of any recognizer, the longest on ties, the earlier
     /// recognizer on equal length.
     fn mask_held(
         &mut self,
         searched: usize,
         limit: usize,
+        more_may_come: bool,
         out: &mut String,
         counts: &mut MaskCounts,
     ) -> usize {
@@ -333,21 +336,28 @@ impl StreamMasker {
                 break;
             }
             let replacement = masker.replacement(index).unwrap_or_default();
-            counts.add(&recognizers[index].name, 1);
             if self.json {
                 json.advance_to(text.as_bytes(), found.start);
             }
             match self.json.then(|| json.bare_token_start(text.as_bytes())) {
                 Some(Some(token_start)) => {
                     // A JSON number or literal: the whole token becomes a string.
+                    let token_end = bare_token_end(text.as_bytes(), found.end);
                     out.push_str(&text[cursor..token_start.max(cursor)]);
+                    if more_may_come && token_end == self.buf.len() {
+                        // Found by fuzzing: released now, the token's rest in the next delta
+                        // would come out after the replacement.
+                        return token_start.max(cursor);
+                    }
+                    counts.add(&recognizers[index].name, 1);
                     out.push('"');
                     out.push_str(replacement);
                     out.push('"');
-                    cursor = bare_token_end(text.as_bytes(), found.end);
+                    cursor = token_end;
                     json.advance_to(text.as_bytes(), cursor);
                 }
                 _ => {
+                    counts.add(&recognizers[index].name, 1);
                     out.push_str(&text[cursor..found.start]);
                     if self.json && odd_backslashes_before(text, found.start, self.escaped_start) {
                         out.push('\\');

@@ -370,3 +370,18 @@ fn a_match_in_a_held_json_token_is_masked_after_a_bounded_release() {
         assert_eq!(out, r##""[LAZY]"#"[LAZY]""##, "{deltas:?}");
     }
 }
+
+#[test]
+fn a_match_ending_in_a_bare_token_at_the_end_of_a_delta_waits_for_the_token_to_end() {
+    // Found by fuzzing: `wörd` outside a string widens to the bare token it ends in (`rd.`),
+    // which the next delta extends (`rd.CCCC`); released early, the token was cut in two.
+    let masker = Arc::new(Masker::new(
+        vec![custom("word", r"\bwörd\b").expect("the pattern compiles")],
+        "[{NAME}]",
+    ));
+    let prefixes = Arc::new(StreamPrefixes::new(masker).expect("the prefix DFAs build"));
+    assert_eq!(
+        json_output_at_every_cut(&prefixes, " wörd.CCCC "),
+        r#" "[WORD]" "#
+    );
+}
