@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpListener as StdTcpListener};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::background::BackgroundRuntime;
 use crate::net;
 
 type Lines = Arc<Mutex<Vec<String>>>;
@@ -20,7 +20,7 @@ type Lines = Arc<Mutex<Vec<String>>>;
 pub struct ConnectProxy {
     addr: SocketAddr,
     lines: Lines,
-    runtime: Option<tokio::runtime::Runtime>,
+    _runtime: BackgroundRuntime,
 }
 
 impl ConnectProxy {
@@ -39,24 +39,15 @@ impl ConnectProxy {
         let addr = listener
             .local_addr()
             .expect("local_addr of a bound listener");
-        listener
-            .set_nonblocking(true)
-            .expect("making the listener non-blocking");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("building the proxy's runtime");
-        let listener = {
-            let _entered = runtime.enter();
-            TcpListener::from_std(listener).expect("registering the listener with tokio")
-        };
         let lines: Lines = Arc::default();
-        runtime.spawn(accept_loop(listener, Arc::new(routes), Arc::clone(&lines)));
+        let recorded = Arc::clone(&lines);
+        let runtime = BackgroundRuntime::serve("the CONNECT proxy", listener, |listener| {
+            accept_loop(listener, Arc::new(routes), recorded)
+        });
         Self {
             addr,
             lines,
-            runtime: Some(runtime),
+            _runtime: runtime,
         }
     }
 
@@ -131,18 +122,6 @@ async fn serve(
         .await?;
     tokio::io::copy_bidirectional(&mut client, &mut server).await?;
     Ok(())
-}
-
-impl Drop for ConnectProxy {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                runtime.shutdown_background();
-            } else {
-                runtime.shutdown_timeout(Duration::from_secs(2));
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod agent_fixture;
 pub mod approvals;
 pub mod attribution;
 pub mod audit;
+pub mod background;
 pub mod bpf;
 pub mod bpffs;
 pub mod cgroup;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::background::BackgroundRuntime;
 use crate::{net, wait};
 
 /// One finished connection: what the origin received, in order.
@@ -24,7 +25,7 @@ type Finished = Arc<Mutex<Vec<Received>>>;
 pub struct EchoOrigin {
     addr: SocketAddr,
     finished: Finished,
-    runtime: Option<tokio::runtime::Runtime>,
+    _runtime: BackgroundRuntime,
 }
 
 impl EchoOrigin {
@@ -53,24 +54,15 @@ impl EchoOrigin {
         let addr = listener
             .local_addr()
             .expect("local_addr of a bound listener");
-        listener
-            .set_nonblocking(true)
-            .expect("making the listener non-blocking");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("building the echo origin's runtime");
-        let listener = {
-            let _entered = runtime.enter();
-            TcpListener::from_std(listener).expect("registering the listener with tokio")
-        };
         let finished: Finished = Arc::default();
-        runtime.spawn(accept_loop(listener, Arc::clone(&finished)));
+        let recorded = Arc::clone(&finished);
+        let runtime = BackgroundRuntime::serve("the echo origin", listener, |listener| {
+            accept_loop(listener, recorded)
+        });
         Self {
             addr,
             finished,
-            runtime: Some(runtime),
+            _runtime: runtime,
         }
     }
 
@@ -132,18 +124,6 @@ async fn accept_loop(listener: TcpListener, finished: Finished) {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .push(Received { peer, bytes });
         });
-    }
-}
-
-impl Drop for EchoOrigin {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                runtime.shutdown_background();
-            } else {
-                runtime.shutdown_timeout(Duration::from_secs(2));
-            }
-        }
     }
 }
 

@@ -28,6 +28,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::background::BackgroundRuntime;
 use crate::{net, wait};
 
 pub use ca::TestCa;
@@ -215,9 +216,6 @@ impl FakeUpstreamBuilder {
         let addr = listener
             .local_addr()
             .expect("local_addr of a bound listener");
-        listener
-            .set_nonblocking(true)
-            .expect("making the listener non-blocking");
         let state = Arc::new(State {
             requests: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
@@ -231,22 +229,16 @@ impl FakeUpstreamBuilder {
             gate: Arc::new(gate::Gate::new(self.gate_after)),
         });
         let acceptor = TlsAcceptor::from(ca.server_config(&self.names));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("building the fake upstream's runtime");
-        let listener = {
-            let _entered = runtime.enter();
-            TcpListener::from_std(listener).expect("registering the listener with tokio")
-        };
-        runtime.spawn(serve(listener, acceptor, Arc::clone(&state)));
+        let served = Arc::clone(&state);
+        let runtime = BackgroundRuntime::serve("the fake upstream", listener, |listener| {
+            serve(listener, acceptor, served)
+        });
         FakeUpstream {
             addr,
             ca,
             ca_pem_path,
             state,
-            runtime: Some(runtime),
+            _runtime: runtime,
             _dir: dir,
         }
     }
@@ -294,7 +286,7 @@ pub struct FakeUpstream {
     ca: Arc<TestCa>,
     ca_pem_path: PathBuf,
     state: Arc<State>,
-    runtime: Option<tokio::runtime::Runtime>,
+    _runtime: BackgroundRuntime,
     _dir: TempDir,
 }
 
@@ -384,19 +376,6 @@ impl FakeUpstream {
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for FakeUpstream {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            // Blocking shutdown is not allowed inside another runtime (async self-tests).
-            if tokio::runtime::Handle::try_current().is_ok() {
-                runtime.shutdown_background();
-            } else {
-                runtime.shutdown_timeout(Duration::from_secs(2));
-            }
-        }
     }
 }
 
