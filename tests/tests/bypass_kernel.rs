@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use warden_tests::audit::connections::wait_for_record_of;
 use warden_tests::cgroup::cgroup_of;
+use warden_tests::client::RunningClient;
 use warden_tests::curl::{self, http_code};
 use warden_tests::handover::{self, CREATED, LISTENING};
 use warden_tests::unix_user::UnixUser;
@@ -17,6 +18,18 @@ use warden_tests::{
 };
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Starts `client` and waits until it prints `line` (its socket or listener is ready).
+fn spawn_until_it_says(client: Client, line: &str, failure: &str) -> RunningClient {
+    let mut running = client.spawn();
+    assert!(
+        running
+            .wait_for_stdout_line(READY_TIMEOUT, |l| l == line)
+            .is_some(),
+        "{failure}"
+    );
+    running
+}
 
 /// The JSON line of a `handover` chat: a 200 with the upstream's reply, which the client (trusting
 /// only Warden's CA and the system's) can only have had through Warden.
@@ -49,15 +62,12 @@ fn a_socket_from_a_selected_cgroup_connected_by_a_process_outside_it_is_intercep
     let unix_path = dir.path().join("handover.sock");
 
     // The taker runs in the test's own cgroup, which nothing selects.
-    let mut taker = handover::take(&python, &unix_path, "api.openai.com")
-        .hosts(&fx.hosts)
-        .trust(&fx.daemon.trust_bundle())
-        .spawn();
-    assert!(
-        taker
-            .wait_for_stdout_line(READY_TIMEOUT, |l| l == LISTENING)
-            .is_some(),
-        "the taker never listened"
+    let taker = spawn_until_it_says(
+        handover::take(&python, &unix_path, "api.openai.com")
+            .hosts(&fx.hosts)
+            .trust(&fx.daemon.trust_bundle()),
+        LISTENING,
+        "the taker never listened",
     );
     let giver = handover::give(&python, &unix_path)
         .in_cgroup(&fx.agent)
@@ -88,12 +98,10 @@ fn a_udp_socket_from_a_selected_cgroup_cannot_send_to_an_intercepted_port_from_o
 
     // The sender runs in the test's own cgroup, which nothing selects: only the socket's tag can
     // refuse its datagram (QUIC would otherwise leave uninspected).
-    let mut sender = handover::send(&python, &unix_path, "127.0.0.1").spawn();
-    assert!(
-        sender
-            .wait_for_stdout_line(READY_TIMEOUT, |l| l == LISTENING)
-            .is_some(),
-        "the sender never listened"
+    let sender = spawn_until_it_says(
+        handover::send(&python, &unix_path, "127.0.0.1"),
+        LISTENING,
+        "the sender never listened",
     );
     handover::give_udp(&python, &unix_path)
         .in_cgroup(&fx.agent)
@@ -115,16 +123,13 @@ fn a_socket_from_outside_connected_by_a_selected_process_is_intercepted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let unix_path = dir.path().join("handover.sock");
 
-    let mut taker = handover::take(&python, &unix_path, "api.openai.com")
-        .in_cgroup(&fx.agent)
-        .hosts(&fx.hosts)
-        .trust(&fx.daemon.trust_bundle())
-        .spawn();
-    assert!(
-        taker
-            .wait_for_stdout_line(READY_TIMEOUT, |l| l == LISTENING)
-            .is_some(),
-        "the taker never listened"
+    let taker = spawn_until_it_says(
+        handover::take(&python, &unix_path, "api.openai.com")
+            .in_cgroup(&fx.agent)
+            .hosts(&fx.hosts)
+            .trust(&fx.daemon.trust_bundle()),
+        LISTENING,
+        "the taker never listened",
     );
     // Created in the test's own cgroup, which nothing selects.
     handover::give(&python, &unix_path).run().assert_success();
@@ -148,16 +153,13 @@ fn a_socket_created_before_its_process_is_moved_out_of_the_selection_stays_selec
     let dir = tempfile::tempdir().expect("tempdir");
     let go = handover::fifo(dir.path(), "go");
 
-    let mut client = handover::later(&python, &go, "api.openai.com")
-        .in_cgroup(&fx.agent)
-        .hosts(&fx.hosts)
-        .trust(&fx.daemon.trust_bundle())
-        .spawn();
-    assert!(
-        client
-            .wait_for_stdout_line(READY_TIMEOUT, |l| l == CREATED)
-            .is_some(),
-        "the client never created its socket"
+    let client = spawn_until_it_says(
+        handover::later(&python, &go, "api.openai.com")
+            .in_cgroup(&fx.agent)
+            .hosts(&fx.hosts)
+            .trust(&fx.daemon.trust_bundle()),
+        CREATED,
+        "the client never created its socket",
     );
     let pid = client.wait_for_pid();
     // Root moves it out of the selection (an agent cannot: see the delegation test).
