@@ -178,19 +178,23 @@ impl Masker {
         best
     }
 
-    /// The first non-empty match of recognizer `index` at or after `from` that passes its check.
     fn find_valid(&self, index: usize, text: &str, from: usize) -> Option<Range<usize>> {
-        let recognizer = &self.recognizers[index];
-        let mut at = from;
-        while at <= text.len() {
-            let found = recognizer.regex.find_at(text, at)?;
-            if !found.is_empty() && passes_check(recognizer, found.as_str()) {
-                return Some(found.range());
-            }
-            at = next_char_boundary(text, found.start());
-        }
-        None
+        find_valid(&self.recognizers[index], text, from)
     }
+}
+
+/// The first non-empty match of `recognizer` at or after `from` that passes its check (the
+/// streaming masker searches the same way).
+pub(super) fn find_valid(recognizer: &Recognizer, text: &str, from: usize) -> Option<Range<usize>> {
+    let mut at = from;
+    while at <= text.len() {
+        let found = recognizer.regex.find_at(text, at)?;
+        if !found.is_empty() && passes_check(recognizer, found.as_str()) {
+            return Some(found.range());
+        }
+        at = next_char_boundary(text, found.start());
+    }
+    None
 }
 
 fn passes_check(recognizer: &Recognizer, candidate: &str) -> bool {

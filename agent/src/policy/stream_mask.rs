@@ -25,8 +25,7 @@ use std::sync::Arc;
 
 use regex_automata::dfa::Automaton;
 
-use super::mask::MaskCounts;
-use super::recognizers::Recognizer;
+use super::mask::{find_valid, MaskCounts};
 
 pub use channels::ChunkMaskers;
 pub use chat::mask_chat_chunk;
@@ -387,25 +386,6 @@ fn odd_backslashes_before(text: &str, at: usize, escaped_start: bool) -> bool {
     } else {
         odd
     }
-}
-
-/// The first non-empty match of `recognizer` at or after `from` that passes its check; the
-/// same search as `Masker`'s.
-fn find_valid(recognizer: &Recognizer, text: &str, from: usize) -> Option<Range<usize>> {
-    let mut at = from;
-    while at <= text.len() {
-        let found = recognizer.regex.find_at(text, at)?;
-        let accepted =
-            !found.is_empty() && recognizer.check.is_none_or(|check| check(found.as_str()));
-        if accepted {
-            return Some(found.range());
-        }
-        at = text[found.start()..]
-            .chars()
-            .next()
-            .map_or(found.start() + 1, |next| found.start() + next.len_utf8());
-    }
-    None
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 use super::*;
 use crate::policy::mask::Masker;
-use crate::policy::recognizers::{builtin, custom, BUILTIN_NAMES};
+use crate::policy::recognizers::{builtin, custom, Recognizer, BUILTIN_NAMES};
 
 fn recognizers(names: &[&str]) -> Vec<Recognizer> {
     let mut all: Vec<Recognizer> = names
