@@ -31,6 +31,8 @@ fn config(upstream: &FakeUpstream) -> String {
         r#"state_dir = "{STATE_DIR}"
 
 [proxy]
+# Tests send nothing off the machine, DNS queries included.
+resolve_intercepted_hosts = false
 listen_port = {port}
 intercept_ports = [443]
 intercept_hosts = ["api.openai.com"]

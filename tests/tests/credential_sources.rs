@@ -34,7 +34,7 @@ fn start_with_secret(warden: &Path, secret_file: &Path) -> ClientOutput {
     fs::create_dir(&policies).expect("a policy directory");
     let config = dir.path().join("warden.toml");
     let text = format!(
-        "state_dir = {:?}\n[proxy]\nlisten_port = {port}\n[metrics]\nlisten = \"\"\n[policy]\ndir = {:?}\n{}",
+        "state_dir = {:?}\n[proxy]\nresolve_intercepted_hosts = false\nlisten_port = {port}\n[metrics]\nlisten = \"\"\n[policy]\ndir = {:?}\n{}",
         dir.path().join("state").display().to_string(),
         policies.display().to_string(),
         credential_toml(CREDENTIAL, secret_file, &["uid:0"]),

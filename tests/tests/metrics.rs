@@ -249,7 +249,7 @@ fn a_taken_metrics_address_stops_the_daemon_at_start_naming_it_and_the_key() {
     std::fs::create_dir(&policies).expect("creating the policy directory");
     let config = dir.path().join("warden.toml");
     let text = format!(
-        "state_dir = {state:?}\n[proxy]\nlisten_port = {port}\n# Never pins into the host's /sys/fs/bpf, whatever the start-up order.\nfail_mode = \"open\"\n[policy]\ndir = {policies:?}\n[metrics]\nlisten = \"{address}\"\n",
+        "state_dir = {state:?}\n[proxy]\nresolve_intercepted_hosts = false\nlisten_port = {port}\n# Never pins into the host's /sys/fs/bpf, whatever the start-up order.\nfail_mode = \"open\"\n[policy]\ndir = {policies:?}\n[metrics]\nlisten = \"{address}\"\n",
         state = dir.path().join("state"),
         port = net::free_dual_stack_port(),
     );

@@ -51,6 +51,8 @@ const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
 fn config(upstream: &FakeUpstream) -> String {
     format!(
         r#"[proxy]
+# Tests send nothing off the machine, DNS queries included.
+resolve_intercepted_hosts = false
 listen_port = {port}
 
 [select]

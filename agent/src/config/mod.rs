@@ -7,6 +7,7 @@
 //! intercept_ports = "all"                     # or a list: destination ports redirected from selected cgroups
 //! tls_ports = [443]                           # redirected ports where only TLS is accepted
 //! intercept_hosts = ["api.openai.com"]        # TLS server names that are decrypted; "*.x.com" allowed
+//! resolve_intercepted_hosts = true            # learn their addresses by DNS too (against domain fronting)
 //! drain_timeout_secs = 10                     # how long shutdown waits for open connections
 //! fail_mode = "closed"                        # "closed": agents cannot bypass a stopped Warden; "open"
 //! pin_dir = "/sys/fs/bpf/warden"              # where the programs' links and maps are pinned (bpffs)
@@ -164,6 +165,9 @@ pub struct ProxyConfig {
     #[serde(rename = "tls_ports")]
     pub tls_ports_configured: Option<Vec<u16>>,
     pub intercept_hosts: Vec<String>,
+    /// Whether the exact intercepted hosts are resolved (at start and periodically) so that no
+    /// tunnel reaches their addresses; off, only the addresses seen in use are learned.
+    pub resolve_intercepted_hosts: bool,
     /// How long shutdown waits for open connections before closing them.
     pub drain_timeout_secs: u64,
     /// What the selected workloads get while Warden is not running.
@@ -316,6 +320,7 @@ impl Default for ProxyConfig {
             intercept_ports: InterceptPorts::All,
             tls_ports_configured: None,
             intercept_hosts: vec!["api.openai.com".to_string()],
+            resolve_intercepted_hosts: true,
             drain_timeout_secs: 10,
             fail_mode: FailMode::default(),
             pin_dir: PathBuf::from("/sys/fs/bpf/warden"),

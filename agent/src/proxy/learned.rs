@@ -88,7 +88,8 @@ impl LearnedAddresses {
         self.len() == 0
     }
 
-    /// Resolves the exact intercepted hosts now and every [`RESOLVE_INTERVAL`] until shutdown.
+    /// Resolves the exact intercepted hosts now and every [`RESOLVE_INTERVAL`] until shutdown
+    /// (unless `[proxy] resolve_intercepted_hosts` is off), forgetting stale addresses as it goes.
     /// A host that does not resolve is only logged: the addresses the workloads reach it at are
     /// learned from their intercepted connections anyway.
     pub async fn resolve_periodically(
@@ -96,11 +97,18 @@ impl LearnedAddresses {
         config: Arc<Config>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let resolve = config.proxy.resolve_intercepted_hosts;
+        if !resolve {
+            tracing::info!(
+                "not resolving the intercepted hosts ([proxy] resolve_intercepted_hosts = false): \
+                 only the addresses workloads were intercepted at are refused to tunnels"
+            );
+        }
         let hosts: Vec<String> = config
             .proxy
             .intercept_hosts
             .iter()
-            .filter(|host| !host.starts_with('*'))
+            .filter(|host| resolve && !host.starts_with('*'))
             .cloned()
             .collect();
         loop {

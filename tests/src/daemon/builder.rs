@@ -260,6 +260,7 @@ impl DaemonBuilder {
                 intercept_ports: self.intercept_ports.clone(),
                 tls_ports: self.tls_ports.clone(),
                 intercept_hosts: self.intercept_hosts.clone(),
+                resolve_intercepted_hosts: false,
                 fail_mode: self.fail_mode,
                 pin_dir: pin_dir.clone(),
             },

@@ -43,6 +43,8 @@ pub(crate) struct Proxy {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ports: Option<Vec<u16>>,
     pub intercept_hosts: Vec<String>,
+    /// Always false: tests send nothing off the machine, DNS queries included.
+    pub resolve_intercepted_hosts: bool,
     /// "closed" or "open".
     pub fail_mode: &'static str,
     pub pin_dir: PathBuf,
@@ -158,6 +160,7 @@ mod tests {
                 intercept_ports: InterceptPorts::List(vec![443]),
                 tls_ports: None,
                 intercept_hosts: vec!["api.openai.com".into()],
+                resolve_intercepted_hosts: false,
                 fail_mode: "closed",
                 pin_dir: "/tmp/x/bpffs/warden".into(),
             },
@@ -239,6 +242,7 @@ mod tests {
             intercept_ports: InterceptPorts::ALL,
             tls_ports: Some(vec![443, 8443]),
             intercept_hosts: vec!["api.openai.com".into()],
+            resolve_intercepted_hosts: false,
             fail_mode: "closed",
             pin_dir: "/tmp/x".into(),
         };
