@@ -73,6 +73,28 @@ fn markers_at_upstream(upstream: &FakeUpstream) -> Vec<String> {
         .collect()
 }
 
+/// Only the request sent before the fault reached the upstream, and the daemon logged why the
+/// others were refused, with SQLite's error.
+fn assert_nothing_more_went_upstream_and_the_log_says(fx: &AgentFixture, sqlite_error: &str) {
+    assert_eq!(
+        fx.upstream.requests().len(),
+        1,
+        "a request went upstream unrecorded: {:?}",
+        markers_at_upstream(&fx.upstream)
+    );
+    let refused = fx
+        .daemon
+        .wait_for_log("the refusal's reason", Duration::from_secs(10), |l| {
+            l.is("audit store: request record not committed; refusing the request")
+        });
+    assert!(
+        refused
+            .str("error")
+            .is_some_and(|e| e.contains(sqlite_error)),
+        "{refused}"
+    );
+}
+
 #[test]
 fn a_full_disk_refuses_requests_until_space_returns() {
     let Some(e2e) = require_kernel() else { return };
@@ -93,23 +115,7 @@ fn a_full_disk_refuses_requests_until_space_returns() {
         let out = fx.client(big_chat(bodies.path(), attempt, 2 << 20)).run();
         assert_refused_unrecorded(&out);
     }
-    assert_eq!(
-        fx.upstream.requests().len(),
-        1,
-        "a request went upstream unrecorded: {:?}",
-        markers_at_upstream(&fx.upstream)
-    );
-    let refused = fx
-        .daemon
-        .wait_for_log("the refusal's reason", Duration::from_secs(10), |l| {
-            l.is("audit store: request record not committed; refusing the request")
-        });
-    assert!(
-        refused
-            .str("error")
-            .is_some_and(|e| e.contains("database or disk is full")),
-        "{refused}"
-    );
+    assert_nothing_more_went_upstream_and_the_log_says(&fx, "database or disk is full");
     let failed =
         fx.daemon
             .wait_for_log("the failed commit's cause", Duration::from_secs(10), |l| {
@@ -151,23 +157,7 @@ fn a_store_locked_while_running_refuses_requests_until_released() {
         .client(audit::curl::chat("gpt-4o-mini", "while-locked"))
         .run();
     assert_refused_unrecorded(&out);
-    assert_eq!(
-        fx.upstream.requests().len(),
-        1,
-        "a request went upstream unrecorded: {:?}",
-        markers_at_upstream(&fx.upstream)
-    );
-    let refused = fx
-        .daemon
-        .wait_for_log("the refusal's reason", Duration::from_secs(10), |l| {
-            l.is("audit store: request record not committed; refusing the request")
-        });
-    assert!(
-        refused
-            .str("error")
-            .is_some_and(|e| e.contains("database is locked")),
-        "{refused}"
-    );
+    assert_nothing_more_went_upstream_and_the_log_says(&fx, "database is locked");
     assert!(write_failures(&fx, "locked") >= 1.0);
     drop(lock);
 
