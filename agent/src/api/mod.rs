@@ -1,0 +1,2 @@
+//! HTTPS API and web console.
+pub mod console;
