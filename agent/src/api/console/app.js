@@ -270,9 +270,9 @@ function approvalItem(view) {
   dl(details, [
     ['Requester', identityLabel(view.requester)],
     ['Model', `${view.model || '(none)'} · ${view.endpoint}`],
-    ['Approvers', (view.approvers || []).join(', ')],
     ['Requested', el('span', {}, timeUs(view.created_at_us), ' ', el('span', { class: 'age muted' }))],
     ['Expires', el('span', {}, timeUs(view.expires_at_us), ' ', el('span', { class: 'expiry muted' }))],
+    ['Approvers', (view.approvers || []).join(', ')],
   ]);
   li.append(details);
   if (view.excerpt) li.append(el('blockquote', { class: 'excerpt', text: view.excerpt }));
@@ -384,12 +384,12 @@ async function showSessions(query, nav) {
   if (!current(nav)) return;
   for (const s of rows) tbody.append(sessionRow(s));
   if (!rows.length) emptyRow(tbody, 9, 'No exchange matches.');
-  $('#session-count').textContent = `${rows.length} exchange${rows.length === 1 ? '' : 's'}, newest first`;
+  $('#session-count').textContent = `${rows.length} exchange${rows.length === 1 ? '' : 's'}`;
 }
 
 function sessionRow(s) {
   const link = el('a', { href: `#/session/${encodeURIComponent(s.id)}` }, timeText(s.started_at));
-  const who = identityLabel({ user: s.user, uid: s.uid, unit: s.unit, container: s.container, exe: s.exe, pid: s.pid });
+  const who = identityLabel({ user: s.user, uid: s.uid, unit: s.unit, container: s.container, comm: s.exe && s.exe.split('/').pop(), pid: s.pid });
   const row = el('tr', { class: 'session', 'data-id': s.id },
     cell(link), cell(who), cell(orDash(s.model)), cell(s.endpoint),
     cell(el('span', { class: `pill ${s.outcome === 'ok' ? 'ok' : 'bad'}`, text: s.outcome })),
@@ -646,7 +646,7 @@ async function showIdentities(_, nav) {
   for (const i of identities.identities || []) {
     const action = admin ? el('button', { type: 'button', class: 'revoke', text: 'Revoke' }) : null;
     const row = el('tr', { class: 'identity', 'data-selector': i.selector },
-      cell(el('code', { text: i.selector })), cell(i.user ? `${i.user} (uid ${i.uid})` : orDash(i.uid)),
+      cell(el('code', { text: i.selector })), cell(i.user ? `${i.user} (uid ${i.uid})` : i.uid != null ? `uid ${i.uid}` : dash()),
       cell(orDash(i.unit)), cell(orDash(i.container)), cell(orDash(i.k8s_sa)), cell(orDash(i.exe)),
       cell(String(i.exchanges ?? 0)), cell(timeUs(i.last_seen_us)), cell(action));
     if (action) action.addEventListener('click', () => askRevokeReason(row, i.selector));
