@@ -208,9 +208,12 @@ async function showApprovals(_, nav) {
   $('#approval-empty').hidden = false;
   openStream();
   state.timers.push(setInterval(refreshClocks, 1000));
-  const [pending, all] = await Promise.all([api('/api/v1/approvals'), api('/api/v1/approvals?all=true')]);
+  // The queue and the history load apart: one failing must not blank the other.
+  api('/api/v1/approvals')
+    .then((pending) => { if (current(nav)) (pending.approvals || []).forEach(upsertApproval); })
+    .catch(report);
+  const all = await api('/api/v1/approvals?all=true');
   if (!current(nav)) return;
-  for (const view of pending.approvals || []) upsertApproval(view);
   const closed = (all.approvals || []).filter((v) => v.state !== 'pending');
   closed.sort((a, b) => (b.closed_at_us || b.created_at_us) - (a.closed_at_us || a.created_at_us));
   const tbody = $('#approval-history tbody');
