@@ -14,6 +14,7 @@ pub mod identity;
 pub mod ids;
 pub mod install;
 pub mod metrics;
+pub mod oidc;
 pub mod openai;
 pub mod policy;
 pub mod proxy;
