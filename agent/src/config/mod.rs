@@ -46,6 +46,7 @@
 //! error messages and `validate` holds the rules a parsed config must satisfy.
 mod approvals;
 pub mod credentials;
+mod identity;
 mod limits;
 pub(crate) mod locate;
 pub mod ports;
@@ -62,6 +63,7 @@ use std::{
 };
 
 pub use approvals::{AdminConfig, ApprovalsConfig};
+pub use identity::{IdentityConfig, KubernetesIdentityConfig};
 pub use limits::LimitsConfig;
 use locate::{line_of, Locator};
 pub use ports::InterceptPorts;
@@ -92,6 +94,8 @@ pub struct Config {
     pub credentials: credentials::CredentialsConfig,
     /// `[limits]`: what one client may hold of the daemon.
     pub limits: LimitsConfig,
+    /// `[identity]`: verification of the identities workloads assert (`identity.rs`).
+    pub identity: IdentityConfig,
 }
 
 /// The audit store (`state_dir/audit.db`).
@@ -246,6 +250,7 @@ impl Default for Config {
             credential_entries: Vec::new(),
             credentials: Default::default(),
             limits: LimitsConfig::default(),
+            identity: IdentityConfig::default(),
         }
     }
 }
