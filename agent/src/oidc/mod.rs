@@ -7,7 +7,7 @@ mod discovery;
 mod http;
 mod jwks;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod verify;
 
 use std::path::PathBuf;
