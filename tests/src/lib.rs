@@ -17,6 +17,7 @@ pub mod curl;
 pub mod custody;
 pub mod daemon;
 pub mod env;
+pub mod fake_oidc;
 pub mod fake_upstream;
 pub mod handover;
 pub mod hex;
