@@ -10,6 +10,7 @@ pub mod audit;
 pub mod background;
 pub mod bpf;
 pub mod bpffs;
+pub mod browser;
 pub mod cgroup;
 pub mod client;
 pub mod connect_proxy;
