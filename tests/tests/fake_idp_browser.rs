@@ -2,6 +2,7 @@
 //! provider (authorization code + PKCE), the code is redeemed over HTTP, the tokens verify against
 //! the published keys; keys rotate.
 
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::Value;
 use warden_tests::background::BackgroundRuntime;
-use warden_tests::browser::Browser;
+use warden_tests::browser::{processes_naming, Browser, BrowserOptions};
 use warden_tests::env::require_browser;
 use warden_tests::fake_oidc::http_client::{self, HttpReply};
 use warden_tests::fake_oidc::{pkce, FakeIdp, User};
@@ -132,7 +133,13 @@ fn chromium_signs_in_with_pkce_and_the_tokens_verify_against_the_jwks() {
     }
     let idp = alice_idp();
     let callback = Callback::start();
-    let browser = Browser::start("fake-idp");
+    let browser = Browser::start_with(
+        "fake-idp",
+        BrowserOptions {
+            map_to_loopback: vec![("rp.test".to_owned(), Ipv4Addr::LOCALHOST.into())],
+            ..BrowserOptions::default()
+        },
+    );
 
     // A wrong verifier is refused (and burns the code).
     let verifier = pkce::new_verifier();
@@ -185,22 +192,30 @@ fn chromium_signs_in_with_pkce_and_the_tokens_verify_against_the_jwks() {
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{}", shot.display());
 
-    // A name off the machine does not load (the dead proxy refuses it, and it would not resolve),
-    // and every connection Chromium holds is to loopback.
+    // A name mapped to loopback loads; any other destination goes to the dead proxy (so not even an
+    // IP literal could leave the machine), and every connection Chromium holds is to loopback.
+    let mapped = callback.url.replace("127.0.0.1", "rp.test");
+    browser.goto(&format!("{mapped}?mapped=1"));
+    browser.wait_for("#done", PAGE_DEADLINE);
+    assert_eq!(
+        callback.wait_for_query(2),
+        [("mapped".to_owned(), "1".to_owned())]
+    );
     let offsite = browser
         .try_goto("http://warden-test-never-resolves.example/")
         .expect_err("a page off loopback loaded");
-    assert!(
-        offsite.contains("ERR_PROXY_CONNECTION_FAILED")
-            || offsite.contains("ERR_NAME_NOT_RESOLVED"),
-        "{offsite}"
-    );
+    assert!(offsite.contains("ERR_PROXY_CONNECTION_FAILED"), "{offsite}");
     let peers = browser.tcp_peers();
     assert!(!peers.is_empty(), "no TCP sockets found for Chromium");
     assert!(
         peers.iter().all(|peer| peer.ip().is_loopback()),
         "Chromium connected off loopback: {peers:?}"
     );
+
+    // Dropping the browser ends chromedriver and every Chromium process.
+    let marker = browser.process_marker();
+    drop(browser);
+    assert_eq!(processes_naming(&marker), Vec::<i32>::new(), "left running");
 }
 
 #[test]

@@ -153,17 +153,27 @@ impl DriverGuard {
 
     /// The pids of the live processes (Chromium's) whose command line names this browser's profile.
     pub fn browser_pids(&self) -> Vec<i32> {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(&self.marker))
-            })
-            .collect()
+        processes_naming(&self.marker)
     }
+
+    /// What every process of this browser has on its command line (the profile path).
+    pub fn marker(&self) -> &str {
+        &self.marker
+    }
+}
+
+/// Live processes whose command line contains `marker` (a zombie's is empty: never matches).
+pub fn processes_naming(marker: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
+        })
+        .collect()
 }
 
 impl Drop for DriverGuard {

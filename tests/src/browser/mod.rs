@@ -29,7 +29,7 @@ use tokio::runtime::Runtime;
 
 use crate::{net, wait};
 
-pub use launch::{find_binaries, spki_hash};
+pub use launch::{find_binaries, processes_naming, spki_hash};
 pub use sockets::tcp_peers;
 
 /// How long chromedriver and a new Chromium session may take on a loaded machine.
@@ -294,6 +294,12 @@ impl Browser {
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(path)
+    }
+
+    /// Names every Chromium process of this browser on its command line (its profile directory):
+    /// after drop, [`processes_naming`] of it is empty.
+    pub fn process_marker(&self) -> String {
+        self.driver.marker().to_owned()
     }
 
     /// The TCP peers of every live Chromium process of this browser (for network-safety checks).

@@ -7,11 +7,21 @@ use std::time::Duration;
 use url::Url;
 
 /// An answer: status, headers (lower-case names), body.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpReply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpReply")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .finish()
+    }
 }
 
 impl HttpReply {
