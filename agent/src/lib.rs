@@ -1,6 +1,7 @@
 //! Warden: a host agent that makes AI agents' calls to LLM APIs visible, governed and accountable.
 pub mod accept;
 pub mod admin;
+pub mod api;
 pub mod approvals;
 pub mod audit;
 pub mod cgroupfs;
@@ -14,6 +15,7 @@ pub mod identity;
 pub mod ids;
 pub mod install;
 pub mod metrics;
+pub mod oidc;
 pub mod openai;
 pub mod policy;
 pub mod proxy;

@@ -26,6 +26,7 @@ fn root() -> Actor {
         uid: 0,
         user: Some("root".into()),
         pid: Some(1),
+        oidc: None,
     }
 }
 
