@@ -274,6 +274,18 @@ fn authorize_refuses_without_pkce_or_off_loopback() {
         flow::authorize(&idp.state, &away),
         Reply::Page(http::StatusCode::BAD_REQUEST, _)
     ));
+    let mut lookalike = pairs(&base);
+    lookalike[2].1 = "http://console.test.example.com/cb".to_owned();
+    assert!(matches!(
+        flow::authorize(&idp.state, &lookalike),
+        Reply::Page(http::StatusCode::BAD_REQUEST, _)
+    ));
+    let mut reserved = pairs(&base);
+    reserved[2].1 = "https://console.test:8443/oidc/callback".to_owned();
+    assert!(matches!(
+        flow::authorize(&idp.state, &reserved),
+        Reply::Redirect(_)
+    ));
     let mut stranger = pairs(&base);
     stranger[1].1 = "not-registered".to_owned();
     assert!(matches!(
