@@ -14,6 +14,7 @@ pub mod browser;
 pub mod cgroup;
 pub mod client;
 pub mod connect_proxy;
+pub mod console;
 pub mod curl;
 pub mod custody;
 pub mod daemon;

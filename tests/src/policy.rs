@@ -165,6 +165,18 @@ impl PolicyAgent {
         SdkCall::parse(out)
     }
 
+    /// The chat completion `request` from the agent cgroup, python started by `launcher` (a
+    /// command that ends by exec'ing the rest of its arguments).
+    pub fn chat_launched_by(&self, launcher: &[&OsStr], request: &Value) -> SdkCall {
+        let out = self
+            .sdk(request)
+            .in_cgroup(&self.fx.agent)
+            .trust(&self.fx.daemon.trust_bundle())
+            .launched_by(launcher)
+            .run();
+        SdkCall::parse(out)
+    }
+
     /// The chat completion `request` from the agent cgroup, with python running as `nobody`.
     pub fn chat_as_nobody(&self, request: &Value) -> SdkCall {
         let (_dir, bundle) = audit::world_readable_copy(&self.fx.daemon.trust_bundle());

@@ -179,6 +179,7 @@ pub fn identity(pid: u32, account: Option<&str>, unit: &str, user: &str) -> Iden
         container: None,
         account: account.map(str::to_owned),
         k8s_sa: None,
+        k8s_sa_verified: None,
         process_exited: false,
     }
 }

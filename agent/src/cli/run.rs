@@ -14,7 +14,7 @@ use crate::{
     config::Config,
     credentials::CredentialStore,
     ebpf::{selection::Selection, RedirectSettings, Redirector},
-    identity::IdentityResolver,
+    identity::{IdentityResolver, ServiceAccountVerifier},
     metrics::{self, Metrics},
     policy::active::{AbsentDir, ActivePolicy},
     proxy::{self, upstream::Upstream, Listeners, ProxyContext},
@@ -78,6 +78,9 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     let ca = Arc::new(CertificateAuthority::load_or_create(&config.ca_dir()).context("Warden CA")?);
     let tls_server = tls::server_config(Arc::new(LeafCache::new(ca.clone())));
     let upstream = Upstream::new(&config)?;
+    let service_accounts = ServiceAccountVerifier::start(&config.identity)
+        .await
+        .context("[identity.kubernetes]: loading the cluster's service-account keys")?;
     let cgroupfs = CgroupFs::discover()?;
     let audit_db = audit::audit_db_path(&config.state_dir);
     let audit = AuditWriter::start(&audit_db, config.audit.writer_options())
@@ -133,7 +136,8 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     let learned = Arc::new(proxy::learned::LearnedAddresses::from_config(&config));
     let context = Arc::new(ProxyContext {
         config: config.clone(),
-        identities: IdentityResolver::new(config.accounts.clone(), Some(cgroupfs.clone())),
+        identities: IdentityResolver::new(config.accounts.clone(), Some(cgroupfs.clone()))
+            .with_service_account_verifier(service_accounts),
         tls_server,
         upstream,
         audit: audit.clone(),

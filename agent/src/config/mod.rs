@@ -49,6 +49,7 @@
 pub mod api;
 mod approvals;
 pub mod credentials;
+mod identity;
 mod limits;
 pub(crate) mod locate;
 pub mod ports;
@@ -66,6 +67,7 @@ use std::{
 
 pub use api::{ApiConfig, ApiOidcConfig, ApiRolesConfig};
 pub use approvals::{AdminConfig, ApprovalsConfig};
+pub use identity::{IdentityConfig, KubernetesIdentityConfig};
 pub use limits::LimitsConfig;
 use locate::{line_of, Locator};
 pub use ports::InterceptPorts;
@@ -98,6 +100,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[api]`: the HTTPS admin API and web console, behind OIDC.
     pub api: ApiConfig,
+    /// `[identity]`: verification of the identities workloads assert (`identity.rs`).
+    pub identity: IdentityConfig,
 }
 
 /// The audit store (`state_dir/audit.db`).
@@ -253,6 +257,7 @@ impl Default for Config {
             credentials: Default::default(),
             limits: LimitsConfig::default(),
             api: ApiConfig::default(),
+            identity: IdentityConfig::default(),
         }
     }
 }

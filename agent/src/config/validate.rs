@@ -115,6 +115,7 @@ impl Config {
         self.api.validate()?;
         self.limits.validate(self.policy.max_inspect_bytes)?;
         self.approvals.validate()?;
+        self.identity.validate()?;
         super::credentials::validate(&self.credential_entries, |host| {
             self.is_intercepted_host(host)
         })?;

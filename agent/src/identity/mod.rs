@@ -6,6 +6,7 @@ mod cgroup_path;
 mod redact;
 pub mod selector;
 mod service_account;
+mod service_account_trust;
 mod snapshot;
 mod token_file;
 
@@ -23,6 +24,9 @@ use procfs::process::Process;
 pub use cgroup_path::{container_of, unit_of, Container};
 pub use redact::redact_command_line;
 pub use service_account::service_account_from_token;
+pub use service_account_trust::{
+    unverified_facts, ServiceAccountFacts, ServiceAccountVerifier, KEY_REFRESH_INTERVAL,
+};
 pub use snapshot::IdentitySnapshot;
 pub use token_file::{read_token, read_token_at};
 
@@ -54,9 +58,16 @@ pub struct Identity {
     pub container: Option<Container>,
     /// The configured `[[account]]` that matches, else the unit name.
     pub account: Option<String>,
-    /// "namespace/name" from the pod's service account token.
-    /// Self-asserted: read from the token's claims; its signature is not verified.
+    /// "namespace/name" from the pod's service account token's claims.
     pub k8s_service_account: Option<String>,
+    /// Whether the token's signature, issuer, audience and lifetime verified against the
+    /// cluster's keys; None without a token or without `[identity.kubernetes]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k8s_sa_verified: Option<bool>,
+    /// Whether `sa:` selectors see `k8s_service_account` (not when it failed verification and
+    /// `require_verified` is on).
+    #[serde(skip)]
+    pub k8s_sa_selectable: bool,
     /// True when only the kernel's capture was available.
     pub process_exited: bool,
 }
@@ -68,6 +79,8 @@ pub struct IdentityResolver {
     processes: Mutex<BoundedMap<(u32, u64), Arc<Identity>>>,
     cgroup_paths: Mutex<BoundedMap<u64, Option<String>>>,
     user_names: Mutex<BoundedMap<u32, (Instant, Option<String>)>>,
+    /// `[identity.kubernetes]`: verifies service-account tokens.
+    service_accounts: Option<ServiceAccountVerifier>,
 }
 
 impl IdentityResolver {
@@ -78,7 +91,17 @@ impl IdentityResolver {
             processes: Mutex::new(BoundedMap::default()),
             cgroup_paths: Mutex::new(BoundedMap::default()),
             user_names: Mutex::new(BoundedMap::default()),
+            service_accounts: None,
         }
+    }
+
+    /// Verify service-account tokens (`[identity.kubernetes]`) instead of only reading them.
+    pub fn with_service_account_verifier(
+        mut self,
+        verifier: Option<ServiceAccountVerifier>,
+    ) -> Self {
+        self.service_accounts = verifier;
+        self
     }
 
     /// Never fails: a process that exited before accept still gets what the kernel captured
@@ -110,7 +133,7 @@ impl IdentityResolver {
                 exe,
                 cmdline,
                 cgroup: self.live_cgroup_path(origin, &process),
-                k8s_service_account: read_service_account(&process),
+                service_account: self.service_account_facts(origin.tgid, &process),
                 exited: false,
             },
         ));
@@ -124,7 +147,7 @@ impl IdentityResolver {
             exe: None,
             cmdline: None,
             cgroup: self.path_of_id(origin.cgroup_id),
-            k8s_service_account: None,
+            service_account: unverified_facts(None),
             exited: true,
         };
         self.build(origin, facts)
@@ -145,7 +168,9 @@ impl IdentityResolver {
             container: cgroup.as_deref().and_then(container_of),
             cgroup,
             account: None,
-            k8s_service_account: facts.k8s_service_account,
+            k8s_service_account: facts.service_account.name,
+            k8s_sa_verified: facts.service_account.verified,
+            k8s_sa_selectable: facts.service_account.selectable,
             process_exited: facts.exited,
         };
         identity.account = account_for(&self.accounts, &identity);
@@ -183,6 +208,14 @@ impl IdentityResolver {
         path
     }
 
+    fn service_account_facts(&self, pid: u32, process: &Process) -> ServiceAccountFacts {
+        let token = read_service_account_token(process);
+        match (&self.service_accounts, token) {
+            (Some(verifier), Some(token)) => verifier.facts(pid, &token),
+            (_, token) => unverified_facts(token.as_deref()),
+        }
+    }
+
     fn user_name(&self, uid: u32) -> Option<String> {
         if let Some((at, name)) = lock(&self.user_names).get(&uid) {
             if at.elapsed() < USER_NAME_TTL {
@@ -201,7 +234,7 @@ struct ProcessFacts {
     exe: Option<String>,
     cmdline: Option<String>,
     cgroup: Option<String>,
-    k8s_service_account: Option<String>,
+    service_account: ServiceAccountFacts,
     exited: bool,
 }
 
@@ -255,9 +288,9 @@ fn open_process(tgid: u32) -> Option<(Process, procfs::process::Stat)> {
 
 /// Read inside /proc/PID/root, so a container's token comes from the container's filesystem.
 /// Opened through the process's own /proc directory, so a reused pid cannot stand in for it.
-fn read_service_account(process: &Process) -> Option<String> {
+fn read_service_account_token(process: &Process) -> Option<String> {
     let root = process.open_relative("root").ok()?;
-    service_account_from_token(&read_token_at(root.as_fd())?)
+    read_token_at(root.as_fd())
 }
 
 /// The user name through NSS (so LDAP/sssd/systemd users resolve too).

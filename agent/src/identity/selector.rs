@@ -233,14 +233,30 @@ macro_rules! selector_subject {
                 self.pid
             }
             fn service_account(&self) -> Option<&str> {
-                self.$service_account.as_deref()
+                self.$service_account()
             }
         }
     };
 }
 
-selector_subject!(IdentitySnapshot, k8s_sa);
-selector_subject!(Identity, k8s_service_account);
+impl IdentitySnapshot {
+    /// Audit queries find every recorded account, verified or not (`k8s_sa_verified` says which).
+    fn recorded_service_account(&self) -> Option<&str> {
+        self.k8s_sa.as_deref()
+    }
+}
+
+impl Identity {
+    /// Policies and credentials see an account only when it may be trusted (`[identity.kubernetes]`).
+    fn selectable_service_account(&self) -> Option<&str> {
+        self.k8s_service_account
+            .as_deref()
+            .filter(|_| self.k8s_sa_selectable)
+    }
+}
+
+selector_subject!(IdentitySnapshot, recorded_service_account);
+selector_subject!(Identity, selectable_service_account);
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,9 @@ pub struct IdentitySnapshot {
     pub container: Option<String>,
     pub account: Option<String>,
     pub k8s_sa: Option<String>,
+    /// Absent (not `null`) when unknown, so records written before it keep their canonical bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s_sa_verified: Option<bool>,
     pub process_exited: bool,
 }
 
@@ -39,6 +42,7 @@ impl From<&Identity> for IdentitySnapshot {
             container: identity.container.as_ref().map(ToString::to_string),
             account: identity.account.clone(),
             k8s_sa: identity.k8s_service_account.clone(),
+            k8s_sa_verified: identity.k8s_sa_verified,
             process_exited: identity.process_exited,
         }
     }

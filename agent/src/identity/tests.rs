@@ -111,22 +111,7 @@ fn exited_process_without_cgroupfs() {
 
 #[test]
 fn accounts_match_by_selector_in_order_then_fall_back_to_the_unit() {
-    let identity = Identity {
-        pid: 1,
-        comm: "python3".into(),
-        exe: Some("/usr/bin/python3 (deleted)".into()),
-        cmdline: None,
-        uid: 1001,
-        user: None,
-        gid: 1001,
-        cgroup_id: 9,
-        cgroup: Some("/system.slice/agent.service/worker".into()),
-        unit: Some("agent.service".into()),
-        container: None,
-        account: None,
-        k8s_service_account: None,
-        process_exited: false,
-    };
+    let identity = identity();
     let selector = |f: &dyn Fn(&mut AccountConfig)| {
         let mut a = account("matched");
         f(&mut a);
@@ -197,4 +182,26 @@ fn bounded_map_clears_when_full() {
     assert_eq!(map.entries.len(), CACHE_CAPACITY);
     map.insert(CACHE_CAPACITY, 0);
     assert_eq!(map.entries.len(), 1);
+}
+
+/// A live process's identity, for selector tests.
+pub(super) fn identity() -> Identity {
+    Identity {
+        pid: 1,
+        comm: "python3".into(),
+        exe: Some("/usr/bin/python3 (deleted)".into()),
+        cmdline: None,
+        uid: 1001,
+        user: None,
+        gid: 1001,
+        cgroup_id: 9,
+        cgroup: Some("/system.slice/agent.service/worker".into()),
+        unit: Some("agent.service".into()),
+        container: None,
+        account: None,
+        k8s_service_account: None,
+        k8s_sa_verified: None,
+        k8s_sa_selectable: true,
+        process_exited: false,
+    }
 }

@@ -27,6 +27,8 @@ pub(super) fn identity(account: Option<&str>, unit: Option<&str>) -> Identity {
         container: None,
         account: account.map(Into::into),
         k8s_service_account: None,
+        k8s_sa_verified: None,
+        k8s_sa_selectable: true,
         process_exited: false,
     }
 }

@@ -17,6 +17,8 @@ pub(super) fn identity(account: &str, uid: u32) -> Arc<Identity> {
         container: None,
         account: Some(account.into()),
         k8s_service_account: None,
+        k8s_sa_verified: None,
+        k8s_sa_selectable: true,
         process_exited: false,
     })
 }

@@ -32,7 +32,7 @@ struct SeenIdentity {
     account: Option<String>,
     exe: Option<String>,
     exchanges: u64,
-    last_seen: String,
+    last_seen_us: i64,
 }
 
 pub async fn identities(api: &Api) -> Result<ApiResponse, Problem> {
@@ -78,7 +78,7 @@ fn group(recent: Vec<ExchangeSummary>) -> Vec<SeenIdentity> {
                     account: summary.account,
                     exe: summary.exe,
                     exchanges: 1,
-                    last_seen: summary.started_at,
+                    last_seen_us: summary.started_us,
                 });
             }
         }
