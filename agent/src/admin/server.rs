@@ -11,7 +11,10 @@ use tokio::{
     sync::watch,
 };
 
-use super::{AdminRequest, AdminResponse, Status, StatusCounters};
+use super::{
+    revocations::{self, root_only},
+    AdminRequest, AdminResponse, Status, StatusCounters,
+};
 use crate::{
     approvals::{self, authority::Peer},
     audit::governance::Actor,
@@ -97,6 +100,7 @@ impl AdminServer {
             uid: cred.uid(),
             user: lookup_user_name(cred.uid()),
             pid,
+            oidc: None,
         };
         let (read, mut write) = stream.into_split();
         let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
@@ -162,17 +166,17 @@ impl AdminServer {
             },
             // Served in `handle`, which streams its answers.
             AdminRequest::Approvals { .. } => refusal("internal error: misrouted".into()),
-            AdminRequest::Revoke { selector, reason } => {
-                super::revocations::revoke(&self.context, actor, &selector, reason)
-            }
-            AdminRequest::Restore { selector } => {
-                super::revocations::restore(&self.context, actor, &selector)
-            }
-            AdminRequest::Revocations => super::revocations::list(&self.context, actor),
+            AdminRequest::Revoke { selector, reason } => root_only(actor, "revoke")
+                .unwrap_or_else(|| revocations::revoke(&self.context, actor, &selector, reason)),
+            AdminRequest::Restore { selector } => root_only(actor, "restore")
+                .unwrap_or_else(|| revocations::restore(&self.context, actor, &selector)),
+            AdminRequest::Revocations => root_only(actor, "revoke --list")
+                .unwrap_or_else(|| revocations::list(&self.context)),
         }
     }
 
-    fn status(&self) -> Status {
+    /// What `warden status` shows (the API's `status` too).
+    pub fn status(&self) -> Status {
         let config = &self.context.config;
         Status {
             pid: std::process::id(),

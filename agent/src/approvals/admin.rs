@@ -151,7 +151,7 @@ where
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 };
-                if !(peer.is_root() || peer.is_named(&parse_approvers(&view.approvers))) {
+                if !(peer.sees_everything() || peer.is_named(&parse_approvers(&view.approvers))) {
                     continue;
                 }
                 if send(write, &ApprovalsResponse::ok(vec![view])).await.is_err() {
@@ -162,14 +162,10 @@ where
     }
 }
 
-fn parse_approvers(names: &[String]) -> Vec<Approver> {
+pub fn parse_approvers(names: &[String]) -> Vec<Approver> {
     names
         .iter()
-        .filter_map(|name| match name.split_once(':') {
-            Some(("user", user)) => Some(Approver::User(user.to_string())),
-            Some(("group", group)) => Some(Approver::Group(group.to_string())),
-            _ => None,
-        })
+        .filter_map(|name| Approver::parse(name))
         .collect()
 }
 

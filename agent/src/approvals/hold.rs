@@ -57,9 +57,16 @@ struct CancelOnDrop {
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         // Taken by someone else (a decision, the timeout, shutdown): they close it.
-        if !self.armed || (self.registered && self.approvals.take(&self.id).is_none()) {
+        if !self.armed {
             return;
         }
+        let taken = match self.registered {
+            true => match self.approvals.take(&self.id) {
+                Some(pending) => Some(pending.view),
+                None => return,
+            },
+            false => None,
+        };
         // Drop is synchronous: submit (the writer commits it in order, without waiting here).
         self.approvals
             .audit
@@ -70,7 +77,10 @@ impl Drop for CancelOnDrop {
                     approval_id: self.id.clone(),
                 },
             }));
-        self.approvals.metrics.approvals.closed("cancelled");
+        match taken {
+            Some(view) => self.approvals.closed(view, ApprovalState::Cancelled),
+            None => self.approvals.metrics.approvals.closed("cancelled"),
+        }
         tracing::info!(
             approval_id = self.id,
             exchange_id = self.exchange_id,
@@ -141,8 +151,9 @@ impl Approvals {
         let resolution = tokio::select! {
             resolution = &mut resolved => resolution.unwrap_or(Resolution::Unrecorded),
             () = tokio::time::sleep(request.timeout) => match self.take(&id) {
-                Some(_) => {
+                Some(pending) => {
                     self.expire(&id, &request.exchange_id).await;
+                    self.closed(pending.view, ApprovalState::Expired);
                     Resolution::Expired
                 }
                 // A decision took it first and is being recorded: its answer is on the way.
@@ -164,7 +175,6 @@ impl Approvals {
         if let Err(error) = self.audit.commit(AuditRecord::Governance(record)).await {
             tracing::error!(%error, approval_id = id, "approval expiry not recorded");
         }
-        self.metrics.approvals.closed("expired");
         tracing::info!(
             approval_id = id,
             exchange_id,

@@ -68,8 +68,10 @@ pub struct Approvals {
     metrics: Arc<Metrics>,
     pending: Mutex<HashMap<String, Pending>>,
     grants: grants::Grants,
-    /// Each new pending approval, for `warden approvals watch`.
+    /// Each new pending approval, for `warden approvals watch` and the console.
     announced: broadcast::Sender<ApprovalView>,
+    /// Each approval as it closes (decided, expired, cancelled, interrupted), for the console.
+    closed: broadcast::Sender<ApprovalView>,
     webhook: Option<webhook::Webhook>,
 }
 
@@ -88,6 +90,7 @@ impl Approvals {
             pending: Mutex::new(HashMap::new()),
             grants: grants::Grants::default(),
             announced: broadcast::channel(1024).0,
+            closed: broadcast::channel(1024).0,
             webhook,
         })
     }
@@ -99,6 +102,19 @@ impl Approvals {
 
     pub fn subscribe(&self) -> broadcast::Receiver<ApprovalView> {
         self.announced.subscribe()
+    }
+
+    pub fn subscribe_closed(&self) -> broadcast::Receiver<ApprovalView> {
+        self.closed.subscribe()
+    }
+
+    /// Counts an approval closed as `state` and tells the console; its record is the caller's.
+    fn closed(&self, mut view: ApprovalView, state: ApprovalState) {
+        self.metrics.approvals.closed(state.as_str());
+        view.state = state;
+        view.closed_at_us.get_or_insert_with(now_us);
+        // No watcher is not an error.
+        let _ = self.closed.send(view);
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
@@ -119,12 +135,13 @@ impl Approvals {
         taken
     }
 
-    /// The pending approvals `peer` may see (root: all; others: those naming them), oldest first.
+    /// The pending approvals `peer` may see (root and the API's readers: all; others: those
+    /// naming them), oldest first.
     pub fn pending_for(&self, peer: &Peer) -> Vec<ApprovalView> {
         let mut list: Vec<ApprovalView> = self
             .registry()
             .values()
-            .filter(|p| peer.is_root() || peer.is_named(&p.approvers))
+            .filter(|p| peer.sees_everything() || peer.is_named(&p.approvers))
             .map(|p| p.view.clone())
             .collect();
         list.sort_by_key(|view| view.created_at_us);
@@ -146,8 +163,8 @@ impl Approvals {
                 let decided_by_peer = v
                     .decided_by
                     .as_ref()
-                    .is_some_and(|by| by.uid == peer.actor.uid);
-                let visible = peer.is_root() || decided_by_peer;
+                    .is_some_and(|by| peer.is_same_actor(by));
+                let visible = peer.sees_everything() || decided_by_peer;
                 (v.state != ApprovalState::Pending && visible).then_some(v)
             })
             .collect())
@@ -174,7 +191,7 @@ impl Approvals {
             let entry = registry
                 .get(id)
                 .ok_or_else(|| DecideError::NotPending(id.to_string()))?;
-            peer.may_decide(id, entry.view.requester.uid, &entry.approvers)?;
+            peer.may_decide(id, &entry.view.requester, &entry.approvers)?;
             let taken = registry.remove(id);
             self.metrics.approvals.set_pending(registry.len());
             taken.ok_or_else(|| DecideError::NotPending(id.to_string()))?
@@ -213,18 +230,12 @@ impl Approvals {
         view.decided_by = Some(peer.actor.clone());
         view.reason = reason.clone();
         view.grant = grant.clone();
-        let resolution = match decision {
-            Decision::Approve => {
-                view.state = ApprovalState::Approved;
-                self.metrics.approvals.closed("approved");
-                Resolution::Approved { grant }
-            }
-            Decision::Deny => {
-                view.state = ApprovalState::Denied;
-                self.metrics.approvals.closed("denied");
-                Resolution::Denied { reason }
-            }
+        let (state, resolution) = match decision {
+            Decision::Approve => (ApprovalState::Approved, Resolution::Approved { grant }),
+            Decision::Deny => (ApprovalState::Denied, Resolution::Denied { reason }),
         };
+        view.state = state;
+        self.closed(view.clone(), state);
         tracing::info!(
             approval_id = id,
             exchange_id = view.exchange_id.as_deref(),
@@ -258,7 +269,7 @@ impl Approvals {
             if let Err(error) = self.audit.commit(AuditRecord::Governance(record)).await {
                 tracing::error!(%error, approval_id = pending.view.id, "approval interruption not recorded");
             }
-            self.metrics.approvals.closed("interrupted");
+            self.closed(pending.view, ApprovalState::Interrupted);
             let _ = pending.resolve.send(Resolution::Interrupted);
         }
     }

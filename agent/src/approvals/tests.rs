@@ -48,8 +48,12 @@ fn alice() -> Peer {
             uid: 1000,
             user: Some("alice".into()),
             pid: None,
+            oidc: None,
         },
         gids: vec![1000],
+        oidc_groups: Vec::new(),
+        oidc_usernames: Vec::new(),
+        reads_all: false,
     }
 }
 
@@ -58,6 +62,9 @@ async fn pending_id(approvals: &Approvals) -> String {
     let root = Peer {
         actor: Actor::default(),
         gids: vec![0],
+        oidc_groups: Vec::new(),
+        oidc_usernames: Vec::new(),
+        reads_all: false,
     };
     tokio::time::timeout(WAIT, async {
         loop {

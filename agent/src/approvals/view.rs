@@ -154,6 +154,7 @@ mod tests {
             uid: 1000,
             user: Some("alice".into()),
             pid: None,
+            oidc: None,
         };
         let records = [
             record(1, requested("ap-1")),

@@ -16,13 +16,50 @@ pub struct GovernanceRecord {
     pub event: GovernanceEvent,
 }
 
-/// Who did something through the admin socket (SO_PEERCRED), or the daemon itself.
+/// Who did something: a peer of the admin socket (SO_PEERCRED), the daemon itself, or a person
+/// signed in to the HTTPS API (then `uid` is the daemon's and `oidc` names the person).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub uid: u32,
     /// The user name, when the uid has one.
     pub user: Option<String>,
     pub pid: Option<u32>,
+    /// Absent from the records of socket peers, so their canonical JSON (and hashes) are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcActor>,
+}
+
+/// A person the identity provider vouched for (a verified token's claims).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcActor {
+    pub issuer: String,
+    pub subject: String,
+    pub email: Option<String>,
+}
+
+impl Actor {
+    /// The shortest name that says who: the OIDC email (or subject), the user name, or `uid N`.
+    pub fn name(&self) -> String {
+        match (&self.oidc, &self.user) {
+            (Some(oidc), _) => oidc.email.clone().unwrap_or_else(|| oidc.subject.clone()),
+            (None, Some(user)) => user.clone(),
+            (None, None) => format!("uid {}", self.uid),
+        }
+    }
+
+    /// `alice@example.com (OIDC subject S)`, `user alice (uid 1000)` or `uid 1000`, for listings.
+    pub fn describe(&self) -> String {
+        if let Some(oidc) = &self.oidc {
+            return match &oidc.email {
+                Some(email) => format!("{email} (OIDC subject {})", oidc.subject),
+                None => format!("OIDC subject {}", oidc.subject),
+            };
+        }
+        match &self.user {
+            Some(user) => format!("{user} (uid {})", self.uid),
+            None => format!("uid {}", self.uid),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +114,16 @@ pub enum GovernanceEvent {
     },
     /// A revocation lifted.
     Restored { selector: String, by: Actor },
+    /// A person signed in to the console (the identity provider vouched for `by`).
+    SignedIn { by: Actor },
+    /// One request to the HTTPS API, by whom, and how it was answered.
+    ApiRequest {
+        method: String,
+        /// The path and query, as asked.
+        target: String,
+        status: u16,
+        by: Actor,
+    },
 }
 
 impl GovernanceEvent {
@@ -90,6 +137,8 @@ impl GovernanceEvent {
             GovernanceEvent::ApprovalInterrupted { .. } => "approval_interrupted",
             GovernanceEvent::Revoked { .. } => "revoked",
             GovernanceEvent::Restored { .. } => "restored",
+            GovernanceEvent::SignedIn { .. } => "signed_in",
+            GovernanceEvent::ApiRequest { .. } => "api_request",
         }
     }
 
@@ -101,7 +150,10 @@ impl GovernanceEvent {
             | GovernanceEvent::ApprovalCancelled { approval_id }
             | GovernanceEvent::ApprovalExpired { approval_id }
             | GovernanceEvent::ApprovalInterrupted { approval_id } => Some(approval_id),
-            GovernanceEvent::Revoked { .. } | GovernanceEvent::Restored { .. } => None,
+            GovernanceEvent::Revoked { .. }
+            | GovernanceEvent::Restored { .. }
+            | GovernanceEvent::SignedIn { .. }
+            | GovernanceEvent::ApiRequest { .. } => None,
         }
     }
 }

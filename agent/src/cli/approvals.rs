@@ -270,8 +270,7 @@ fn detail(view: &ApprovalView) -> String {
         view.excerpt,
     );
     if let Some(by) = &view.decided_by {
-        let who = by.user.clone().unwrap_or_else(|| format!("uid {}", by.uid));
-        text.push_str(&format!("decided by {who} (uid {})\n", by.uid));
+        text.push_str(&format!("decided by {}\n", by.describe()));
     }
     if let Some(reason) = &view.reason {
         text.push_str(&format!("reason     {reason}\n"));

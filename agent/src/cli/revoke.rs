@@ -120,11 +120,7 @@ fn call(config: &Config, request: &AdminRequest) -> anyhow::Result<RevocationAns
 }
 
 fn by(entry: &RevocationEntry) -> String {
-    entry
-        .by
-        .user
-        .clone()
-        .unwrap_or_else(|| format!("uid {}", entry.by.uid))
+    entry.by.name()
 }
 
 fn because(entry: &RevocationEntry) -> String {

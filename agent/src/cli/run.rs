@@ -75,8 +75,8 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     );
     create_private_dir(&config.state_dir)?;
     let revocations = Arc::new(Revocations::load(&config.state_dir).context("revocations")?);
-    let ca = CertificateAuthority::load_or_create(&config.ca_dir()).context("Warden CA")?;
-    let tls_server = tls::server_config(Arc::new(LeafCache::new(Arc::new(ca))));
+    let ca = Arc::new(CertificateAuthority::load_or_create(&config.ca_dir()).context("Warden CA")?);
+    let tls_server = tls::server_config(Arc::new(LeafCache::new(ca.clone())));
     let upstream = Upstream::new(&config)?;
     let service_accounts = ServiceAccountVerifier::start(&config.identity)
         .await
@@ -99,6 +99,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         .collect();
     let admin_socket = config.admin_socket_path();
     let admin_listener = admin_server::bind(&admin_socket, admin_group)?;
+    let api_listener = crate::api::bind(&config, ca).await?;
     let metrics_listener = match config.metrics.address() {
         Some(address) => Some(metrics::server::bind(address).await?),
         None => None,
@@ -162,6 +163,15 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         listen: listen.clone(),
         cgroup2_mount: cgroupfs.mount().display().to_string(),
     });
+    if let Some(bound) = api_listener {
+        crate::api::start(
+            bound,
+            &config,
+            context.clone(),
+            admin.clone(),
+            shutdown.clone(),
+        )?;
+    }
     tokio::spawn(admin.serve(admin_listener, shutdown.clone()));
     tokio::spawn(selection.clone().watch(shutdown.clone()));
     tokio::spawn(policy.clone().watch(shutdown.clone()));

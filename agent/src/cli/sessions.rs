@@ -3,7 +3,7 @@ mod prompt;
 mod show;
 mod table;
 mod text;
-mod timeline;
+pub mod timeline;
 mod trail;
 mod verdict;
 
@@ -67,7 +67,7 @@ pub struct FilterArgs {
     pub outcome: Option<String>,
 }
 
-const ENDPOINTS: [&str; 8] = [
+pub const ENDPOINTS: [&str; 8] = [
     "chat.completions",
     "responses",
     "embeddings",
@@ -78,7 +78,7 @@ const ENDPOINTS: [&str; 8] = [
     "other",
 ];
 
-fn outcomes() -> Vec<&'static str> {
+pub fn outcomes() -> Vec<&'static str> {
     let mut outcomes: Vec<&str> = Outcome::ALL
         .iter()
         .map(|outcome| outcome.as_str())

@@ -38,12 +38,15 @@
 //! group = "warden-approvers"                  # admin socket 0660 for this group (approvers)
 //! [approvals]
 //! webhook = "https://hooks.example/warden"    # JSON POST (Slack-style `text`) per held request
+//! [api]                                       # HTTPS API + console behind OIDC (api.rs)
+//! listen = "127.0.0.1:9443"
 //! [limits]                                    # timeouts, connection caps, body memory (limits.rs)
 //! max_connections_per_cgroup = 4096
 //! ```
 //!
 //! This module holds the typed model and loading; `locate` maps key paths to source lines for
 //! error messages and `validate` holds the rules a parsed config must satisfy.
+pub mod api;
 mod approvals;
 pub mod credentials;
 mod identity;
@@ -62,6 +65,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+pub use api::{ApiConfig, ApiOidcConfig, ApiRolesConfig};
 pub use approvals::{AdminConfig, ApprovalsConfig};
 pub use identity::{IdentityConfig, KubernetesIdentityConfig};
 pub use limits::LimitsConfig;
@@ -94,6 +98,8 @@ pub struct Config {
     pub credentials: credentials::CredentialsConfig,
     /// `[limits]`: what one client may hold of the daemon.
     pub limits: LimitsConfig,
+    /// `[api]`: the HTTPS admin API and web console, behind OIDC.
+    pub api: ApiConfig,
     /// `[identity]`: verification of the identities workloads assert (`identity.rs`).
     pub identity: IdentityConfig,
 }
@@ -250,6 +256,7 @@ impl Default for Config {
             credential_entries: Vec::new(),
             credentials: Default::default(),
             limits: LimitsConfig::default(),
+            api: ApiConfig::default(),
             identity: IdentityConfig::default(),
         }
     }

@@ -112,6 +112,7 @@ impl Config {
             )?;
         }
         self.admin.validate()?;
+        self.api.validate()?;
         self.limits.validate(self.policy.max_inspect_bytes)?;
         self.approvals.validate()?;
         self.identity.validate()?;

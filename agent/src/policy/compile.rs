@@ -150,7 +150,7 @@ fn approve_action(
     problems: &mut Problems,
 ) -> Option<Action> {
     let before = problems.len();
-    let reason = "an approve rule needs at least one approver (\"group:NAME\" or \"user:NAME\")";
+    let reason = "an approve rule needs at least one approver (\"group:NAME\", \"user:NAME\" or \"oidc-group:NAME\")";
     // An absent key has no line of its own; the rule's does.
     match &approvers {
         None => problems.push((at.clone(), reason.into())),
@@ -160,15 +160,11 @@ fn approve_action(
     let approvers = approvers.unwrap_or_default();
     let mut parsed = Vec::new();
     for (i, text) in approvers.iter().enumerate() {
-        match text.split_once(':') {
-            Some(("group", name)) if !name.is_empty() => {
-                parsed.push(Approver::Group(name.to_string()))
-            }
-            Some(("user", name)) if !name.is_empty() => {
-                parsed.push(Approver::User(name.to_string()))
-            }
-            _ => {
-                let reason = format!("{text:?} is not \"group:NAME\" or \"user:NAME\"");
+        match Approver::parse(text) {
+            Some(approver) => parsed.push(approver),
+            None => {
+                let reason =
+                    format!("{text:?} is not \"group:NAME\", \"user:NAME\" or \"oidc-group:NAME\"");
                 problems.push((at.key("approvers").index(i), reason));
             }
         }

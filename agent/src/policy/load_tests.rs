@@ -99,7 +99,7 @@ fn invalid_rules_name_file_line_and_key() {
         ("[[rule]]\nname = \"m\"\naction = \"mask\"\nrecognizers = [\"jwt\"]\nreplacement = \"<{name}>\"\n".into(), "5: rule[0].replacement: unknown placeholder \"{name}\""),
         ("[[rule]]\nname = \"p\"\naction = \"approve\"\n".into(), "1: rule[0]: an approve rule needs at least one approver"),
         ("[[rule]]\nname = \"p\"\naction = \"approve\"\napprovers = []\n".into(), "4: rule[0].approvers: an approve rule needs at least one approver"),
-        ("[[rule]]\nname = \"p\"\naction = \"approve\"\napprovers = [\"secops\"]\n".into(), "4: rule[0].approvers[0]: \"secops\" is not \"group:NAME\" or \"user:NAME\""),
+        ("[[rule]]\nname = \"p\"\naction = \"approve\"\napprovers = [\"secops\"]\n".into(), "4: rule[0].approvers[0]: \"secops\" is not \"group:NAME\", \"user:NAME\" or \"oidc-group:NAME\""),
         ("[[rule]]\nname = \"p\"\naction = \"approve\"\napprovers = [\"team:x\"]\n".into(), "4: rule[0].approvers[0]: \"team:x\" is not"),
         ("[[rule]]\nname = \"p\"\naction = \"approve\"\napprovers = [\"user:a\"]\ntimeout = \"10 minutes\"\n".into(), "5: rule[0].timeout: \"10 minutes\" is not a duration like 90s, 10m, 2h or 1d"),
         ("[[rule]]\nname = \"p\"\naction = \"approve\"\napprovers = [\"user:a\"]\ntimeout = \"0s\"\n".into(), "5: rule[0].timeout: \"0s\" must be longer than zero"),

@@ -106,8 +106,28 @@ pub struct ApproveRule {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Approver {
+    /// A unix group (admin socket peers).
     Group(String),
+    /// A unix user name (admin socket peers).
     User(String),
+    /// A group in the identity provider's roles claim (people signed in to the HTTPS API).
+    OidcGroup(String),
+}
+
+impl Approver {
+    /// `group:NAME`, `user:NAME` or `oidc-group:NAME` (the form Display writes back).
+    pub fn parse(text: &str) -> Option<Approver> {
+        let (kind, name) = text.split_once(':')?;
+        if name.is_empty() {
+            return None;
+        }
+        match kind {
+            "group" => Some(Approver::Group(name.to_string())),
+            "user" => Some(Approver::User(name.to_string())),
+            "oidc-group" => Some(Approver::OidcGroup(name.to_string())),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Approver {
@@ -115,6 +135,7 @@ impl fmt::Display for Approver {
         match self {
             Approver::Group(name) => write!(f, "group:{name}"),
             Approver::User(name) => write!(f, "user:{name}"),
+            Approver::OidcGroup(name) => write!(f, "oidc-group:{name}"),
         }
     }
 }

@@ -132,6 +132,7 @@ mod tests {
                     uid: 0,
                     user: Some("root".into()),
                     pid: Some(7),
+                    oidc: None,
                 },
                 reason: Some("incident 42".into()),
                 at_us: 1_700_000_000_000_000,

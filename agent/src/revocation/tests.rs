@@ -28,6 +28,7 @@ fn root() -> Actor {
         uid: 0,
         user: Some("root".into()),
         pid: Some(1),
+        oidc: None,
     }
 }
 

@@ -13,56 +13,95 @@ use super::{
 /// Where the prompt and other detail lines start: under the text of the timed lines.
 const DETAIL_INDENT: usize = 9;
 
+/// One line of a replay: timed (at `offset_ms` after the exchange started), or a detail of the
+/// timed line before it.
+#[derive(Debug, serde::Serialize)]
+pub struct TimelineLine {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset_ms: Option<f64>,
+    pub text: String,
+}
+
+#[derive(Default)]
+struct Lines(Vec<TimelineLine>);
+
+impl Lines {
+    /// A line at `offset_ms` after the exchange started.
+    fn timed(&mut self, offset_ms: f64, what: impl std::fmt::Display) {
+        self.0.push(TimelineLine {
+            offset_ms: Some(offset_ms),
+            text: what.to_string(),
+        });
+    }
+
+    fn detail(&mut self, what: impl std::fmt::Display) {
+        self.0.push(TimelineLine {
+            offset_ms: None,
+            text: what.to_string(),
+        });
+    }
+}
+
+/// The replay as text, for a terminal.
 pub fn render(request: &ExchangeRequest, response: Option<&ExchangeResponse>) -> String {
     let mut doc = Doc::default();
+    for line in lines(request, response) {
+        match line.offset_ms {
+            Some(offset_ms) => {
+                let offset = format!("+{:.3}s", offset_ms / 1000.0);
+                doc.line(0, format_args!("{offset:<8} {}", line.text));
+            }
+            None => doc.line(DETAIL_INDENT, line.text),
+        }
+    }
+    doc.into_string()
+}
+
+/// The replay as lines: the request, each streamed delta at its offset, the outcome (the CLI's
+/// `sessions replay` and the console's replay view).
+pub fn lines(request: &ExchangeRequest, response: Option<&ExchangeResponse>) -> Vec<TimelineLine> {
+    let mut lines = Lines::default();
     let model = request
         .model
         .as_deref()
         .map(|model| format!(" model={model}"))
         .unwrap_or_default();
-    timed(
-        &mut doc,
+    lines.timed(
         0.0,
         format_args!("request {} {}{model}", request.method, request.path),
     );
     match prompt::prompt(&request.endpoint, &request.body) {
         Some(parts) => {
             for part in parts {
-                doc.line(DETAIL_INDENT, format_args!("{}: {}", part.label, part.text));
+                lines.detail(format_args!("{}: {}", part.label, part.text));
             }
         }
-        None if request.body.size > 0 => doc.line(DETAIL_INDENT, text::body(&request.body)),
+        None if request.body.size > 0 => lines.detail(text::body(&request.body)),
         None => {}
     }
     let Some(response) = response else {
-        doc.line(DETAIL_INDENT, NO_RESPONSE);
-        return doc.into_string();
+        lines.detail(NO_RESPONSE);
+        return lines.0;
     };
     if response.streamed {
         for event in &response.events {
             for delta in prompt::stream_deltas(event) {
-                timed(&mut doc, event.offset_ms, describe(&delta));
+                lines.timed(event.offset_ms, describe(&delta));
             }
         }
     } else {
         let at_ms = response.ttfb_ms.unwrap_or(response.duration_ms);
         match &response.assembled {
-            Some(assembled) => whole_response(&mut doc, at_ms, assembled),
+            Some(assembled) => whole_response(&mut lines, at_ms, assembled),
             None => {
                 if let Some(body) = &response.body {
-                    timed(&mut doc, at_ms, one_line(&text::body(body)));
+                    lines.timed(at_ms, one_line(&text::body(body)));
                 }
             }
         }
     }
-    timed(&mut doc, response.duration_ms, outcome(response));
-    doc.into_string()
-}
-
-/// A line at `offset_ms` after the exchange started.
-fn timed(doc: &mut Doc, offset_ms: f64, what: impl std::fmt::Display) {
-    let offset = format!("+{:.3}s", offset_ms / 1000.0);
-    doc.line(0, format_args!("{offset:<8} {what}"));
+    lines.timed(response.duration_ms, outcome(response));
+    lines.0
 }
 
 fn describe(delta: &Delta) -> String {
@@ -76,17 +115,16 @@ fn describe(delta: &Delta) -> String {
 }
 
 /// A response that was not streamed arrives all at once.
-fn whole_response(doc: &mut Doc, at_ms: f64, assembled: &Assembled) {
+fn whole_response(lines: &mut Lines, at_ms: f64, assembled: &Assembled) {
     if !assembled.text.is_empty() {
-        timed(doc, at_ms, one_line(&assembled.text));
+        lines.timed(at_ms, one_line(&assembled.text));
     }
     if let Some(refusal) = &assembled.refusal {
-        timed(doc, at_ms, format_args!("[refusal] {}", one_line(refusal)));
+        lines.timed(at_ms, format_args!("[refusal] {}", one_line(refusal)));
     }
     for call in &assembled.tool_calls {
         let name = call.name.as_deref().unwrap_or("?");
-        timed(
-            doc,
+        lines.timed(
             at_ms,
             format_args!(
                 "[tool call] {}({})",
@@ -96,7 +134,7 @@ fn whole_response(doc: &mut Doc, at_ms: f64, assembled: &Assembled) {
         );
     }
     if let Some(error) = &assembled.error {
-        timed(doc, at_ms, format_args!("[error] {}", one_line(error)));
+        lines.timed(at_ms, format_args!("[error] {}", one_line(error)));
     }
 }
 

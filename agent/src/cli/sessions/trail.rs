@@ -23,10 +23,7 @@ pub fn render(records: &[GovernanceRecord]) -> String {
 }
 
 fn actor(by: &Actor) -> String {
-    match &by.user {
-        Some(user) => format!("{} (uid {})", one_line(user), by.uid),
-        None => format!("uid {}", by.uid),
-    }
+    one_line(&by.describe())
 }
 
 fn describe(event: &GovernanceEvent) -> String {

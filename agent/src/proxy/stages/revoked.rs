@@ -55,11 +55,7 @@ pub fn refusal(revocation: &Revocation) -> Refusal {
 /// What the log line and the audit record say about an exchange a revocation ended.
 pub fn cut_reason(revocation: &Revocation) -> String {
     let stored = &revocation.stored;
-    let by = stored
-        .by
-        .user
-        .clone()
-        .unwrap_or_else(|| format!("uid {}", stored.by.uid));
+    let by = stored.by.name();
     match &stored.reason {
         Some(reason) => format!("identity revoked ({} by {by}: {reason})", stored.selector),
         None => format!("identity revoked ({} by {by})", stored.selector),

@@ -1,0 +1,126 @@
+//! The API's TLS listener: its certificate (configured, or a leaf from Warden's CA), and one
+//! HTTP/1.1 connection per accepted socket until shutdown.
+use std::{convert::Infallible, fmt, sync::Arc, time::Duration};
+
+use hyper::{server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::{
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+    ServerConfig,
+};
+use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_rustls::TlsAcceptor;
+
+use super::{start::ApiError, Api};
+use crate::{
+    config::ApiConfig,
+    tls::{crypto_provider, CertificateAuthority, LeafCache},
+};
+
+/// How long a client may take over its TLS handshake and its request headers.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn tls_config(
+    api: &ApiConfig,
+    ca: Arc<CertificateAuthority>,
+) -> Result<Arc<ServerConfig>, ApiError> {
+    let builder = ServerConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| ApiError::Tls(error.to_string()))?
+        .with_no_client_auth();
+    let mut config = match (&api.cert_file, &api.key_file) {
+        (Some(cert_file), Some(key_file)) => {
+            let chain = CertificateDer::pem_file_iter(cert_file)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|error| ApiError::Tls(format!("{}: {error}", cert_file.display())))?;
+            let key = PrivateKeyDer::from_pem_file(key_file)
+                .map_err(|error| ApiError::Tls(format!("{}: {error}", key_file.display())))?;
+            builder
+                .with_single_cert(chain, key)
+                .map_err(|error| ApiError::Tls(error.to_string()))?
+        }
+        _ => {
+            let leaves = Arc::new(LeafCache::new(ca));
+            // Minted now, so a bad server_name stops the start instead of every handshake.
+            leaves
+                .certified_key(&api.server_name)
+                .map_err(|error| ApiError::Tls(format!("server_name: {error}")))?;
+            builder.with_cert_resolver(Arc::new(CaLeaf {
+                leaves,
+                name: api.server_name.clone(),
+            }))
+        }
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The CA's leaf for `[api] server_name`, whatever name (or none, for an IP) the client asks for;
+/// re-minted by the cache before it expires.
+struct CaLeaf {
+    leaves: Arc<LeafCache>,
+    name: String,
+}
+
+impl fmt::Debug for CaLeaf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaLeaf").field("name", &self.name).finish()
+    }
+}
+
+impl ResolvesServerCert for CaLeaf {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.leaves.certified_key(&self.name).ok()
+    }
+}
+
+pub async fn serve(
+    api: Arc<Api>,
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let accept = || listener.accept();
+    while let Some((stream, peer)) =
+        crate::accept::next_connection(accept, &mut shutdown, "api").await
+    {
+        let (api, acceptor, mut shutdown) = (api.clone(), acceptor.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, %error, "API: TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "API: TLS handshake timed out");
+                        return;
+                    }
+                };
+            let service = service_fn(move |request| {
+                let api = api.clone();
+                async move { Ok::<_, Infallible>(super::router::handle(api, request).await) }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = shutdown.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "API: connection ended with an error");
+            }
+        });
+    }
+}
