@@ -60,7 +60,10 @@ impl ApiReply {
         let problem = self.json();
         assert_eq!(problem["status"], status, "{self:?}");
         let detail = problem["detail"].as_str().unwrap_or_default();
-        assert!(detail.contains(needle), "expected {needle:?} in the detail: {self:?}");
+        assert!(
+            detail.contains(needle),
+            "expected {needle:?} in the detail: {self:?}"
+        );
     }
 }
 
@@ -118,7 +121,13 @@ impl ConsoleAgent {
     }
 
     /// `method path` with `bearer` (if any) and a JSON `body` (if any), through curl.
-    pub fn call(&self, method: &str, path: &str, bearer: Option<&str>, body: Option<&Value>) -> ApiReply {
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> ApiReply {
         let url = format!("{}{path}", self.origin());
         let mut curl = Command::new("curl");
         curl.args(["-sS", "--max-time", "30", "-X", method])
@@ -130,11 +139,20 @@ impl ConsoleAgent {
             curl.args(["-H", &format!("Authorization: Bearer {token}")]);
         }
         if let Some(body) = body {
-            curl.args(["-H", "Content-Type: application/json", "--data-binary", &body.to_string()]);
+            curl.args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &body.to_string(),
+            ]);
         }
         let output = curl.arg(&url).output().expect("run curl");
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(output.status.success(), "curl {method} {url} failed: {}\n{text}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "curl {method} {url} failed: {}\n{text}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let (body, trailer) = text.rsplit_once('\n').unwrap_or(("", &text));
         let (status, content_type) = trailer.split_once(' ').unwrap_or((trailer, ""));
         ApiReply {
@@ -146,21 +164,27 @@ impl ConsoleAgent {
 
     fn wait_until_ready(&self) {
         let token = self.token_for(people::AUDREY_AUDITOR);
-        wait::until("the API reached the identity provider", READY_TIMEOUT, || {
-            (self.call("GET", "/api/v1/me", Some(&token), None).status != 503).then_some(())
-        });
+        wait::until(
+            "the API reached the identity provider",
+            READY_TIMEOUT,
+            || (self.call("GET", "/api/v1/me", Some(&token), None).status != 503).then_some(()),
+        );
     }
 
     /// The SDK's chat completion with `prompt` from the agent cgroup (as root); held by the rule.
     pub fn spawn_chat(&self, prompt: &str) -> RunningClient {
         let fx = &self.agent.fx;
-        Client::new([self.agent.python.as_os_str(), OsStr::new("-c"), OsStr::new(SDK_CHAT)])
-            .in_cgroup(&fx.agent)
-            .hosts(&fx.hosts)
-            .trust(&fx.daemon.trust_bundle())
-            .env(REQUEST_ENV, chat_request("gpt-4o-mini", prompt).to_string())
-            .timeout(Duration::from_secs(120))
-            .spawn()
+        Client::new([
+            self.agent.python.as_os_str(),
+            OsStr::new("-c"),
+            OsStr::new(SDK_CHAT),
+        ])
+        .in_cgroup(&fx.agent)
+        .hosts(&fx.hosts)
+        .trust(&fx.daemon.trust_bundle())
+        .env(REQUEST_ENV, chat_request("gpt-4o-mini", prompt).to_string())
+        .timeout(Duration::from_secs(120))
+        .spawn()
     }
 
     /// Waits for the held client to finish; its printed result.
@@ -178,7 +202,9 @@ impl ConsoleAgent {
         wait::until("a pending approval", Duration::from_secs(30), || {
             let reply = self.call("GET", "/api/v1/approvals", Some(token), None);
             assert_eq!(reply.status, 200, "{reply:?}");
-            reply.json()["approvals"].as_array().and_then(|list| list.first().cloned())
+            reply.json()["approvals"]
+                .as_array()
+                .and_then(|list| list.first().cloned())
         })
     }
 
@@ -191,7 +217,8 @@ impl ConsoleAgent {
         );
         rows.lines()
             .map(|line| {
-                let record: Value = serde_json::from_str(line).expect("a governance record is JSON");
+                let record: Value =
+                    serde_json::from_str(line).expect("a governance record is JSON");
                 record["event"].clone()
             })
             .collect()

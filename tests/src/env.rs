@@ -210,6 +210,17 @@ pub fn require_nspawn() -> Option<PathBuf> {
     }
 }
 
+/// Chromium and chromedriver (Debian packages `chromium`, `chromium-driver`), for
+/// [`crate::browser::Browser`]. Use as `if !require_browser() { return }`.
+pub fn require_browser() -> bool {
+    crate::browser::find_binaries().is_some()
+        || skip::<()>(
+            "chromium or chromedriver is not installed (Debian packages chromium, chromium-driver; \
+             `cargo xtask test` installs them)",
+        )
+        .is_some()
+}
+
 /// The absolute path in `variable`, which must exist (`what` names it in the skip message).
 fn require_path(variable: &str, what: &str) -> Option<PathBuf> {
     let Some(value) = std::env::var_os(variable) else {

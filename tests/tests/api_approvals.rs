@@ -16,19 +16,33 @@ fn an_oidc_approver_approves_a_held_sdk_call_and_it_completes() {
     let ann = console.token_for(people::ANN_APPROVER);
     let pending = console.wait_for_pending(&ann);
     assert_eq!(pending["rule"], RULE, "{pending:#}");
-    assert_eq!(pending["approvers"], json!(["oidc-group:llm-approvers"]), "{pending:#}");
+    assert_eq!(
+        pending["approvers"],
+        json!(["oidc-group:llm-approvers"]),
+        "{pending:#}"
+    );
     let id = pending["id"].as_str().expect("an approval id").to_string();
     console.agent.assert_upstream_got_nothing();
 
     // The requester runs as root: a provider user named root is the requester, and may not.
     let root = console.token_for(people::ROOT_APPROVER);
     console
-        .call("POST", &format!("/api/v1/approvals/{id}/approve"), Some(&root), Some(&json!({})))
+        .call(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            Some(&root),
+            Some(&json!({})),
+        )
         .assert_problem(403, "nobody approves their own request");
     // An admin outside the rule's group may not either: the rule's approvers decide.
     let ada = console.token_for(people::ADA_ADMIN);
     console
-        .call("POST", &format!("/api/v1/approvals/{id}/approve"), Some(&ada), Some(&json!({})))
+        .call(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            Some(&ada),
+            Some(&json!({})),
+        )
         .assert_problem(403, "is not one of them");
 
     let approved = console.call(
@@ -48,8 +62,15 @@ fn an_oidc_approver_approves_a_held_sdk_call_and_it_completes() {
         .find(|e| e["type"] == "approval_decided")
         .expect("an approval_decided record");
     assert_eq!(decided["decision"], "approve", "{decided:#}");
-    assert_eq!(decided["by"]["oidc"]["subject"], people::ANN_APPROVER, "{decided:#}");
-    assert_eq!(decided["by"]["oidc"]["email"], "ann@example.test", "{decided:#}");
+    assert_eq!(
+        decided["by"]["oidc"]["subject"],
+        people::ANN_APPROVER,
+        "{decided:#}"
+    );
+    assert_eq!(
+        decided["by"]["oidc"]["email"], "ann@example.test",
+        "{decided:#}"
+    );
     assert_eq!(decided["reason"], "looked fine");
     warden_tests::audit::assert_verifies(&console.agent.fx.daemon);
 }

@@ -26,11 +26,18 @@ fn a_valid_token_reads_and_the_request_is_on_record_with_the_person() {
     let me = console.call("GET", "/api/v1/me", Some(&token), None).json();
     assert_eq!(me["email"], "audrey@example.test", "{me:#}");
     assert_eq!(me["roles"], json!(["auditor"]), "{me:#}");
-    assert!(me["csrf_token"].is_null(), "a bearer caller has no CSRF token: {me:#}");
+    assert!(
+        me["csrf_token"].is_null(),
+        "a bearer caller has no CSRF token: {me:#}"
+    );
 
-    let verify = console.call("GET", "/api/v1/audit/verify", Some(&token), None).json();
+    let verify = console
+        .call("GET", "/api/v1/audit/verify", Some(&token), None)
+        .json();
     assert_eq!(verify["ok"], true, "{verify:#}");
-    let status = console.call("GET", "/api/v1/status", Some(&token), None).json();
+    let status = console
+        .call("GET", "/api/v1/status", Some(&token), None)
+        .json();
     assert!(status["pid"].as_u64().is_some(), "{status:#}");
 
     let calls: Vec<Value> = console
@@ -44,9 +51,20 @@ fn a_valid_token_reads_and_the_request_is_on_record_with_the_person() {
         .unwrap_or_else(|| panic!("no record of GET /api/v1/sessions in {calls:#?}"));
     assert_eq!(listed["method"], "GET");
     assert_eq!(listed["status"], 200);
-    assert_eq!(listed["by"]["oidc"]["subject"], people::AUDREY_AUDITOR, "{listed:#}");
-    assert_eq!(listed["by"]["oidc"]["email"], "audrey@example.test", "{listed:#}");
-    assert_eq!(listed["by"]["oidc"]["issuer"], console.idp.issuer(), "{listed:#}");
+    assert_eq!(
+        listed["by"]["oidc"]["subject"],
+        people::AUDREY_AUDITOR,
+        "{listed:#}"
+    );
+    assert_eq!(
+        listed["by"]["oidc"]["email"], "audrey@example.test",
+        "{listed:#}"
+    );
+    assert_eq!(
+        listed["by"]["oidc"]["issuer"],
+        console.idp.issuer(),
+        "{listed:#}"
+    );
     warden_tests::audit::assert_verifies(&console.agent.fx.daemon);
 }
 
@@ -189,7 +207,10 @@ fn a_rotated_signing_key_is_picked_up() {
     assert_eq!(console.idp.current_kid(Alg::RS256), new_kid);
     let token = console.token_for(people::AUDREY_AUDITOR);
     let reply = sessions(&console, &token);
-    assert_eq!(reply.status, 200, "the new key was not picked up: {reply:?}");
+    assert_eq!(
+        reply.status, 200,
+        "the new key was not picked up: {reply:?}"
+    );
     assert_eq!(console.idp.jwks_fetches(), before + 1);
     // Still published: the old key's tokens stay good until they expire.
     assert_eq!(sessions(&console, &old).status, 200);
@@ -208,9 +229,14 @@ fn an_admin_revokes_and_restores_and_the_chain_names_them() {
         Some(&json!({"selector": "uid:4242", "reason": "incident 7"})),
     );
     assert_eq!(revoked.status, 200, "{revoked:?}");
-    let list = console.call("GET", "/api/v1/revocations", Some(&ada), None).json();
+    let list = console
+        .call("GET", "/api/v1/revocations", Some(&ada), None)
+        .json();
     assert_eq!(list["revocations"][0]["selector"], "uid:4242", "{list:#}");
-    assert_eq!(list["revocations"][0]["by"]["oidc"]["email"], "ada@example.test");
+    assert_eq!(
+        list["revocations"][0]["by"]["oidc"]["email"],
+        "ada@example.test"
+    );
     let restored = console.call(
         "POST",
         "/api/v1/revocations/restore",
@@ -219,7 +245,14 @@ fn an_admin_revokes_and_restores_and_the_chain_names_them() {
     );
     assert_eq!(restored.status, 200, "{restored:?}");
     let events = console.governance();
-    let revoked = events.iter().find(|e| e["type"] == "revoked").expect("a revoked record");
-    assert_eq!(revoked["by"]["oidc"]["subject"], people::ADA_ADMIN, "{revoked:#}");
+    let revoked = events
+        .iter()
+        .find(|e| e["type"] == "revoked")
+        .expect("a revoked record");
+    assert_eq!(
+        revoked["by"]["oidc"]["subject"],
+        people::ADA_ADMIN,
+        "{revoked:#}"
+    );
     assert!(events.iter().any(|e| e["type"] == "restored"));
 }

@@ -44,7 +44,8 @@ fn fetch_status(browser: &Browser, script: &str) -> u64 {
     let done = browser
         .block_on(browser.client().execute_async(script, Vec::new()))
         .expect("the page ran the fetch");
-    done.as_u64().unwrap_or_else(|| panic!("no status from the page: {done}"))
+    done.as_u64()
+        .unwrap_or_else(|| panic!("no status from the page: {done}"))
 }
 
 fn exchange_of(console: &ConsoleAgent, token: &str, approval_id: &str) -> String {
@@ -72,8 +73,15 @@ fn an_approver_signs_in_approves_a_held_call_live_and_the_call_completes() {
     sign_in(&console, &browser, "ann@example.test");
     // Signed in through the code flow with PKCE: the provider saw an S256 challenge.
     let authorize = console.idp.authorize_requests();
-    let asked = authorize.last().expect("the console sent the browser to /authorize");
-    assert!(asked.iter().any(|(k, v)| k == "code_challenge_method" && v == "S256"), "{asked:?}");
+    let asked = authorize
+        .last()
+        .expect("the console sent the browser to /authorize");
+    assert!(
+        asked
+            .iter()
+            .any(|(k, v)| k == "code_challenge_method" && v == "S256"),
+        "{asked:?}"
+    );
     browser.wait_for("ul#approval-queue", PAGE);
     browser.screenshot("01-approvals-empty");
 
@@ -82,7 +90,10 @@ fn an_approver_signs_in_approves_a_held_call_live_and_the_call_completes() {
     let prompt = "Summarize the ACME quarterly numbers";
     let running = console.spawn_chat(prompt);
     browser.wait_for("li.approval button.approve", PAGE);
-    assert_eq!(browser.execute("return window.__wardenNoReload === true;"), json!(true));
+    assert_eq!(
+        browser.execute("return window.__wardenNoReload === true;"),
+        json!(true)
+    );
     let approval_id = browser
         .execute("return document.querySelector('li.approval').dataset.id;")
         .as_str()
@@ -105,13 +116,19 @@ fn an_approver_signs_in_approves_a_held_call_live_and_the_call_completes() {
     let ann = console.token_for(people::ANN_APPROVER);
     let exchange = exchange_of(&console, &ann, &approval_id);
     browser.goto(&format!("{}/#/session/{exchange}", console.origin()));
-    wait::until("the session page shows the prompt and the approver", PAGE, || {
-        let prompt_shown = browser.execute("const e = document.querySelector('#session-prompt'); return e ? e.textContent : '';");
-        let trail = browser.execute("const e = document.querySelector('#session-approvals'); return e ? e.textContent : '';");
-        (prompt_shown.as_str().is_some_and(|p| p.contains(prompt))
-            && trail.as_str().is_some_and(|t| t.contains("ann@example.test")))
-        .then_some(())
-    });
+    wait::until(
+        "the session page shows the prompt and the approver",
+        PAGE,
+        || {
+            let prompt_shown = browser.execute("const e = document.querySelector('#session-prompt'); return e ? e.textContent : '';");
+            let trail = browser.execute("const e = document.querySelector('#session-approvals'); return e ? e.textContent : '';");
+            (prompt_shown.as_str().is_some_and(|p| p.contains(prompt))
+                && trail
+                    .as_str()
+                    .is_some_and(|t| t.contains("ann@example.test")))
+            .then_some(())
+        },
+    );
     browser.screenshot("04-session");
 
     browser.goto(&format!("{}/#/replay/{exchange}", console.origin()));
@@ -128,15 +145,31 @@ fn an_approver_signs_in_approves_a_held_call_live_and_the_call_completes() {
     browser.screenshot("07-identities");
     browser.goto(&format!("{}/#/audit", console.origin()));
     wait::until("the chain verifies in the console", PAGE, || {
-        browser.text("#verify-status").contains("verified").then_some(())
+        browser
+            .text("#verify-status")
+            .contains("verified")
+            .then_some(())
     });
     browser.screenshot("08-audit");
 
     let events = console.governance();
-    let signed_in = events.iter().find(|e| e["type"] == "signed_in").expect("a signed_in record");
-    assert_eq!(signed_in["by"]["oidc"]["email"], "ann@example.test", "{signed_in:#}");
-    let decided = events.iter().find(|e| e["type"] == "approval_decided").expect("a decision");
-    assert_eq!(decided["by"]["oidc"]["subject"], people::ANN_APPROVER, "{decided:#}");
+    let signed_in = events
+        .iter()
+        .find(|e| e["type"] == "signed_in")
+        .expect("a signed_in record");
+    assert_eq!(
+        signed_in["by"]["oidc"]["email"], "ann@example.test",
+        "{signed_in:#}"
+    );
+    let decided = events
+        .iter()
+        .find(|e| e["type"] == "approval_decided")
+        .expect("a decision");
+    assert_eq!(
+        decided["by"]["oidc"]["subject"],
+        people::ANN_APPROVER,
+        "{decided:#}"
+    );
     assert_eq!(decided["reason"], "checked in the console", "{decided:#}");
 }
 
@@ -192,5 +225,10 @@ fn an_auditor_sees_no_approve_button_and_a_forged_post_is_refused() {
     );
     assert_eq!(denied.status, 200, "{denied:?}");
     let out = running.wait();
-    assert!(out.stdout.contains("PermissionDeniedError") || out.stderr.contains("PermissionDeniedError") || !out.status.success(), "{out}");
+    assert!(
+        out.stdout.contains("PermissionDeniedError")
+            || out.stderr.contains("PermissionDeniedError")
+            || !out.status.success(),
+        "{out}"
+    );
 }

@@ -1,6 +1,6 @@
 //! Installs missing Debian packages the tests rely on (curl, python3-venv, iproute2, util-linux,
-//! sqlite3, bpftool, prometheus for promtool, systemd, nodejs and npm, golang, systemd-container) with
-//! apt-get.
+//! sqlite3, bpftool, prometheus for promtool, systemd, nodejs and npm, golang, systemd-container,
+//! chromium and chromium-driver) with apt-get.
 
 use std::process::Command;
 
@@ -98,6 +98,17 @@ const REQUIREMENTS: &[Requirement] = &[
         what: "systemd-nspawn",
         probe: &["systemd-nspawn", "--version"],
         packages: &["systemd-container"],
+    },
+    // The console tests drive Debian's headless Chromium through chromedriver (WebDriver).
+    Requirement {
+        what: "chromium",
+        probe: &["chromium", "--version"],
+        packages: &["chromium"],
+    },
+    Requirement {
+        what: "chromedriver",
+        probe: &["chromedriver", "--version"],
+        packages: &["chromium-driver"],
     },
 ];
 
