@@ -323,6 +323,34 @@ mod tests {
         );
     }
 
+    /// The admin API's code exchange compiles against this client and reaches the token endpoint.
+    #[tokio::test]
+    async fn openidconnect_code_exchange_runs_through_it() {
+        use openidconnect::core::{CoreClient, CoreJsonWebKeySet};
+        use openidconnect::{AuthUrl, AuthorizationCode, ClientId, IssuerUrl, TokenUrl};
+        let idp = FakeIssuer::start().await;
+        let http = OidcHttp::new(None).unwrap();
+        let client = CoreClient::new(
+            ClientId::new("warden".into()),
+            IssuerUrl::new(idp.issuer.clone()).unwrap(),
+            CoreJsonWebKeySet::new(Vec::new()),
+        )
+        .set_auth_uri(AuthUrl::new(format!("{}/authorize", idp.issuer)).unwrap())
+        .set_token_uri(TokenUrl::new(format!("{}/token", idp.issuer)).unwrap());
+        let exchange = client
+            .exchange_code(AuthorizationCode::new("code".into()))
+            .request_async(&http);
+        // The fake issuer has no token endpoint: its 404 body `{}` coming back proves the request
+        // went out and the response came back through OidcHttp.
+        fn is_send<T: Send>(_: &T) {}
+        is_send(&exchange); // so the API can await it in a spawned task
+        let err = exchange.await.unwrap_err();
+        assert!(
+            matches!(&err, openidconnect::RequestTokenError::Parse(_, body) if body == b"{}"),
+            "{err:?}"
+        );
+    }
+
     #[tokio::test]
     async fn openidconnect_can_send_through_it() {
         use openidconnect::AsyncHttpClient;

@@ -21,6 +21,7 @@ macro_rules! identity_event {
             container = identity.container.as_ref().map(tracing::field::display),
             account = identity.account.as_deref(),
             k8s_sa = identity.k8s_service_account.as_deref(),
+            k8s_sa_verified = identity.k8s_sa_verified,
             process_exited = identity.process_exited,
             $($rest)+
         )
