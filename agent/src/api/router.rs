@@ -32,6 +32,7 @@ pub async fn handle(api: Arc<Api>, request: Request<Incoming>) -> ApiResponse {
         Err(problem) => problem.into_response(),
     };
     secure_headers(response.headers_mut());
+    api.context.metrics.api.answered(response.status().as_u16());
     response
 }
 
