@@ -1,7 +1,44 @@
-//! The step every accept loop shares: the next connection, or none once shutdown fires.
+//! The steps every accept loop shares: the next connection, or none once shutdown fires; and, for
+//! the small HTTP/1 servers (metrics, the admin API), serving one connection until shutdown.
 use std::{future::Future, io, time::Duration};
 
-use tokio::sync::watch;
+use hyper::{body::Incoming, server::conn::http1, service::HttpService};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::watch,
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves one HTTP/1.1 connection until it ends or, once `shutdown` changes, until the request in
+/// progress is answered.
+pub async fn serve_http1<I, S, B>(
+    stream: I,
+    service: S,
+    header_read_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
+}
 
 /// How long an accept loop waits after a failed accept (EMFILE and friends) before trying again,
 /// instead of spinning.

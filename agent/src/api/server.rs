@@ -2,8 +2,7 @@
 //! HTTP/1.1 connection per accepted socket until shutdown.
 use std::{convert::Infallible, fmt, sync::Arc, time::Duration};
 
-use hyper::{server::conn::http1, service::service_fn};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::service::service_fn;
 use rustls::{
     server::{ClientHello, ResolvesServerCert},
     sign::CertifiedKey,
@@ -88,7 +87,7 @@ pub async fn serve(
     while let Some((stream, peer)) =
         crate::accept::next_connection(accept, &mut shutdown, "api").await
     {
-        let (api, acceptor, mut shutdown) = (api.clone(), acceptor.clone(), shutdown.clone());
+        let (api, acceptor, shutdown) = (api.clone(), acceptor.clone(), shutdown.clone());
         tokio::spawn(async move {
             let stream =
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -106,19 +105,9 @@ pub async fn serve(
                 let api = api.clone();
                 async move { Ok::<_, Infallible>(super::router::handle(api, request).await) }
             });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = shutdown.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(error) = result {
+            let served =
+                crate::accept::serve_http1(stream, service, HEADER_READ_TIMEOUT, shutdown).await;
+            if let Err(error) = served {
                 tracing::debug!(%peer, %error, "API: connection ended with an error");
             }
         });

@@ -4,8 +4,7 @@ use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::{body::Incoming, server::conn::http1};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::body::Incoming;
 use tokio::{net::TcpListener, sync::watch};
 
 use super::Metrics;
@@ -41,25 +40,15 @@ pub async fn serve(
         crate::accept::next_connection(accept, &mut shutdown, "metrics").await
     {
         let metrics = metrics.clone();
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let metrics = metrics.clone();
                 async move { Ok::<_, Infallible>(answer(&metrics, &request)) }
             });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = shutdown.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(error) = result {
+            let served =
+                crate::accept::serve_http1(stream, service, HEADER_READ_TIMEOUT, shutdown).await;
+            if let Err(error) = served {
                 tracing::debug!(%error, "metrics: connection ended with an error");
             }
         });
