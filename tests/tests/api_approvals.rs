@@ -73,4 +73,37 @@ fn an_oidc_approver_approves_a_held_sdk_call_and_it_completes() {
     );
     assert_eq!(decided["reason"], "looked fine");
     warden_tests::audit::assert_verifies(&console.agent.fx.daemon);
+
+    // The exchange, through the sessions endpoints (the CLI's queries, with its filters).
+    let audrey = console.token_for(people::AUDREY_AUDITOR);
+    let exchange_id = pending["exchange_id"].as_str().expect("an exchange id");
+    let get = |path: &str| console.call("GET", path, Some(&audrey), None);
+    let listed =
+        get("/api/v1/sessions?outcome=ok&endpoint=chat.completions&identity=uid:0&since=1h").json();
+    assert_eq!(listed[0]["id"], exchange_id, "{listed:#}");
+    assert_eq!(get("/api/v1/sessions?outcome=denied").json(), json!([]));
+    get("/api/v1/sessions?endpoint=nonsense").assert_problem(400, "one of");
+    let detail = get(&format!("/api/v1/sessions/{exchange_id}")).json();
+    assert_eq!(detail["id"], exchange_id, "{detail:#}");
+    let trail = detail["governance"].to_string();
+    assert!(trail.contains("ann@example.test"), "{detail:#}");
+    let replay = get(&format!("/api/v1/sessions/{exchange_id}/replay")).json();
+    let first = replay["lines"][0]["text"].as_str().unwrap_or_default();
+    assert!(
+        first.starts_with("request POST /v1/chat/completions"),
+        "{replay:#}"
+    );
+    let export = get("/api/v1/sessions/export");
+    assert_eq!(export.content_type, "application/x-ndjson");
+    let lines: Vec<serde_json::Value> = export
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["id"] == exchange_id),
+        "{}",
+        export.body
+    );
+    get("/api/v1/sessions/ex-nope").assert_problem(404, "no exchange ex-nope");
 }

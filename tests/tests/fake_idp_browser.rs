@@ -283,3 +283,75 @@ fn after_rotation_new_tokens_carry_the_new_kid_and_the_jwks_has_both() {
     idp.retire_old_keys();
     assert_eq!(published(), [new_kid]);
 }
+
+/// An HTTPS page on loopback whose self-signed leaf (for 127.0.0.1) no trust store knows, like the
+/// console's leaf from Warden's CA. Returns its URL, its certificate (PEM) and the server guard.
+fn untrusted_https_page() -> (String, String, BackgroundRuntime) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/", listener.local_addr().unwrap());
+    let runtime = BackgroundRuntime::serve("the HTTPS page", listener, |listener| async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_request: http::Request<_>| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                        Bytes::from_static(b"<!doctype html><h1 id=\"secure\">TLS page</h1>"),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (url, cert.pem(), runtime)
+}
+
+#[test]
+fn chromium_trusts_a_certificate_only_by_its_spki_hash() {
+    if !require_browser() {
+        return;
+    }
+    let (url, cert_pem, _server) = untrusted_https_page();
+    let mut browser = Browser::start("fake-idp-tls");
+    // Chromium shows its certificate interstitial instead of the page (navigation "succeeds").
+    let _ = browser.try_goto(&url);
+    let page = browser
+        .execute("return [document.getElementById('secure') !== null, document.body.innerText]");
+    assert_eq!(
+        page[0], false,
+        "an unknown certificate was accepted: {page}"
+    );
+    assert!(
+        page[1].as_str().unwrap_or("").contains("ERR_CERT"),
+        "no certificate error shown: {page}"
+    );
+
+    browser.trust_cert(&cert_pem);
+    browser.goto(&url);
+    browser.wait_for("#secure", PAGE_DEADLINE);
+    assert_eq!(browser.text("#secure"), "TLS page");
+}

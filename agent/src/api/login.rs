@@ -8,11 +8,7 @@
 //! session. The session cookie is `SameSite=Strict`, which a browser withholds on the
 //! provider's cross-site redirect, so the callback answers with a page that moves on to the
 //! console from this origin.
-use std::{
-    future::Future,
-    pin::Pin,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use http::{header, request::Parts, HeaderValue, StatusCode};
 use openidconnect::{
@@ -30,7 +26,7 @@ use super::{
 };
 use crate::{
     config::ApiOidcConfig,
-    oidc::{OidcError, OidcHttp, ProviderMetadata},
+    oidc::{OidcHttp, ProviderMetadata},
 };
 
 /// What the sign-in flow needs from the provider and the config.
@@ -170,11 +166,10 @@ impl Login {
             Problem::unauthorized("this sign-in expired or was already used; start again at /login")
         })?;
         let client = self.client()?;
-        let http = ProviderHttp(&self.http);
         let tokens = client
             .exchange_code(AuthorizationCode::new(code))
             .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier))
-            .request_async(&http)
+            .request_async(&self.http)
             .await
             .map_err(|error| {
                 tracing::warn!(error = %error, "OIDC code exchange failed");
@@ -216,19 +211,6 @@ impl Login {
             }
         }
         Ok((principal, response))
-    }
-}
-
-/// openidconnect's HTTP client: the daemon's own (TLS roots, loopback-only plain http).
-struct ProviderHttp<'a>(&'a OidcHttp);
-
-impl<'c> openidconnect::AsyncHttpClient<'c> for ProviderHttp<'_> {
-    type Error = OidcError;
-    type Future =
-        Pin<Box<dyn Future<Output = Result<openidconnect::HttpResponse, OidcError>> + Send + 'c>>;
-
-    fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
-        Box::pin(self.0.send(request))
     }
 }
 

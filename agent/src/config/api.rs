@@ -209,3 +209,53 @@ mod tests {
         assert!(!issuer_is_acceptable("ftp://127.0.0.1"));
     }
 }
+
+#[cfg(test)]
+mod config_tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn error(text: &str) -> String {
+        Config::from_toml(text, Path::new("/etc/warden/warden.toml"))
+            .expect_err("config should be refused")
+            .to_string()
+    }
+
+    const OIDC: &str = "[api.oidc]\nissuer = \"https://idp.example\"\nclient_id = \"warden\"\n";
+
+    #[test]
+    fn the_api_has_no_unauthenticated_mode_and_its_keys_are_checked() {
+        let listen = "[api]\nlisten = \"127.0.0.1:9443\"\n";
+        assert!(
+            error(listen).contains("the API needs [api.oidc]"),
+            "{}",
+            error(listen)
+        );
+        let plain = "[api]\nlisten = \"127.0.0.1:9443\"\n[api.oidc]\nissuer = \"http://idp.example\"\nclient_id = \"w\"\n";
+        assert!(error(plain).contains("api.oidc.issuer"), "{}", error(plain));
+        let leeway = format!("[api]\nlisten = \"127.0.0.1:9443\"\n{OIDC}leeway_secs = 300\n");
+        assert!(
+            error(&leeway).contains("at most 60 s"),
+            "{}",
+            error(&leeway)
+        );
+        let half = format!("[api]\nlisten = \"127.0.0.1:9443\"\ncert_file = \"/x.pem\"\n{OIDC}");
+        assert!(error(&half).contains("go together"), "{}", error(&half));
+        let typo =
+            format!("[api]\nlisten = \"127.0.0.1:9443\"\n{OIDC}[api.roles]\napprovers = []\n");
+        assert!(error(&typo).contains("approvers"), "{}", error(&typo));
+        let config = Config::from_toml(
+            &format!("[api]\nlisten = \"127.0.0.1:9443\"\n{OIDC}"),
+            Path::new("w.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.api.public_url().as_deref(),
+            Some("https://localhost:9443")
+        );
+        let oidc = config.api.oidc.unwrap();
+        assert_eq!(oidc.audiences(), ["warden"]);
+        assert_eq!(oidc.roles_claim, "groups");
+    }
+}

@@ -168,6 +168,8 @@ impl KeyStore {
         Ok(KeyStore {
             current: ArcSwap::from_pointee(keys),
             remote: Some(RemoteKeys { http, jwks_uri }),
+            // The fetch at start does not count against the rate limit: a key rotated just
+            // after the daemon started is picked up by the first token that names it.
             last_fetch: tokio::sync::Mutex::new(None),
         })
     }
