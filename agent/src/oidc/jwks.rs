@@ -142,7 +142,9 @@ fn signing_key(raw: RawKey) -> Option<SigningKey> {
 pub(super) struct KeyStore {
     current: ArcSwap<KeySet>,
     remote: Option<RemoteKeys>,
-    /// Held while fetching, so concurrent misses wait for one fetch instead of each starting one.
+    /// When a miss last caused a fetch (the start-up fetch and the periodic refresh do not count:
+    /// a key rotated just after either must still be found at once). Held while fetching, so
+    /// concurrent misses wait for one fetch instead of each starting one.
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
 
@@ -196,11 +198,13 @@ impl KeyStore {
             return Ok(false);
         };
         let mut last_fetch = self.last_fetch.lock().await;
-        if !force && last_fetch.is_some_and(|at| at.elapsed() < MIN_REFETCH_INTERVAL) {
-            return Ok(false);
+        if !force {
+            if last_fetch.is_some_and(|at| at.elapsed() < MIN_REFETCH_INTERVAL) {
+                return Ok(false);
+            }
+            // Stamped before the fetch: a failing provider is asked no more often than a working one.
+            *last_fetch = Some(Instant::now());
         }
-        // Stamped before the fetch: a failing provider is asked no more often than a working one.
-        *last_fetch = Some(Instant::now());
         let keys = fetch(&remote.http, &remote.jwks_uri).await?;
         tracing::info!(jwks_uri = %remote.jwks_uri, keys = keys.len(), "refreshed the OIDC signing keys");
         self.current.store(Arc::new(keys));
