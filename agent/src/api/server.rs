@@ -113,3 +113,38 @@ pub async fn serve(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca() -> Arc<CertificateAuthority> {
+        Arc::new(CertificateAuthority::ephemeral().unwrap())
+    }
+
+    #[test]
+    fn the_configured_certificate_is_served_and_a_missing_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["warden.example".into()]).unwrap();
+        let (cert_file, key_file) = (dir.path().join("api.pem"), dir.path().join("api.key"));
+        std::fs::write(&cert_file, certified.cert.pem()).unwrap();
+        std::fs::write(&key_file, certified.signing_key.serialize_pem()).unwrap();
+        let mut api = ApiConfig {
+            cert_file: Some(cert_file),
+            key_file: Some(key_file.clone()),
+            ..ApiConfig::default()
+        };
+        let config = tls_config(&api, ca()).unwrap();
+        assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+        std::fs::remove_file(&key_file).unwrap();
+        let error = tls_config(&api, ca()).unwrap_err().to_string();
+        assert!(error.contains("api.key"), "{error}");
+        // Without files: a leaf for server_name from the CA, or a start-time error for a bad name.
+        api.cert_file = None;
+        api.key_file = None;
+        assert!(tls_config(&api, ca()).is_ok());
+        api.server_name = "not a name".into();
+        let error = tls_config(&api, ca()).unwrap_err().to_string();
+        assert!(error.contains("server_name"), "{error}");
+    }
+}
