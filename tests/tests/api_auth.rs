@@ -39,6 +39,7 @@ fn a_valid_token_reads_and_the_request_is_on_record_with_the_person() {
         .call("GET", "/api/v1/status", Some(&token), None)
         .json();
     assert!(status["pid"].as_u64().is_some(), "{status:#}");
+    assert_eq!(status["api"], console.origin(), "{status:#}");
 
     let calls: Vec<Value> = console
         .governance()

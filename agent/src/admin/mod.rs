@@ -72,6 +72,8 @@ pub struct Status {
     pub policy: PolicyStatus,
     /// Credential custody: names, hosts, sources and fingerprints; never a key.
     pub credentials: crate::credentials::CredentialsStatus,
+    /// The console's URL when `[api] listen` is set.
+    pub api: Option<String>,
     pub counters: StatusCounters,
 }
 

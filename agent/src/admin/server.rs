@@ -191,6 +191,7 @@ impl AdminServer {
             selected: self.selection.selected(),
             policy: self.context.policy.status(),
             credentials: self.context.credentials.status(),
+            api: config.api.public_url(),
             counters: StatusCounters {
                 proxy: self.context.counters.snapshot(),
                 kernel: self.redirector.counters(),

@@ -98,6 +98,10 @@ pub fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<()> {
         ),
     }
     print_credentials(&field("credentials"));
+    match field("api").as_str() {
+        Some(url) => println!("api             {url}"),
+        None => println!("api             off ([api] listen is not set)"),
+    }
     println!("counters");
     if let Some(counters) = field("counters").as_object() {
         for (name, value) in counters {
