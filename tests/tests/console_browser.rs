@@ -101,6 +101,18 @@ fn an_approver_signs_in_approves_a_held_call_live_and_the_call_completes() {
         .to_string();
     browser.screenshot("02-approval-held");
 
+    // The approver's own cookie is not enough for a POST: without the session's CSRF token (what a
+    // page on another site could send), refused, and the approval stays pending.
+    let no_csrf = format!(
+        "const done = arguments[arguments.length - 1];
+         fetch('/api/v1/approvals/{approval_id}/approve', {{method: 'POST',
+           headers: {{'Content-Type': 'application/json'}}, body: '{{}}'}})
+         .then(r => done(r.status), e => done(String(e)));"
+    );
+    assert_eq!(fetch_status(&browser, &no_csrf), 403);
+    let ann = console.token_for(people::ANN_APPROVER);
+    assert_eq!(console.wait_for_pending(&ann)["id"], approval_id.as_str());
+
     browser.fill("li.approval input.reason", "checked in the console");
     browser.click("li.approval button.approve");
     let call = console.finish(running);
@@ -113,7 +125,6 @@ fn an_approver_signs_in_approves_a_held_call_live_and_the_call_completes() {
     });
     browser.screenshot("03-approved");
 
-    let ann = console.token_for(people::ANN_APPROVER);
     let exchange = exchange_of(&console, &ann, &approval_id);
     browser.goto(&format!("{}/#/session/{exchange}", console.origin()));
     wait::until(
