@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::{
-    auth::{is_safe, Caller, Via},
+    auth::{is_safe, Caller},
     login,
     problem::Problem,
     response::{full, secure_headers, see_other, ApiResponse},
@@ -119,14 +119,7 @@ async fn api_call(
         by: caller.principal.actor(),
     };
     record(api, event).await?;
-    let mut response = answered?;
-    if let (Via::Cookie(_), Some(csrf)) = (&caller.via, caller.csrf_token()) {
-        // Lets the console learn its token from any answer, not only /me.
-        if let Ok(value) = HeaderValue::from_str(csrf) {
-            response.headers_mut().insert("x-csrf-token", value);
-        }
-    }
-    Ok(response)
+    answered
 }
 
 /// Commits `event` to the chain; when it cannot be, the request is not answered.
