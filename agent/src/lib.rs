@@ -20,5 +20,6 @@ pub mod openai;
 pub mod policy;
 pub mod proxy;
 pub mod revocation;
+pub mod sinks;
 pub mod supervisor;
 pub mod tls;
