@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod ebpf;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http_post;
 pub mod identity;
 pub mod ids;
 pub mod install;

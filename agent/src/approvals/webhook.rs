@@ -4,32 +4,10 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{header, Request, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::ServerName;
-use tokio::net::TcpStream;
+use http::HeaderMap;
 
 use super::ApprovalView;
-use crate::{audit::reader::format_timestamp_us, metrics::Metrics};
-
-#[derive(Debug, thiserror::Error)]
-enum WebhookError {
-    #[error("invalid webhook URL")]
-    Url,
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Http(#[from] hyper::Error),
-    #[error("{0}")]
-    Request(#[from] http::Error),
-    #[error("TLS trust: {0}")]
-    Trust(String),
-    #[error("the receiver answered {0}")]
-    Status(http::StatusCode),
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-}
+use crate::{audit::reader::format_timestamp_us, http_post::HttpPoster, metrics::Metrics};
 
 pub struct Webhook {
     url: String,
@@ -47,10 +25,16 @@ impl Webhook {
         let timeout = self.timeout;
         let id = view.id.clone();
         tokio::spawn(async move {
-            let sent = tokio::time::timeout(timeout, post(&url, body))
-                .await
-                .unwrap_or(Err(WebhookError::Timeout(timeout)));
-            if let Err(error) = sent {
+            let sent = match HttpPoster::new(&url, None, timeout) {
+                Ok(poster) => poster.post(HeaderMap::new(), body).await.map(|a| a.status),
+                Err(error) => Err(error),
+            };
+            let failed = match sent {
+                Ok(status) if status.is_success() => None,
+                Ok(status) => Some(format!("the receiver answered {status}")),
+                Err(error) => Some(error.to_string()),
+            };
+            if let Some(error) = failed {
                 metrics.approvals.webhook_failed();
                 // The URL may carry a token (Slack's do): never logged.
                 tracing::warn!(%error, approval_id = id, "approval webhook failed");
@@ -79,57 +63,6 @@ fn payload(view: &ApprovalView) -> Bytes {
     );
     let body = serde_json::json!({ "text": text, "approval": view });
     Bytes::from(body.to_string())
-}
-
-async fn post(url: &str, body: Bytes) -> Result<(), WebhookError> {
-    let uri: Uri = url.parse().map_err(|_| WebhookError::Url)?;
-    let host = uri.host().ok_or(WebhookError::Url)?.to_string();
-    let https = uri.scheme_str() == Some("https");
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let host_for_connect = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let tcp = TcpStream::connect((host_for_connect.as_str(), port)).await?;
-    let request = Request::post(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .header(
-            header::HOST,
-            uri.authority().map_or(host.as_str(), |a| a.as_str()),
-        )
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(
-            header::USER_AGENT,
-            concat!("warden/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Full::new(body))?;
-    let status = if https {
-        let config = crate::tls::upstream_client_config(None)
-            .map_err(|e| WebhookError::Trust(e.to_string()))?;
-        let name = ServerName::try_from(host_for_connect).map_err(|_| WebhookError::Url)?;
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await?;
-        send(TokioIo::new(tls), request).await?
-    } else {
-        send(TokioIo::new(tcp), request).await?
-    };
-    if !status.is_success() {
-        return Err(WebhookError::Status(status));
-    }
-    Ok(())
-}
-
-async fn send<T>(io: T, request: Request<Full<Bytes>>) -> Result<http::StatusCode, WebhookError>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
-    tokio::spawn(connection);
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    // Read the answer so the receiver sees a clean exchange.
-    let _ = response.into_body().collect().await;
-    Ok(status)
 }
 
 #[cfg(test)]
