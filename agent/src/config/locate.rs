@@ -245,6 +245,15 @@ impl<'a> Locator<'a> {
         if let Some(rest) = message.strip_prefix("unknown field `") {
             if let Some((key, expected)) = rest.split_once("`, ") {
                 let expected = expected.strip_prefix("expected ").unwrap_or(expected);
+                // A flattened or tagged table (`[[sink]]`) is deserialized from a buffer, so the
+                // error points at the table: point at the key in it instead.
+                let (path, location) = match path.as_ref().map(|p| p.key(key)) {
+                    Some(at_key) if self.span_of(&at_key).is_some() => {
+                        let location = self.location_of(&at_key);
+                        (Some(at_key), location)
+                    }
+                    _ => (path, location),
+                };
                 let table = path
                     .map(|p| p.parent_table())
                     .unwrap_or_else(|| "the config".into());

@@ -42,6 +42,10 @@
 //! listen = "127.0.0.1:9443"
 //! [limits]                                    # timeouts, connection caps, body memory (limits.rs)
 //! max_connections_per_cgroup = 4096
+//! [[sink]]                                    # ship the audit records (sinks.rs)
+//! name = "siem"
+//! kind = "file"
+//! path = "/var/log/warden/audit.jsonl"
 //! ```
 //!
 //! This module holds the typed model and loading; `locate` maps key paths to source lines for
@@ -54,6 +58,7 @@ mod limits;
 pub(crate) mod locate;
 pub mod ports;
 mod proxy;
+pub mod sinks;
 mod validate;
 
 #[cfg(test)]
@@ -102,6 +107,9 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[identity]`: verification of the identities workloads assert (`identity.rs`).
     pub identity: IdentityConfig,
+    /// `[[sink]]`: where the audit records are shipped (`sinks.rs`).
+    #[serde(rename = "sink")]
+    pub sinks: Vec<sinks::SinkConfig>,
 }
 
 /// The audit store (`state_dir/audit.db`).
@@ -258,6 +266,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             api: ApiConfig::default(),
             identity: IdentityConfig::default(),
+            sinks: Vec::new(),
         }
     }
 }
