@@ -3,7 +3,8 @@
 //! `records` is a SHA-256 hash chain and the source of truth (chain.rs); `exchanges` and
 //! `connections` are query indexes derived from it (index.rs). One writer thread appends with group
 //! commit (writer.rs) and prunes old records in chunks (retention.rs); the CLI reads (reader.rs)
-//! and verifies (verify.rs) through read-only connections.
+//! and verifies (verify.rs) through read-only connections; the sinks follow it from their cursors
+//! (tail.rs).
 pub mod chain;
 pub mod governance;
 pub mod index;
@@ -14,8 +15,9 @@ mod retention;
 pub mod schema;
 pub mod store_health;
 mod syncer;
+pub mod tail;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 pub mod verify;
 pub mod writer;
 mod writer_thread;

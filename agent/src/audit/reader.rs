@@ -77,7 +77,8 @@ const EXPORT_PAGE: usize = 500;
 
 /// The mask counts are read from the request and response records themselves (the index has
 /// no column for them): two lookups by primary key per row listed.
-const SUMMARY_COLUMNS: &str = "id, started_us, pid, uid, \"user\", account, unit, exe, cgroup, \
+pub(super) const SUMMARY_COLUMNS: &str =
+    "id, started_us, pid, uid, \"user\", account, unit, exe, cgroup, \
     model, endpoint, status, outcome, input_tokens, output_tokens, total_tokens, duration_ms, \
     container, \
     (SELECT json_extract(body, '$.policy.masked') FROM records WHERE seq = request_seq), \
@@ -104,33 +105,7 @@ impl AuditReader {
             self.glob_probe_cap,
         )?;
         let mut statement = self.conn.prepare(&sql)?;
-        let rows = statement.query_map(params_from_iter(values), |row| {
-            let started_us: i64 = row.get(1)?;
-            Ok(ExchangeSummary {
-                id: row.get(0)?,
-                started_at: format_timestamp_us(started_us),
-                started_us,
-                pid: row.get(2)?,
-                uid: row.get(3)?,
-                user: row.get(4)?,
-                account: row.get(5)?,
-                unit: row.get(6)?,
-                exe: row.get(7)?,
-                cgroup: row.get(8)?,
-                model: row.get(9)?,
-                endpoint: row.get(10)?,
-                status: row.get(11)?,
-                outcome: row
-                    .get::<_, Option<String>>(12)?
-                    .unwrap_or_else(|| INCOMPLETE.to_owned()),
-                input_tokens: row.get(13)?,
-                output_tokens: row.get(14)?,
-                total_tokens: row.get(15)?,
-                duration_ms: row.get(16)?,
-                container: row.get(17)?,
-                masked: masked_total(row.get(18)?) + masked_total(row.get(19)?),
-            })
-        })?;
+        let rows = statement.query_map(params_from_iter(values), summary_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -286,6 +261,35 @@ impl AuditReader {
             reason: err.to_string(),
         })
     }
+}
+
+/// An `ExchangeSummary` from a row of [`SUMMARY_COLUMNS`].
+pub(super) fn summary_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExchangeSummary> {
+    let started_us: i64 = row.get(1)?;
+    Ok(ExchangeSummary {
+        id: row.get(0)?,
+        started_at: format_timestamp_us(started_us),
+        started_us,
+        pid: row.get(2)?,
+        uid: row.get(3)?,
+        user: row.get(4)?,
+        account: row.get(5)?,
+        unit: row.get(6)?,
+        exe: row.get(7)?,
+        cgroup: row.get(8)?,
+        model: row.get(9)?,
+        endpoint: row.get(10)?,
+        status: row.get(11)?,
+        outcome: row
+            .get::<_, Option<String>>(12)?
+            .unwrap_or_else(|| INCOMPLETE.to_owned()),
+        input_tokens: row.get(13)?,
+        output_tokens: row.get(14)?,
+        total_tokens: row.get(15)?,
+        duration_ms: row.get(16)?,
+        container: row.get(17)?,
+        masked: masked_total(row.get(18)?) + masked_total(row.get(19)?),
+    })
 }
 
 struct DetailRow {
