@@ -75,6 +75,8 @@ pub struct Status {
     /// The console's URL when `[api] listen` is set.
     pub api: Option<String>,
     pub counters: StatusCounters,
+    /// Each `[[sink]]`: its backlog and last error.
+    pub sinks: Vec<crate::metrics::sinks::SinkStatus>,
 }
 
 #[derive(Debug, Serialize)]

@@ -196,6 +196,7 @@ impl AdminServer {
                 proxy: self.context.counters.snapshot(),
                 kernel: self.redirector.counters(),
             },
+            sinks: self.context.metrics.sinks.status(),
         }
     }
 }

@@ -128,6 +128,8 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     selection.resync().context("selecting cgroups")?;
 
     let metrics = Metrics::for_daemon(selection.clone(), redirector.clone(), &audit);
+    let sinks = crate::sinks::Sinks::start(&config, &audit_db, metrics.clone())
+        .context("starting the sinks ([[sink]])")?;
     let approvals = Approvals::new(&config, audit.clone(), metrics.clone());
     let recovered = approvals
         .recover()
@@ -249,6 +251,8 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     if let Err(error) = tokio::task::spawn_blocking(move || closing.shutdown()).await {
         tracing::error!(%error, "closing the audit store");
     }
+    // After the last commit, so the sinks ship it too; bounded like the drain.
+    sinks.finish(drain).await;
     if let Err(error) = std::fs::remove_file(&admin_socket) {
         tracing::warn!(%error, path = %admin_socket.display(), "removing the admin socket");
     }

@@ -102,6 +102,7 @@ pub fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<()> {
         Some(url) => println!("api             {url}"),
         None => println!("api             off ([api] listen is not set)"),
     }
+    print_sinks(&field("sinks"));
     println!("counters");
     if let Some(counters) = field("counters").as_object() {
         for (name, value) in counters {
@@ -133,6 +134,29 @@ fn print_credentials(credentials: &serde_json::Value) {
             entry["fingerprint"].as_str().unwrap_or("?"),
             entry["source"].as_str().unwrap_or("?"),
             join(&entry["identity"]),
+        );
+    }
+}
+
+/// Each sink's backlog (records not yet acknowledged) and, while it fails, why.
+fn print_sinks(sinks: &serde_json::Value) {
+    let sinks = sinks.as_array().cloned().unwrap_or_default();
+    if sinks.is_empty() {
+        println!("sinks           none ([[sink]] ships the audit records)");
+        return;
+    }
+    println!("sinks");
+    for sink in sinks {
+        println!(
+            "  {:<20} {:<11} backlog {:<8} delivered {:<10} {}",
+            sink["name"].as_str().unwrap_or("?"),
+            sink["kind"].as_str().unwrap_or("?"),
+            sink["backlog"],
+            sink["delivered"],
+            match sink["last_error"].as_str() {
+                Some(error) => format!("FAILING: {error}"),
+                None => "ok".to_owned(),
+            }
         );
     }
 }

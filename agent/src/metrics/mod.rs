@@ -11,6 +11,7 @@ pub mod labels;
 pub mod limits;
 pub mod live;
 pub mod server;
+pub mod sinks;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -152,6 +153,7 @@ pub struct Metrics {
     pub api: api::ApiMetrics,
     pub credentials: credentials::CredentialMetrics,
     pub limits: limits::LimitMetrics,
+    pub sinks: sinks::SinkMetrics,
 }
 
 impl Metrics {
@@ -228,6 +230,7 @@ impl Metrics {
         let api = api::ApiMetrics::register(&mut registry);
         let credentials = credentials::CredentialMetrics::register(&mut registry);
         let limits = limits::LimitMetrics::register(&mut registry);
+        let sinks = sinks::SinkMetrics::register(&mut registry);
         Metrics {
             registry,
             intercepted,
@@ -248,6 +251,7 @@ impl Metrics {
             api,
             credentials,
             limits,
+            sinks,
         }
     }
 

@@ -1,9 +1,123 @@
 //! Shipping the audit records off the host: each `[[sink]]` reads the store from its own cursor.
 //!
-//! A sink never touches the request path. It reads committed records in `seq` order, turns them
-//! into `SinkEvent`s (event.rs), hands batches to its transport (one file per kind), and persists
-//! its cursor only after the receiver acknowledged the batch: delivery is at-least-once, and
-//! `seq` is the id a receiver deduplicates on.
+//! A sink never touches the request path. It reads committed records in `seq` order through its own
+//! read-only connection (source.rs), turns them into `SinkEvent`s (event.rs, classify.rs), hands
+//! batches to its transport (one file per kind), retries with backoff until the receiver
+//! acknowledges (runner.rs), and only then persists its cursor (cursor.rs): delivery is
+//! at-least-once, and `seq` is the id a receiver deduplicates on.
+mod backoff;
+mod classify;
+pub mod cursor;
 pub mod event;
+pub mod file;
+mod runner;
+pub mod source;
+pub mod splunk_hec;
+pub mod webhook;
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use tokio::{sync::watch, task::JoinHandle};
 
 pub use event::{DeliveryError, EventClass, SinkEvent, Transport};
+
+use crate::{
+    config::{
+        sinks::{SinkConfig, SinkKindConfig},
+        Config,
+    },
+    metrics::Metrics,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// A sink that cannot be set up (a secret file that is not root's alone, a bad CA file, a
+    /// file that cannot be opened) stops the daemon at start: it would otherwise never deliver.
+    #[error("[[sink]] {name:?} ({kind}): {reason}")]
+    Setup {
+        name: String,
+        kind: &'static str,
+        reason: String,
+    },
+}
+
+/// The transport of one `[[sink]]`: one arm per kind.
+pub fn transport_for(sink: &SinkConfig) -> Result<Box<dyn Transport>, SinkError> {
+    let setup = |reason: String| SinkError::Setup {
+        name: sink.common.name.clone(),
+        kind: sink.kind.name(),
+        reason,
+    };
+    Ok(match &sink.kind {
+        SinkKindConfig::File(config) => Box::new(
+            file::FileTransport::open(config)
+                .map_err(|e| setup(format!("{}: {e}", config.path.display())))?,
+        ),
+        SinkKindConfig::Webhook(config) => {
+            Box::new(webhook::WebhookTransport::new(config).map_err(setup)?)
+        }
+        SinkKindConfig::SplunkHec(config) => {
+            Box::new(splunk_hec::SplunkHecTransport::new(config, &sink.common.name).map_err(setup)?)
+        }
+    })
+}
+
+/// The running sinks.
+pub struct Sinks {
+    finish: watch::Sender<bool>,
+    tasks: Vec<(String, JoinHandle<()>)>,
+}
+
+impl Sinks {
+    /// Builds every sink's transport (any failure stops here) and starts one task per sink,
+    /// reading `db`. Call it after the audit writer has opened the store.
+    pub fn start(config: &Config, db: &Path, metrics: Arc<Metrics>) -> Result<Sinks, SinkError> {
+        let mut runners = Vec::new();
+        for sink in &config.sinks {
+            let transport = transport_for(sink)?;
+            let cursor_file = cursor::CursorFile::new(&config.state_dir, &sink.common.name)
+                .map_err(|e| SinkError::Setup {
+                    name: sink.common.name.clone(),
+                    kind: sink.kind.name(),
+                    reason: e.to_string(),
+                })?;
+            runners.push(runner::Runner {
+                name: sink.common.name.clone(),
+                db: db.to_owned(),
+                common: sink.common.clone(),
+                transport,
+                cursor_file,
+                metrics: metrics.clone(),
+            });
+        }
+        let (finish, finishing) = watch::channel(false);
+        let tasks = runners
+            .into_iter()
+            .map(|runner| {
+                let name = runner.name.clone();
+                (name, tokio::spawn(runner.run(finishing.clone())))
+            })
+            .collect();
+        Ok(Sinks { finish, tasks })
+    }
+
+    /// After the writer's last commit: each sink delivers what is left, for at most `timeout`
+    /// altogether; a sink still behind then stops where it is (its cursor says where to resume).
+    pub async fn finish(self, timeout: Duration) {
+        let _ = self.finish.send(true);
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (name, mut task) in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+                tracing::warn!(
+                    sink = %name,
+                    timeout_secs = timeout.as_secs(),
+                    "sink stopped with records not yet delivered; it resumes from its cursor at the next start"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
