@@ -36,6 +36,7 @@ pub mod policy;
 pub mod probe;
 pub mod prometheus;
 pub mod sdk_scripts;
+pub mod sinks;
 pub mod tcp_echo;
 pub mod tls_hello;
 pub mod tmpfs;
