@@ -89,16 +89,6 @@ pub enum SinkKindConfig {
     SplunkHec(SplunkHecSinkConfig),
 }
 
-impl SinkKindConfig {
-    pub fn name(&self) -> &'static str {
-        match self {
-            SinkKindConfig::File(_) => "file",
-            SinkKindConfig::Webhook(_) => "webhook",
-            SinkKindConfig::SplunkHec(_) => "splunk_hec",
-        }
-    }
-}
-
 /// `kind = "file"`: JSON lines, fsynced before the cursor moves, rotated by size.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -241,46 +231,45 @@ pub(super) fn validate(sinks: &[SinkConfig]) -> Result<(), (KeyPath, String)> {
     Ok(())
 }
 
+/// Each kind's own rules; a kind added later brings its own `if let` (or none).
 fn validate_kind(kind: &SinkKindConfig, at: &KeyPath) -> Result<(), (KeyPath, String)> {
     let absolute = |path: &PathBuf, key: &str| match path.is_absolute() {
         true => Ok(()),
         false => Err((at.key(key), "must be an absolute path".to_string())),
     };
-    match kind {
-        SinkKindConfig::File(file) => {
-            absolute(&file.path, "path")?;
-            if file.path.file_name().is_none() {
-                return Err((at.key("path"), "must name a file".into()));
-            }
-            if file.keep > 1000 {
-                return Err((at.key("keep"), "must be at most 1000".into()));
-            }
+    if let SinkKindConfig::File(file) = kind {
+        absolute(&file.path, "path")?;
+        if file.path.file_name().is_none() {
+            return Err((at.key("path"), "must name a file".into()));
         }
-        SinkKindConfig::Webhook(webhook) => {
-            check_url(&webhook.url).map_err(|reason| (at.key("url"), reason))?;
-            match &webhook.secret_file {
-                Some(path) => absolute(path, "secret_file")?,
-                None if webhook.format == WebhookFormat::Json => {
-                    return Err((
-                        at.key("secret_file"),
-                        "is required with format = \"json\": every batch is signed".into(),
-                    ))
-                }
-                None => {}
-            }
-            if let Some(path) = &webhook.ca_file {
-                absolute(path, "ca_file")?;
-            }
-            check_timeout(webhook.timeout_secs, at)?;
+        if file.keep > 1000 {
+            return Err((at.key("keep"), "must be at most 1000".into()));
         }
-        SinkKindConfig::SplunkHec(hec) => {
-            check_url(&hec.url).map_err(|reason| (at.key("url"), reason))?;
-            absolute(&hec.token_file, "token_file")?;
-            if let Some(path) = &hec.ca_file {
-                absolute(path, "ca_file")?;
+    }
+    if let SinkKindConfig::Webhook(webhook) = kind {
+        check_url(&webhook.url).map_err(|reason| (at.key("url"), reason))?;
+        match &webhook.secret_file {
+            Some(path) => absolute(path, "secret_file")?,
+            None if webhook.format == WebhookFormat::Json => {
+                return Err((
+                    at.key("secret_file"),
+                    "is required with format = \"json\": every batch is signed".into(),
+                ))
             }
-            check_timeout(hec.timeout_secs, at)?;
+            None => {}
         }
+        if let Some(path) = &webhook.ca_file {
+            absolute(path, "ca_file")?;
+        }
+        check_timeout(webhook.timeout_secs, at)?;
+    }
+    if let SinkKindConfig::SplunkHec(hec) = kind {
+        check_url(&hec.url).map_err(|reason| (at.key("url"), reason))?;
+        absolute(&hec.token_file, "token_file")?;
+        if let Some(path) = &hec.ca_file {
+            absolute(path, "ca_file")?;
+        }
+        check_timeout(hec.timeout_secs, at)?;
     }
     Ok(())
 }

@@ -33,19 +33,14 @@ use crate::{
 pub enum SinkError {
     /// A sink that cannot be set up (a secret file that is not root's alone, a bad CA file, a
     /// file that cannot be opened) stops the daemon at start: it would otherwise never deliver.
-    #[error("[[sink]] {name:?} ({kind}): {reason}")]
-    Setup {
-        name: String,
-        kind: &'static str,
-        reason: String,
-    },
+    #[error("[[sink]] {name:?}: {reason}")]
+    Setup { name: String, reason: String },
 }
 
 /// The transport of one `[[sink]]`: one arm per kind.
 pub fn transport_for(sink: &SinkConfig) -> Result<Box<dyn Transport>, SinkError> {
     let setup = |reason: String| SinkError::Setup {
         name: sink.common.name.clone(),
-        kind: sink.kind.name(),
         reason,
     };
     Ok(match &sink.kind {
@@ -78,7 +73,6 @@ impl Sinks {
             let cursor_file = cursor::CursorFile::new(&config.state_dir, &sink.common.name)
                 .map_err(|e| SinkError::Setup {
                     name: sink.common.name.clone(),
-                    kind: sink.kind.name(),
                     reason: e.to_string(),
                 })?;
             runners.push(runner::Runner {

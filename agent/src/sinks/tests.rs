@@ -317,3 +317,35 @@ async fn a_new_sink_starting_now_skips_history() {
     running.task.await.unwrap();
     assert!(running.transport.seqs().is_empty());
 }
+
+#[test]
+fn a_secret_others_can_read_refuses_the_sink_without_showing_the_secret() {
+    use std::os::unix::fs::PermissionsExt;
+
+    use crate::config::sinks::{SinkConfig, SinkKindConfig, WebhookFormat, WebhookSinkConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("hook.key");
+    std::fs::write(&secret, "very-secret-value\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let sink = SinkConfig {
+        common: common(1, vec![SinkEventClass::Exchanges]),
+        kind: SinkKindConfig::Webhook(WebhookSinkConfig {
+            url: "https://siem.example/in".into(),
+            format: WebhookFormat::Json,
+            secret_file: Some(secret.clone()),
+            ca_file: None,
+            timeout_secs: 5,
+        }),
+    };
+    let error = match super::transport_for(&sink) {
+        Ok(_) => panic!("a secret readable by others must refuse the sink"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.starts_with("[[sink]] \"t\": secret_file: "),
+        "{error}"
+    );
+    assert!(error.contains(&secret.display().to_string()), "{error}");
+    assert!(!error.contains("very-secret-value"), "{error}");
+}
