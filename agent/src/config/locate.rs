@@ -265,6 +265,21 @@ impl<'a> Locator<'a> {
                 };
             }
         }
+        // A flattened table's value error names its key first (`batch_max: invalid type: …`),
+        // since it is reported at the table: point at that key.
+        if let Some((key, reason)) = message.split_once(": ") {
+            if let Some(at_key) = path
+                .as_ref()
+                .map(|p| p.key(key))
+                .filter(|at_key| self.span_of(at_key).is_some())
+            {
+                return ConfigError::Invalid {
+                    location: self.location_of(&at_key),
+                    key: at_key.to_string(),
+                    reason: reason.to_string(),
+                };
+            }
+        }
         match path {
             Some(path) => ConfigError::Invalid {
                 location,

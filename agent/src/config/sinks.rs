@@ -44,17 +44,23 @@ pub struct SinkConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SinkCommonConfig {
     pub name: String,
-    #[serde(default = "default_events")]
+    #[serde(default = "default_events", deserialize_with = "keyed_events")]
     pub events: Vec<SinkEventClass>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "keyed_include_bodies")]
     pub include_bodies: bool,
-    #[serde(default = "default_batch_max")]
+    #[serde(default = "default_batch_max", deserialize_with = "keyed_batch_max")]
     pub batch_max: usize,
-    #[serde(default = "default_flush_interval_ms")]
+    #[serde(
+        default = "default_flush_interval_ms",
+        deserialize_with = "keyed_flush_interval_ms"
+    )]
     pub flush_interval_ms: u64,
-    #[serde(default = "default_retry_max_backoff_secs")]
+    #[serde(
+        default = "default_retry_max_backoff_secs",
+        deserialize_with = "keyed_retry_max_backoff_secs"
+    )]
     pub retry_max_backoff_secs: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "keyed_start")]
     pub start: SinkStart,
 }
 
@@ -95,10 +101,13 @@ pub enum SinkKindConfig {
 pub struct FileSinkConfig {
     pub path: PathBuf,
     /// Rotate when the file would grow past this; 0: never rotate.
-    #[serde(default = "default_file_max_bytes")]
+    #[serde(
+        default = "default_file_max_bytes",
+        deserialize_with = "keyed_max_bytes"
+    )]
     pub max_bytes: u64,
     /// Rotated files kept (`PATH.1` newest … `PATH.KEEP`).
-    #[serde(default = "default_file_keep")]
+    #[serde(default = "default_file_keep", deserialize_with = "keyed_keep")]
     pub keep: u32,
 }
 
@@ -107,13 +116,16 @@ pub struct FileSinkConfig {
 #[serde(deny_unknown_fields)]
 pub struct WebhookSinkConfig {
     pub url: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "keyed_format")]
     pub format: WebhookFormat,
     /// The HMAC-SHA256 key (root-owned, 0600). Required with `format = "json"`.
     pub secret_file: Option<PathBuf>,
     /// Extra roots trusted for this receiver, beside the system's.
     pub ca_file: Option<PathBuf>,
-    #[serde(default = "default_http_timeout_secs")]
+    #[serde(
+        default = "default_http_timeout_secs",
+        deserialize_with = "keyed_timeout_secs"
+    )]
     pub timeout_secs: u64,
 }
 
@@ -140,8 +152,35 @@ pub struct SplunkHecSinkConfig {
     /// The `host` field of each event; default: this machine's host name.
     pub host: Option<String>,
     pub ca_file: Option<PathBuf>,
-    #[serde(default = "default_http_timeout_secs")]
+    #[serde(
+        default = "default_http_timeout_secs",
+        deserialize_with = "keyed_timeout_secs"
+    )]
     pub timeout_secs: u64,
+}
+
+/// Deserializes one key's value with the key's name in front of any error: these tables are
+/// flattened, so serde reports their errors at the table, and locate.rs moves them to the key.
+macro_rules! keyed {
+    ($($function:ident: $key:literal => $type:ty),* $(,)?) => {$(
+        fn $function<'de, D: serde::Deserializer<'de>>(value: D) -> Result<$type, D::Error> {
+            <$type>::deserialize(value)
+                .map_err(|e| serde::de::Error::custom(format!(concat!($key, ": {}"), e)))
+        }
+    )*};
+}
+
+keyed! {
+    keyed_events: "events" => Vec<SinkEventClass>,
+    keyed_include_bodies: "include_bodies" => bool,
+    keyed_batch_max: "batch_max" => usize,
+    keyed_flush_interval_ms: "flush_interval_ms" => u64,
+    keyed_retry_max_backoff_secs: "retry_max_backoff_secs" => u64,
+    keyed_start: "start" => SinkStart,
+    keyed_max_bytes: "max_bytes" => u64,
+    keyed_keep: "keep" => u32,
+    keyed_format: "format" => WebhookFormat,
+    keyed_timeout_secs: "timeout_secs" => u64,
 }
 
 fn default_events() -> Vec<SinkEventClass> {

@@ -70,6 +70,21 @@ fn errors_name_the_file_line_and_key() {
         error.starts_with("/w.toml:5: unknown key `colour`"),
         "{error}"
     );
+    let error = load(&format!("{head}batch_max = \"many\"\n")).unwrap_err();
+    assert_eq!(
+        error,
+        "/w.toml:5: sink[0].batch_max: invalid type: string \"many\", expected usize"
+    );
+    let error = load(&format!("{head}keep = -1\n")).unwrap_err();
+    assert!(
+        error.starts_with("/w.toml:5: sink[0].keep: invalid value"),
+        "{error}"
+    );
+    let error = load(&format!("{head}events = [\"exchanges\", \"everything\"]\n")).unwrap_err();
+    assert!(
+        error.starts_with("/w.toml:5: sink[0].events: unknown variant `everything`"),
+        "{error}"
+    );
     let error = load(&format!("{head}batch_max = 0\n")).unwrap_err();
     assert_eq!(
         error,
