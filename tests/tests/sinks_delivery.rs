@@ -230,12 +230,30 @@ fn a_receiver_down_through_a_restart_receives_every_record_when_it_comes_back() 
         "the failure is logged:\n{logs}"
     );
 
-    let receiver = WebhookReceiver::start_on(port, SECRET);
     let expected = shippable_seqs(&db);
     assert!(
         expected.len() >= 10,
         "5 requests and 5 responses: {expected:?}"
     );
+    // While the receiver is away, the backlog counts every record waiting, and status says why.
+    let url = agent.fx.daemon.metrics_url();
+    let last = *expected.last().unwrap() as f64;
+    wait::until("the backlog to count what waits", DELIVERY_TIMEOUT, || {
+        let scraped = Exposition::scrape(&url);
+        let backlog = scraped.value("warden_sink_backlog_records", &[("sink", "siem")])?;
+        (backlog >= last).then_some(())
+    });
+    let status = agent.fx.daemon.cli("status", &["--json"]);
+    let status: Value = serde_json::from_str(&status.stdout).expect("status --json");
+    let error = status["sinks"][0]["last_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains("onnect"),
+        "status names the failure: {status}"
+    );
+
+    let receiver = WebhookReceiver::start_on(port, SECRET);
     wait::until("every record at the receiver", DELIVERY_TIMEOUT, || {
         let got: BTreeSet<u64> = receiver.received.by_seq().keys().copied().collect();
         got.is_superset(&expected).then_some(())
@@ -247,7 +265,6 @@ fn a_receiver_down_through_a_restart_receives_every_record_when_it_comes_back() 
         "{:?}",
         receiver.received.refused()
     );
-    let url = agent.fx.daemon.metrics_url();
     wait::until("the backlog back to 0", DELIVERY_TIMEOUT, || {
         let scraped = Exposition::scrape(&url);
         (scraped.value("warden_sink_backlog_records", &[("sink", "siem")]) == Some(0.0))

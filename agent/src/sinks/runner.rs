@@ -88,7 +88,8 @@ impl Runner {
                 }
                 continue;
             };
-            self.deliver(&batch, &mut backoff, &mut failing).await;
+            self.deliver(&source, cursor.seq, &batch, &mut backoff, &mut failing)
+                .await;
             self.persist(&last).await;
             cursor = last;
             self.metrics
@@ -137,9 +138,12 @@ impl Runner {
         Ok((source, cursor))
     }
 
-    /// Delivers the batch's events, retrying with backoff until the receiver acknowledges them.
+    /// Delivers the batch's events (read after `cursor`), retrying with backoff until the receiver
+    /// acknowledges them.
     async fn deliver(
         &mut self,
+        source: &Shared,
+        cursor: u64,
         batch: &ReadBatch,
         backoff: &mut Backoff,
         failing: &mut Option<String>,
@@ -159,6 +163,13 @@ impl Runner {
                     backoff.longest()
                 }
             };
+            // The backlog keeps growing while the receiver is away: say so, for alerts on it.
+            let shared = source.clone();
+            if let Ok(head) = blocking(move || lock(&shared).head_seq()).await {
+                self.metrics
+                    .sinks
+                    .set_backlog(&self.name, head.saturating_sub(cursor));
+            }
             tokio::time::sleep(delay).await;
         }
         if let Some(reason) = failing.take() {

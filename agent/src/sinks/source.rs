@@ -71,6 +71,11 @@ impl Source {
         })
     }
 
+    /// The last seq committed.
+    pub fn head_seq(&self) -> Result<u64, AuditError> {
+        self.tail.head_seq()
+    }
+
     pub fn check(&self, cursor: &Cursor) -> Result<CursorCheck, AuditError> {
         let head = self.tail.head_seq()?;
         if cursor.seq > head {
