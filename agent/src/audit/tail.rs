@@ -1,6 +1,6 @@
 //! Reading the chain in `seq` order from a cursor, through a read-only connection of its own (the
 //! sinks): the writer is never waited for, and no read snapshot outlives one query.
-use std::path::Path;
+use std::{collections::HashMap, path::Path};
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -91,14 +91,25 @@ impl ChainTail {
         Ok(records)
     }
 
-    /// The exchange `id` as indexed (identity, model, usage, timings).
-    pub fn exchange_summary(&self, id: &str) -> Result<Option<ExchangeSummary>, AuditError> {
-        let sql = format!("SELECT {SUMMARY_COLUMNS} FROM exchanges WHERE id = ?1");
-        Ok(self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row([id], summary_from_row)
-            .optional()?)
+    /// The exchanges `ids` as indexed (identity, model, usage, timings), in one query; an id
+    /// with no row is left out.
+    pub fn exchange_summaries(
+        &self,
+        ids: &[&str],
+    ) -> Result<HashMap<String, ExchangeSummary>, AuditError> {
+        let mut summaries = HashMap::new();
+        // SQLite's default limit on bound parameters is 32766; a batch is far below it.
+        for chunk in ids.chunks(10_000) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!("SELECT {SUMMARY_COLUMNS} FROM exchanges WHERE id IN ({marks})");
+            let mut statement = self.conn.prepare(&sql)?;
+            let rows = statement.query_map(rusqlite::params_from_iter(chunk), summary_from_row)?;
+            for row in rows {
+                let summary = row?;
+                summaries.insert(summary.id.clone(), summary);
+            }
+        }
+        Ok(summaries)
     }
 }
 

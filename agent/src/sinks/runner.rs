@@ -52,9 +52,15 @@ impl Runner {
         backoff.reset();
         tracing::info!(sink = %self.name, kind, cursor = cursor.seq, "sink started");
         let flush = Duration::from_millis(self.common.flush_interval_ms);
+        // A full batch's successor is read while the batch is being delivered.
+        let mut prefetched: Option<tokio::task::JoinHandle<Result<ReadBatch, String>>> = None;
         loop {
             let finishing = *finish.borrow();
-            let batch = match read(&source, &cursor, self.common.batch_max).await {
+            let next = match prefetched.take() {
+                Some(reading) => reading.await.unwrap_or_else(|e| Err(e.to_string())),
+                None => read(source.clone(), cursor.clone(), self.common.batch_max).await,
+            };
+            let batch = match next {
                 Ok(batch) => batch,
                 Err(error) => {
                     self.failed(&mut failing, &format!("reading the audit store: {error}"));
@@ -88,6 +94,13 @@ impl Runner {
                 }
                 continue;
             };
+            if batch.read == self.common.batch_max {
+                prefetched = Some(tokio::spawn(read(
+                    source.clone(),
+                    last.clone(),
+                    self.common.batch_max,
+                )));
+            }
             self.deliver(&source, cursor.seq, &batch, &mut backoff, &mut failing)
                 .await;
             self.persist(&last).await;
@@ -207,9 +220,7 @@ impl Runner {
     }
 }
 
-async fn read(source: &Shared, cursor: &Cursor, limit: usize) -> Result<ReadBatch, String> {
-    let source = source.clone();
-    let cursor = cursor.clone();
+async fn read(source: Shared, cursor: Cursor, limit: usize) -> Result<ReadBatch, String> {
     blocking(move || lock(&source).read(&cursor, limit)).await
 }
 

@@ -10,7 +10,6 @@ use super::{
     event::{EventClass, SinkEvent},
 };
 use crate::audit::{
-    chain::RecordKind,
     tail::{ChainTail, StoredRecord},
     AuditError,
 };
@@ -101,8 +100,23 @@ impl Source {
         };
         let mut events = Vec::new();
         for record in &records {
-            if let Some(event) = self.event(record)? {
+            if let Some(event) = self.event(record) {
                 events.push(event);
+            }
+        }
+        // The responses' exchanges, in one query for the batch.
+        let ids: Vec<&str> = events
+            .iter()
+            .filter(|e| e.name == "response")
+            .filter_map(|e| e.exchange_id.as_deref())
+            .collect();
+        if !ids.is_empty() {
+            let mut summaries = self.tail.exchange_summaries(&ids)?;
+            for event in events.iter_mut().filter(|e| e.name == "response") {
+                event.exchange = event
+                    .exchange_id
+                    .as_deref()
+                    .and_then(|id| summaries.remove(id));
             }
         }
         Ok(ReadBatch {
@@ -117,7 +131,8 @@ impl Source {
         })
     }
 
-    fn event(&self, stored: &StoredRecord) -> Result<Option<SinkEvent>, AuditError> {
+    /// The event of one record (its exchange filled in by `read`), if the filter takes it.
+    fn event(&self, stored: &StoredRecord) -> Option<SinkEvent> {
         let mut record: Value = match serde_json::from_str(&stored.body) {
             Ok(record) => record,
             // Shipped all the same (a gap would hide it); `audit verify` says more.
@@ -126,27 +141,21 @@ impl Source {
                 serde_json::json!({ "unreadable": error.to_string() })
             }
         };
-        let Some((class, name)) = classify(stored.kind, &record) else {
-            return Ok(None);
-        };
+        let (class, name) = classify(stored.kind, &record)?;
         if !self.filter.classes.contains(&class) {
-            return Ok(None);
+            return None;
         }
         if !self.filter.include_bodies {
             strip_bodies(stored.kind, &mut record);
         }
-        let exchange = match (&stored.kind, &stored.exchange_id) {
-            (RecordKind::Response, Some(id)) => self.tail.exchange_summary(id)?,
-            _ => None,
-        };
-        Ok(Some(SinkEvent {
+        Some(SinkEvent {
             seq: stored.seq,
             class,
             name,
             at_us: stored.at_us,
             exchange_id: stored.exchange_id.clone(),
             record,
-            exchange,
-        }))
+            exchange: None,
+        })
     }
 }
