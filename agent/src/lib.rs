@@ -12,6 +12,7 @@ pub mod ebpf;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
+pub mod identity_limits;
 pub mod ids;
 pub mod install;
 pub mod metrics;
