@@ -97,7 +97,7 @@ pub(super) fn compile_limit(
         let reason = "a limit needs at least one of requests_per_minute, tokens_per_minute, tokens_per_day, cost_per_day_usd, cost_per_month_usd, concurrent_requests";
         problems.push((at.clone(), reason.into()));
     }
-    (problems.len() == before).then(|| LimitRule {
+    (problems.len() == before).then_some(LimitRule {
         name: raw.name,
         source,
         identity,
