@@ -3,7 +3,6 @@ pub mod active;
 pub mod check;
 mod compile;
 mod conditions;
-#[allow(dead_code)] // Wired into load.rs with the limit stage (issue 16, next step).
 pub mod limit_rules;
 pub mod load;
 mod locate;
