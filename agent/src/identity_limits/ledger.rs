@@ -9,18 +9,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use super::prices::MicroUsd;
-
-/// What a limit caps. Any absent cap is not checked.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Caps {
-    pub requests_per_minute: Option<u64>,
-    pub tokens_per_minute: Option<u64>,
-    pub tokens_per_day: Option<u64>,
-    pub cost_per_day: Option<MicroUsd>,
-    pub cost_per_month: Option<MicroUsd>,
-    pub concurrent_requests: Option<u64>,
-}
+use crate::policy::limit_rules::{Caps, MicroUsd};
 
 /// Which cap refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

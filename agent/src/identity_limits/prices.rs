@@ -4,6 +4,8 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::Deserialize;
 
+use crate::policy::limit_rules::MicroUsd;
+
 /// The table Warden ships (OpenAI's list prices).
 const SHIPPED: &str = include_str!("prices.toml");
 
@@ -27,9 +29,6 @@ pub struct Price {
 struct PriceFile {
     models: BTreeMap<String, Price>,
 }
-
-/// Costs are kept in micro-dollars (integers), so budgets add up exactly.
-pub type MicroUsd = u64;
 
 #[derive(Clone, Debug)]
 pub struct PriceTable {

@@ -6,8 +6,21 @@ use super::{compile::Problems, locate::KeyPath};
 use crate::{
     config::Location,
     identity::selector::{Glob, IdentitySelector},
-    identity_limits::{ledger::Caps, prices::MicroUsd},
 };
+
+/// Costs are kept in micro-dollars (integers), so budgets add up exactly.
+pub type MicroUsd = u64;
+
+/// What a limit caps. Any absent cap is not checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caps {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+    pub cost_per_day: Option<MicroUsd>,
+    pub cost_per_month: Option<MicroUsd>,
+    pub concurrent_requests: Option<u64>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
