@@ -3,3 +3,4 @@
 pub mod estimate;
 pub mod ledger;
 pub mod prices;
+pub mod refusal;
