@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod openai;
 pub mod policy;
+pub mod private_file;
 pub mod proxy;
 pub mod revocation;
 pub mod supervisor;

@@ -5,9 +5,13 @@
 //! Windows are fixed and aligned to UTC (the minute, the day, the month), so a window's end is the
 //! moment to retry. Each key has its own lock: admission for one identity never waits on another.
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
+    io,
+    path::Path,
     sync::{Arc, Mutex},
 };
+
+use serde::{Deserialize, Serialize};
 
 use crate::policy::limit_rules::{Caps, MicroUsd};
 
@@ -126,7 +130,7 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 }
 
 /// What one key has used in its current windows.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub minute_start: i64,
     pub requests_this_minute: u64,
@@ -136,6 +140,8 @@ pub struct Usage {
     pub cost_today: MicroUsd,
     pub month_start: i64,
     pub cost_this_month: MicroUsd,
+    /// Requests under way; not persisted (they ended with the daemon that held them).
+    #[serde(skip)]
     pub in_flight: u64,
 }
 
@@ -218,6 +224,14 @@ impl Usage {
     }
 }
 
+const LEDGER_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct LedgerFile {
+    version: u32,
+    usage: BTreeMap<String, Usage>,
+}
+
 /// The usage of every key, each behind its own lock.
 #[derive(Default)]
 pub struct Ledger {
@@ -269,6 +283,50 @@ impl Ledger {
             estimate,
             windows,
             settled: false,
+        })
+    }
+
+    /// Every key's usage, so a restart does not renew a daily budget: the file is 0600 and
+    /// replaced atomically (call it on an interval and at shutdown).
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let keys: Vec<(String, Arc<Mutex<Usage>>)> = {
+            let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let file = LedgerFile {
+            version: LEDGER_VERSION,
+            usage: keys
+                .into_iter()
+                .map(|(key, usage)| {
+                    let usage = usage.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    (key, usage)
+                })
+                .collect(),
+        };
+        let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
+        crate::private_file::replace(path, &bytes)
+    }
+
+    /// The ledger `save` left at `path`; an absent file is an empty ledger.
+    pub fn load(path: &Path) -> io::Result<Ledger> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Ledger::default()),
+            Err(error) => return Err(error),
+        };
+        let file: LedgerFile = serde_json::from_str(&text)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+        if file.version != LEDGER_VERSION {
+            let message = format!("version {} is not {LEDGER_VERSION}", file.version);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+        }
+        let keys = file
+            .usage
+            .into_iter()
+            .map(|(key, usage)| (key, Arc::new(Mutex::new(usage))))
+            .collect();
+        Ok(Ledger {
+            keys: Mutex::new(keys),
         })
     }
 

@@ -134,3 +134,42 @@ fn a_budget_is_exact_under_64_concurrent_requests() {
     assert_eq!(admitted, 33);
     assert_eq!(ledger.usage("k", NOW).cost_today, 990);
 }
+
+#[test]
+fn a_daily_budget_survives_a_restart_but_not_the_day() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.json");
+    let caps = Caps {
+        tokens_per_day: Some(1000),
+        ..Caps::default()
+    };
+    let ledger = Ledger::default();
+    ledger
+        .reserve("k", &caps, tokens(900), NOW)
+        .unwrap()
+        .settle(tokens(900));
+    let _in_flight = ledger.reserve("k", &caps, tokens(50), NOW).unwrap();
+    ledger.save(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let restarted = Ledger::load(&path).unwrap();
+    let usage = restarted.usage("k", NOW);
+    assert_eq!((usage.tokens_today, usage.in_flight), (950, 0));
+    let refused = restarted
+        .reserve("k", &caps, tokens(100), NOW)
+        .err()
+        .unwrap();
+    assert_eq!(refused.dimension, Dimension::TokensPerDay);
+    // Tomorrow renews it; an absent file is an empty ledger.
+    let tomorrow = Windows::at(NOW).day_end();
+    assert!(restarted.reserve("k", &caps, tokens(100), tomorrow).is_ok());
+    assert!(Ledger::load(&dir.path().join("none.json"))
+        .unwrap()
+        .keys
+        .lock()
+        .unwrap()
+        .is_empty());
+}
