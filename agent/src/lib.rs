@@ -22,5 +22,6 @@ pub mod policy;
 pub mod private_file;
 pub mod proxy;
 pub mod revocation;
+pub mod sinks;
 pub mod supervisor;
 pub mod tls;

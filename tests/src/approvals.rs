@@ -189,12 +189,7 @@ impl ApprovalAgent {
 
     /// Waits for the held client to finish; its printed result.
     pub fn finish(&self, running: RunningClient) -> SdkCall {
-        let out = running.wait();
-        out.assert_success();
-        SdkCall {
-            printed: out.last_line_json(),
-            out,
-        }
+        SdkCall::parse(running.wait())
     }
 
     /// The state of approval `id` in `list --all`.

@@ -189,12 +189,7 @@ impl ConsoleAgent {
 
     /// Waits for the held client to finish; its printed result.
     pub fn finish(&self, running: RunningClient) -> SdkCall {
-        let out = running.wait();
-        out.assert_success();
-        SdkCall {
-            printed: out.last_line_json(),
-            out,
-        }
+        SdkCall::parse(running.wait())
     }
 
     /// The first pending approval, as the API lists it to `token`'s holder.
@@ -206,6 +201,16 @@ impl ConsoleAgent {
                 .as_array()
                 .and_then(|list| list.first().cloned())
         })
+    }
+
+    /// The first governance event of `kind` in the chain.
+    pub fn governance_event(&self, kind: &str) -> Value {
+        let events = self.governance();
+        events
+            .iter()
+            .find(|e| e["type"] == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} record in {events:#?}"))
     }
 
     /// Every governance record's event in the chain, oldest first.
@@ -223,4 +228,16 @@ impl ConsoleAgent {
             })
             .collect()
     }
+}
+
+/// Asserts that `record` (a governance event, or a revocation listed by the API) was done by the
+/// provider's `subject`: its `by.oidc` names the subject and the email the fake provider gives it.
+pub fn assert_done_by(record: &Value, subject: &str) {
+    let person = &record["by"]["oidc"];
+    assert_eq!(person["subject"], subject, "{record:#}");
+    assert_eq!(
+        person["email"],
+        format!("{subject}@example.test"),
+        "{record:#}"
+    );
 }

@@ -250,7 +250,8 @@ pub struct SdkCall {
 }
 
 impl SdkCall {
-    fn parse(out: ClientOutput) -> Self {
+    /// The printed result of an SDK call that must have succeeded.
+    pub fn parse(out: ClientOutput) -> Self {
         out.assert_success();
         let printed = out.last_line_json();
         Self { printed, out }

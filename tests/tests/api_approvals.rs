@@ -5,7 +5,7 @@
 //! self-approval), and so is one outside the group.
 
 use serde_json::json;
-use warden_tests::console::{people, ConsoleAgent, RULE};
+use warden_tests::console::{assert_done_by, people, ConsoleAgent, RULE};
 
 #[test]
 fn an_oidc_approver_approves_a_held_sdk_call_and_it_completes() {
@@ -56,21 +56,9 @@ fn an_oidc_approver_approves_a_held_sdk_call_and_it_completes() {
     let call = console.finish(running);
     assert!(call.printed["content"].is_string(), "{:#}", call.printed);
 
-    let decided = console
-        .governance()
-        .into_iter()
-        .find(|e| e["type"] == "approval_decided")
-        .expect("an approval_decided record");
+    let decided = console.governance_event("approval_decided");
     assert_eq!(decided["decision"], "approve", "{decided:#}");
-    assert_eq!(
-        decided["by"]["oidc"]["subject"],
-        people::ANN_APPROVER,
-        "{decided:#}"
-    );
-    assert_eq!(
-        decided["by"]["oidc"]["email"], "ann@example.test",
-        "{decided:#}"
-    );
+    assert_done_by(&decided, people::ANN_APPROVER);
     assert_eq!(decided["reason"], "looked fine");
     warden_tests::audit::assert_verifies(&console.agent.fx.daemon);
 

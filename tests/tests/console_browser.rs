@@ -10,7 +10,7 @@ use std::{net::Ipv4Addr, time::Duration};
 use serde_json::{json, Value};
 use warden_tests::{
     browser::{Browser, BrowserOptions},
-    console::{people, ConsoleAgent},
+    console::{assert_done_by, people, ConsoleAgent},
     env::require_browser,
     wait,
 };
@@ -163,24 +163,9 @@ fn an_approver_signs_in_approves_a_held_call_live_and_the_call_completes() {
     });
     browser.screenshot("08-audit");
 
-    let events = console.governance();
-    let signed_in = events
-        .iter()
-        .find(|e| e["type"] == "signed_in")
-        .expect("a signed_in record");
-    assert_eq!(
-        signed_in["by"]["oidc"]["email"], "ann@example.test",
-        "{signed_in:#}"
-    );
-    let decided = events
-        .iter()
-        .find(|e| e["type"] == "approval_decided")
-        .expect("a decision");
-    assert_eq!(
-        decided["by"]["oidc"]["subject"],
-        people::ANN_APPROVER,
-        "{decided:#}"
-    );
+    assert_done_by(&console.governance_event("signed_in"), people::ANN_APPROVER);
+    let decided = console.governance_event("approval_decided");
+    assert_done_by(&decided, people::ANN_APPROVER);
     assert_eq!(decided["reason"], "checked in the console", "{decided:#}");
 }
 

@@ -144,13 +144,12 @@ pub fn start(
     Ok(())
 }
 
-/// `https://host:port` of a URL (what a browser sends as Origin).
+/// `https://host:port` of a URL (what a browser sends as Origin); the default port is left out,
+/// as browsers leave it out.
 fn origin_of(url: &str) -> String {
-    let scheme_end = url.find("://").map(|i| i + 3).unwrap_or(0);
-    match url[scheme_end..].find('/') {
-        Some(path) => url[..scheme_end + path].to_string(),
-        None => url.to_string(),
-    }
+    openidconnect::url::Url::parse(url)
+        .map(|url| url.origin().ascii_serialization())
+        .unwrap_or_else(|_| url.to_string())
 }
 
 #[cfg(test)]
@@ -164,6 +163,10 @@ mod tests {
         assert_eq!(
             super::origin_of("https://localhost:9443"),
             "https://localhost:9443"
+        );
+        assert_eq!(
+            super::origin_of("https://w.example:443/"),
+            "https://w.example"
         );
     }
 }

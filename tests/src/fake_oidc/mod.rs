@@ -243,10 +243,7 @@ impl FakeIdp {
     pub fn alg_none_token(&self, spec: &TokenSpec) -> String {
         let inner = self.state.lock();
         let claims = self.claims_locked(&inner, spec);
-        let kid = spec
-            .kid
-            .clone()
-            .unwrap_or_else(|| inner.keys.current(Alg::RS256).kid.clone());
+        let kid = spec_kid(&inner, spec);
         tokens::unsigned(&claims, Some(&kid))
     }
 
@@ -271,10 +268,7 @@ impl FakeIdp {
     fn hs256_signed_with(&self, spec: &TokenSpec, secret: &[u8]) -> String {
         let inner = self.state.lock();
         let claims = self.claims_locked(&inner, spec);
-        let kid = spec
-            .kid
-            .clone()
-            .unwrap_or_else(|| inner.keys.current(Alg::RS256).kid.clone());
+        let kid = spec_kid(&inner, spec);
         tokens::hs256(&claims, &kid, secret)
     }
 
@@ -294,3 +288,10 @@ impl FakeIdp {
 
 #[cfg(test)]
 mod tests;
+
+/// The kid a forged token names: the spec's, else the current RSA key's.
+fn spec_kid(inner: &Inner, spec: &TokenSpec) -> String {
+    spec.kid
+        .clone()
+        .unwrap_or_else(|| inner.keys.current(Alg::RS256).kid.clone())
+}

@@ -7,7 +7,8 @@ use http::{header, request::Parts, HeaderValue, Method, Response, StatusCode};
 use serde::Deserialize;
 use tokio::sync::broadcast::{error::RecvError, Receiver};
 
-use super::{blocking, body_as, query};
+use super::{blocking, body_as};
+use crate::api::login::query_pairs;
 use crate::{
     api::{
         auth::Caller,
@@ -43,7 +44,9 @@ pub async fn answer(
     let peer = caller.principal.peer();
     match (&parts.method, rest) {
         (&Method::GET, [] | [""]) => {
-            let all = query(parts).iter().any(|(k, v)| k == "all" && v == "true");
+            let all = query_pairs(parts)
+                .iter()
+                .any(|(k, v)| k == "all" && v == "true");
             let list = match all {
                 false => approvals.pending_for(&peer),
                 true => blocking(move || Ok(approvals.all_for(&peer)?)).await?,

@@ -132,8 +132,3 @@ pub fn body_as<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
     serde_json::from_slice(body)
         .map_err(|error| Problem::bad_request(format!("request body: {error}")))
 }
-
-/// The query's pairs, percent-decoded.
-pub fn query(parts: &Parts) -> Vec<(String, String)> {
-    super::login::query_pairs(parts)
-}

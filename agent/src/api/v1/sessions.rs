@@ -2,7 +2,8 @@
 //! queries and the CLI's replay timeline, answered as JSON.
 use http::{request::Parts, StatusCode};
 
-use super::{blocking, query, BlockingError};
+use super::{blocking, BlockingError};
+use crate::api::login::query_pairs;
 use crate::{
     api::{
         problem::Problem,
@@ -76,7 +77,7 @@ fn filter(parts: &Parts, default_limit: Option<usize>) -> Result<ExchangeFilter,
         limit: default_limit,
         ..ExchangeFilter::default()
     };
-    for (key, value) in query(parts) {
+    for (key, value) in query_pairs(parts) {
         if value.is_empty() {
             continue;
         }

@@ -1,0 +1,9 @@
+//! Shipping the audit records off the host: each `[[sink]]` reads the store from its own cursor.
+//!
+//! A sink never touches the request path. It reads committed records in `seq` order, turns them
+//! into `SinkEvent`s (event.rs), hands batches to its transport (one file per kind), and persists
+//! its cursor only after the receiver acknowledged the batch: delivery is at-least-once, and
+//! `seq` is the id a receiver deduplicates on.
+pub mod event;
+
+pub use event::{DeliveryError, EventClass, SinkEvent, Transport};
