@@ -74,15 +74,15 @@ impl Windows {
         }
     }
 
-    fn minute_end(self) -> i64 {
+    pub fn minute_end(self) -> i64 {
         self.minute + MINUTE_US
     }
 
-    fn day_end(self) -> i64 {
+    pub fn day_end(self) -> i64 {
         self.day + DAY_US
     }
 
-    fn month_end(self) -> i64 {
+    pub fn month_end(self) -> i64 {
         next_month_start(self.month)
     }
 }
@@ -244,7 +244,16 @@ pub struct Reservation {
     usage: Arc<Mutex<Usage>>,
     estimate: Estimate,
     windows: Windows,
+    minute_used: MinuteUsed,
     settled: bool,
+}
+
+/// A key's per-minute counts right after a reservation, with when the minute turns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinuteUsed {
+    pub requests: u64,
+    pub tokens: u64,
+    pub resets_at_us: i64,
 }
 
 impl Ledger {
@@ -265,7 +274,7 @@ impl Ledger {
     ) -> Result<Reservation, Exceeded> {
         let usage = self.entry(key);
         let windows = Windows::at(now_us);
-        {
+        let minute_used = {
             let mut used = usage.lock().unwrap_or_else(|p| p.into_inner());
             used.roll(windows);
             if let Some(exceeded) = used.over(caps, estimate, windows) {
@@ -277,11 +286,17 @@ impl Ledger {
             used.tokens_today += estimate.tokens;
             used.cost_today += estimate.cost;
             used.cost_this_month += estimate.cost;
-        }
+            MinuteUsed {
+                requests: used.requests_this_minute,
+                tokens: used.tokens_this_minute,
+                resets_at_us: windows.minute_end(),
+            }
+        };
         Ok(Reservation {
             usage,
             estimate,
             windows,
+            minute_used,
             settled: false,
         })
     }
@@ -330,6 +345,25 @@ impl Ledger {
         })
     }
 
+    /// Every key's usage at `now_us` (windows that have turned read as empty), sorted by key.
+    pub fn entries(&self, now_us: i64) -> Vec<(String, Usage)> {
+        let keys: Vec<(String, Arc<Mutex<Usage>>)> = {
+            let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let windows = Windows::at(now_us);
+        let mut entries: Vec<(String, Usage)> = keys
+            .into_iter()
+            .map(|(key, usage)| {
+                let mut usage = usage.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                usage.roll(windows);
+                (key, usage)
+            })
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries
+    }
+
     /// A copy of what `key` has used (for `warden limits` and persistence).
     pub fn usage(&self, key: &str, now_us: i64) -> Usage {
         let usage = self.entry(key);
@@ -340,10 +374,32 @@ impl Ledger {
 }
 
 impl Reservation {
+    pub fn minute_used(&self) -> MinuteUsed {
+        self.minute_used
+    }
+
     /// Replaces the estimate by what the call used, in the windows it was reserved in (a window
     /// that has turned since keeps nothing of it).
     pub fn settle(mut self, actual: Estimate) {
         self.release(Some(actual));
+    }
+
+    /// Takes the request back as if it had never been admitted (another limit refused it).
+    pub fn cancel(mut self) {
+        self.settled = true;
+        let mut used = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        used.in_flight = used.in_flight.saturating_sub(1);
+        if used.minute_start == self.windows.minute {
+            used.requests_this_minute = used.requests_this_minute.saturating_sub(1);
+            used.tokens_this_minute = used.tokens_this_minute.saturating_sub(self.estimate.tokens);
+        }
+        if used.day_start == self.windows.day {
+            used.tokens_today = used.tokens_today.saturating_sub(self.estimate.tokens);
+            used.cost_today = used.cost_today.saturating_sub(self.estimate.cost);
+        }
+        if used.month_start == self.windows.month {
+            used.cost_this_month = used.cost_this_month.saturating_sub(self.estimate.cost);
+        }
     }
 
     fn release(&mut self, actual: Option<Estimate>) {

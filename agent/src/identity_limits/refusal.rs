@@ -3,7 +3,10 @@
 //! and retry by themselves); a spent budget is a 429 `insufficient_quota` that must not be retried.
 use http::StatusCode;
 
-use super::ledger::{Dimension, Exceeded};
+use super::{
+    admission::Refused,
+    ledger::{Dimension, Exceeded},
+};
 use crate::openai::error::ApiError;
 
 impl Dimension {
@@ -25,6 +28,23 @@ impl Dimension {
             Dimension::TokensPerMinute => "tokens",
             _ => "requests",
         }
+    }
+}
+
+/// What the agent gets for a request a limit refused, at `now_us`.
+pub fn of(refused: &Refused, now_us: i64) -> ApiError {
+    match refused {
+        Refused::Over { limit, exceeded } => refusal(limit, exceeded, now_us),
+        // Fail closed: a cost budget cannot be kept for a model Warden cannot price.
+        Refused::Unpriced { limit, model } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "insufficient_quota",
+            format!(
+                "Warden limit {limit:?} has a cost budget, and Warden has no price for model {model:?}; add it to the price table ([policy] prices_file)."
+            ),
+        )
+        .with_code("insufficient_quota")
+        .with_should_retry(false),
     }
 }
 

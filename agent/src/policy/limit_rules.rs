@@ -12,7 +12,7 @@ use crate::{
 pub type MicroUsd = u64;
 
 /// What a limit caps. Any absent cap is not checked.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Caps {
     pub requests_per_minute: Option<u64>,
     pub tokens_per_minute: Option<u64>,
@@ -56,6 +56,9 @@ pub(super) fn compile_limit(
     let before = problems.len();
     if raw.name.trim().is_empty() {
         problems.push((at.key("name"), "must not be empty".into()));
+    }
+    if raw.name.chars().any(char::is_control) {
+        problems.push((at.key("name"), "must not hold control characters".into()));
     }
     if raw.identity.is_empty() {
         let reason = "a limit needs at least one identity selector (\"*\" is not one: name them)";

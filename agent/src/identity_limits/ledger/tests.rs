@@ -115,7 +115,7 @@ fn a_budget_is_exact_under_64_concurrent_requests() {
     };
     let admitted: usize = (0..64)
         .map(|_| {
-            let (ledger, caps) = (ledger.clone(), caps.clone());
+            let ledger = ledger.clone();
             thread::spawn(move || {
                 (0..4)
                     .filter(|_| match ledger.reserve("k", &caps, estimate, NOW) {
