@@ -67,7 +67,10 @@ fn bench_limits(c: &mut Criterion) {
     };
     let now = warden::ids::now_us();
     let admitted = limits.admit(&rules, &identity, ask, || 120, now);
-    assert!(matches!(admitted, Ok(Some(_))), "the bench identity is covered");
+    assert!(
+        matches!(admitted, Ok(Some(_))),
+        "the bench identity is covered"
+    );
 
     let mut group = c.benchmark_group("limits");
     group.bench_function("admit_and_settle_10_limits_2_covering", |b| {

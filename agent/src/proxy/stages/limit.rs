@@ -20,8 +20,9 @@ pub async fn limit(
     mut decided: Decided,
 ) -> Result<Decided, Refusal> {
     let rules = &decided.policy.policy.limits;
-    // A request refused already is refused for that reason, and charges no limit.
-    if rules.is_empty() || decided.refusal.is_some() {
+    // A request refused already (or whose body cannot go) is refused for that reason, and
+    // charges no limit.
+    if rules.is_empty() || decided.refusal.is_some() || decided.body.is_err() {
         return Ok(decided);
     }
     let endpoint = decided.endpoint;
@@ -73,9 +74,6 @@ fn ask_for_usage(log: &mut ExchangeLog, decided: &mut Decided) {
     else {
         return;
     };
-    if decided.body.is_err() {
-        return;
-    }
     let body = bytes::Bytes::from(body);
     log.summary.set_request_bytes(body.len() as u64);
     decided.parts.headers.remove(header::CONTENT_LENGTH);
