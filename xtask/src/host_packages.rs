@@ -114,7 +114,11 @@ const REQUIREMENTS: &[Requirement] = &[
     // rsyslog-openssl brings its TLS driver (lmnsd_ossl) for the RFC 5425 test.
     Requirement {
         what: "rsyslogd",
-        probe: &["sh", "-c", "rsyslogd -v && ls /usr/lib/*/rsyslog/lmnsd_ossl.so"],
+        probe: &[
+            "sh",
+            "-c",
+            "rsyslogd -v && ls /usr/lib/*/rsyslog/lmnsd_ossl.so",
+        ],
         packages: &["rsyslog", "rsyslog-openssl"],
     },
 ];

@@ -5,5 +5,11 @@
 //! its cursor only after the receiver acknowledged the batch: delivery is at-least-once, and
 //! `seq` is the id a receiver deduplicates on.
 pub mod event;
+pub mod host_name;
+pub mod syslog;
+pub mod syslog_config;
+pub mod syslog_format;
+#[cfg(test)]
+mod test_events;
 
 pub use event::{DeliveryError, EventClass, SinkEvent, Transport};
