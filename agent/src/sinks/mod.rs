@@ -6,6 +6,13 @@
 //! `seq` is the id a receiver deduplicates on.
 pub mod event;
 pub mod host_name;
+pub mod otlp;
+mod otlp_client;
+pub mod otlp_config;
+mod otlp_logs;
+mod otlp_traces;
+mod otlp_values;
+pub mod severity;
 pub mod syslog;
 pub mod syslog_config;
 pub mod syslog_format;

@@ -1,33 +1,12 @@
 //! RFC 5424 messages for sink events, and their framing: octet counting for streams, a cut for datagrams.
-use super::SinkEvent;
+use super::{
+    severity::{outcome, severity},
+    SinkEvent,
+};
 use crate::audit::format_timestamp_us;
 
 /// Warden's structured-data ID (`name@private enterprise number`, RFC 5424 §7.2.2).
 pub const SD_ID: &str = "warden@32473";
-
-/// RFC 5424 severities Warden uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Severity {
-    Warning = 4,
-    Notice = 5,
-    Informational = 6,
-}
-
-/// Alerts are warnings, refusals notices, everything else informational.
-pub fn severity(event: &SinkEvent) -> Severity {
-    if event.class == super::EventClass::Alerts {
-        return Severity::Warning;
-    }
-    let refused = matches!(
-        outcome(event),
-        Some("denied" | "approval_denied" | "revoked")
-    ) || event.record.get("disposition").and_then(|d| d.as_str()) == Some("rejected");
-    if refused {
-        Severity::Notice
-    } else {
-        Severity::Informational
-    }
-}
 
 /// What the header needs besides the event: fixed for the life of a sink.
 #[derive(Clone, Debug)]
@@ -130,14 +109,6 @@ fn model(event: &SinkEvent) -> Option<&str> {
         .as_ref()
         .and_then(|e| e.model.as_deref())
         .or_else(|| event.record.get("model")?.as_str())
-}
-
-fn outcome(event: &SinkEvent) -> Option<&str> {
-    event
-        .exchange
-        .as_ref()
-        .map(|e| e.outcome.as_str())
-        .or_else(|| event.record.get("outcome")?.as_str())
 }
 
 /// RFC 6587 §3.4.1 / RFC 5425 §4.3: `MSG-LEN SP SYSLOG-MSG`, the length in bytes.

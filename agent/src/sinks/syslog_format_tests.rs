@@ -1,4 +1,5 @@
 use super::*;
+use crate::sinks::severity::Severity;
 use crate::sinks::{test_events, EventClass};
 
 fn header() -> Header {
