@@ -24,6 +24,7 @@ pub enum OtlpSignal {
 
 /// `[[sink]] kind = "otlp"`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OtlpSinkConfig {
     /// `http://` or `https://` base URL of an OTLP/HTTP receiver.
     pub endpoint: String,

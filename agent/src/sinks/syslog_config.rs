@@ -41,6 +41,7 @@ impl SyslogTransportKind {
 
 /// `[[sink]] kind = "syslog"`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SyslogSinkConfig {
     pub transport: SyslogTransportKind,
     /// `host:port` for udp, tcp and tls (the host is the TLS server name); a path for unix.
