@@ -6,9 +6,10 @@ use std::time::Duration;
 use serde_json::json;
 use warden::{
     audit::ExchangeSummary,
+    config::{sink_otlp::OtlpSinkConfig, sink_syslog::SyslogSinkConfig},
     sinks::{
-        otlp::OtlpTransport, otlp_config::OtlpSinkConfig, syslog::SyslogTransport,
-        syslog_config::SyslogSinkConfig, DeliveryError, EventClass, SinkEvent, Transport,
+        otlp::OtlpTransport, syslog::SyslogTransport, DeliveryError, EventClass, SinkEvent,
+        Transport,
     },
 };
 use warden_tests::{

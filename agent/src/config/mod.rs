@@ -54,6 +54,8 @@ mod limits;
 pub(crate) mod locate;
 pub mod ports;
 mod proxy;
+pub mod sink_otlp;
+pub mod sink_syslog;
 mod validate;
 
 #[cfg(test)]

@@ -8,13 +8,11 @@ pub mod event;
 pub mod host_name;
 pub mod otlp;
 mod otlp_client;
-pub mod otlp_config;
 mod otlp_logs;
 mod otlp_traces;
 mod otlp_values;
 pub mod severity;
 pub mod syslog;
-pub mod syslog_config;
 pub mod syslog_format;
 #[cfg(test)]
 mod test_events;

@@ -16,13 +16,13 @@ use opentelemetry_proto::tonic::{
 use prost::Message;
 
 use super::{
-    event::DeliveryFuture,
-    host_name::host_name,
-    otlp_client::OtlpClient,
-    otlp_config::{OtlpSignal, OtlpSinkConfig},
-    otlp_logs, otlp_traces, otlp_values, DeliveryError, SinkEvent, Transport,
+    event::DeliveryFuture, host_name::host_name, otlp_client::OtlpClient, otlp_logs, otlp_traces,
+    otlp_values, DeliveryError, SinkEvent, Transport,
 };
-use crate::tls;
+use crate::{
+    config::sink_otlp::{OtlpSignal, OtlpSinkConfig},
+    tls,
+};
 
 /// Request hosts remembered for the spans of exchanges whose response comes in a later batch.
 const REMEMBERED_HOSTS: usize = 4096;
@@ -54,12 +54,6 @@ impl OtlpTransport {
             .endpoint
             .parse()
             .map_err(|e: http::uri::InvalidUri| invalid(("endpoint", e.to_string())))?;
-        if endpoint.scheme_str() == Some("http") && !is_loopback(endpoint.host()) {
-            tracing::warn!(
-                endpoint = config.endpoint,
-                "the otlp sink sends records in clear text to a host that is not this one; use https"
-            );
-        }
         let url = |path: &str| -> Result<Uri, OtlpError> {
             let base = config.endpoint.trim_end_matches('/');
             format!("{base}{path}")
@@ -193,15 +187,6 @@ fn host_header(url: &Uri) -> String {
         (Some(host), None) => host.to_owned(),
         _ => String::new(),
     }
-}
-
-fn is_loopback(host: Option<&str>) -> bool {
-    let Some(host) = host else { return false };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Exchange id → the host its request named, from request events, for `server.address`.

@@ -17,11 +17,13 @@ use tokio_rustls::{client::TlsStream, TlsConnector};
 use super::{
     event::DeliveryFuture,
     host_name::host_name,
-    syslog_config::{split_host_port, SyslogSinkConfig, SyslogTransportKind},
     syslog_format::{self, Header},
     DeliveryError, SinkEvent, Transport,
 };
-use crate::tls;
+use crate::{
+    config::sink_syslog::{split_host_port, SyslogSinkConfig, SyslogTransportKind},
+    tls,
+};
 
 /// Connecting (TCP, and the TLS handshake) must finish within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,6 +59,19 @@ impl SyslogTransport {
         config
             .validate()
             .map_err(|(key, reason)| SyslogError::Invalid { key, reason })?;
+        let clear_text = matches!(
+            config.transport,
+            SyslogTransportKind::Udp | SyslogTransportKind::Tcp
+        );
+        if clear_text
+            && !split_host_port(&config.address).is_some_and(|(host, _)| is_loopback(host))
+        {
+            tracing::warn!(
+                address = config.address,
+                transport = config.transport.as_str(),
+                "the syslog sink sends records in clear text to a host that is not this one; use transport = \"tls\""
+            );
+        }
         let tls = match config.transport {
             SyslogTransportKind::Tls => {
                 let upstream = tls::upstream_client_config(config.ca_file.as_deref())?;
@@ -241,6 +256,13 @@ async fn readable_now<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
         Ok(Ok(0) | Err(_)) => true,
         Ok(Ok(_unexpected)) => true,
     }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn host_port(address: &str) -> std::io::Result<(&str, u16)> {

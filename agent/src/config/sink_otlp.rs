@@ -80,6 +80,19 @@ impl OtlpSinkConfig {
                 ),
             ));
         }
+        // Records must not cross a network in clear text: http:// only to this host.
+        let clear_off_host = uri.as_ref().is_some_and(|uri| {
+            uri.scheme_str() == Some("http") && !is_loopback_host(uri.host().unwrap_or_default())
+        });
+        if clear_off_host {
+            return Err((
+                "endpoint",
+                format!(
+                    "{:?}: http:// is only for a receiver on this host (127.0.0.0/8, ::1, localhost); use https://",
+                    self.endpoint
+                ),
+            ));
+        }
         for (name, value) in &self.headers {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(("headers", format!("{name:?} is not a header name")));
@@ -112,6 +125,14 @@ impl OtlpSinkConfig {
     }
 }
 
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +144,14 @@ mod tests {
     #[test]
     fn defaults_send_logs_and_traces_as_warden() {
         let parsed = config("endpoint = \"http://127.0.0.1:4318\"");
+        assert_eq!(
+            config("endpoint = \"https://otel.example\"").validate(),
+            Ok(())
+        );
+        assert_eq!(
+            config("endpoint = \"http://[::1]:4318\"").validate(),
+            Ok(())
+        );
         assert!(parsed.sends(OtlpSignal::Logs) && parsed.sends(OtlpSignal::Traces));
         assert_eq!(parsed.service_name, "warden");
         assert_eq!(parsed.validate(), Ok(()));
@@ -133,17 +162,18 @@ mod tests {
         let cases = [
             ("endpoint = \"ftp://x\"", "endpoint"),
             ("endpoint = \"http://x:4318/?a=b\"", "endpoint"),
-            ("endpoint = \"http://x\"\nsignals = []", "signals"),
+            ("endpoint = \"http://collector.example:4318\"", "endpoint"),
+            ("endpoint = \"http://127.0.0.1\"\nsignals = []", "signals"),
             (
-                "endpoint = \"http://x\"\nheaders = { \"bad name\" = \"v\" }",
+                "endpoint = \"http://127.0.0.1\"\nheaders = { \"bad name\" = \"v\" }",
                 "headers",
             ),
             (
-                "endpoint = \"http://x\"\nheaders = { authorization = \"sekrit\\n\" }",
+                "endpoint = \"http://127.0.0.1\"\nheaders = { authorization = \"sekrit\\n\" }",
                 "headers",
             ),
             (
-                "endpoint = \"http://x\"\nheaders = { content-type = \"x\" }",
+                "endpoint = \"http://127.0.0.1\"\nheaders = { content-type = \"x\" }",
                 "headers",
             ),
         ];
@@ -153,12 +183,12 @@ mod tests {
             assert!(!reason.contains("sekrit"), "{reason}");
         }
         assert!(toml::from_str::<OtlpSinkConfig>(
-            "endpoint = \"http://x\"\nsignals = [\"metrics\"]"
+            "endpoint = \"http://127.0.0.1\"\nsignals = [\"metrics\"]"
         )
         .is_err());
         let shown = format!(
             "{:?}",
-            config("endpoint = \"http://x\"\nheaders = { authorization = \"sekrit\" }")
+            config("endpoint = \"http://127.0.0.1\"\nheaders = { authorization = \"sekrit\" }")
         );
         assert!(
             shown.contains("authorization") && !shown.contains("sekrit"),
