@@ -4,6 +4,7 @@ pub mod audit;
 pub mod ca;
 pub mod exec;
 pub mod install;
+pub mod limits;
 pub mod policy;
 pub mod revoke;
 pub mod run;
@@ -66,6 +67,9 @@ pub enum Command {
     Revoke(revoke::RevokeArgs),
     /// Lift a revocation made with `warden revoke` (root).
     Restore(revoke::RestoreArgs),
+    /// Usage against each `[[limit]]` now: per limit and identity, every cap with what is used
+    /// of it and when its window turns (root).
+    Limits(limits::LimitsArgs),
 }
 
 impl Cli {

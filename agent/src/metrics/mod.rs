@@ -6,6 +6,7 @@
 //! prompt text.
 pub mod api;
 pub mod approvals;
+pub mod budgets;
 pub mod credentials;
 pub mod labels;
 pub mod limits;
@@ -149,6 +150,7 @@ pub struct Metrics {
     rules: BoundedValues,
     recognizers: BoundedValues,
     pub approvals: approvals::ApprovalMetrics,
+    pub budgets: budgets::BudgetMetrics,
     pub api: api::ApiMetrics,
     pub credentials: credentials::CredentialMetrics,
     pub limits: limits::LimitMetrics,
@@ -225,6 +227,7 @@ impl Metrics {
         );
         registry.register_collector(Box::new(live));
         let approvals = approvals::ApprovalMetrics::register(&mut registry);
+        let budgets = budgets::BudgetMetrics::register(&mut registry);
         let api = api::ApiMetrics::register(&mut registry);
         let credentials = credentials::CredentialMetrics::register(&mut registry);
         let limits = limits::LimitMetrics::register(&mut registry);
@@ -245,6 +248,7 @@ impl Metrics {
             rules: BoundedValues::new(POLICY_NAME_LIMIT),
             recognizers: BoundedValues::new(POLICY_NAME_LIMIT),
             approvals,
+            budgets,
             api,
             credentials,
             limits,
