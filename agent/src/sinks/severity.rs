@@ -28,14 +28,15 @@ impl Severity {
     }
 }
 
-/// Alerts are warnings; denials, revocations and rejected connections notices; the rest info.
+/// Alerts are warnings; denials, revocations, limit refusals and rejected connections notices;
+/// the rest info.
 pub fn severity(event: &SinkEvent) -> Severity {
     if event.class == EventClass::Alerts {
         return Severity::Warning;
     }
     let refused = matches!(
         outcome(event),
-        Some("denied" | "approval_denied" | "revoked")
+        Some("denied" | "approval_denied" | "revoked" | "limited")
     ) || event.record.get("disposition").and_then(|d| d.as_str()) == Some("rejected");
     if refused {
         Severity::Notice
