@@ -1,6 +1,6 @@
 //! Installs missing Debian packages the tests rely on (curl, python3-venv, iproute2, util-linux,
 //! sqlite3, bpftool, prometheus for promtool, systemd, nodejs and npm, golang, systemd-container,
-//! chromium and chromium-driver) with apt-get.
+//! chromium and chromium-driver, rsyslog) with apt-get.
 
 use std::process::Command;
 
@@ -109,6 +109,17 @@ const REQUIREMENTS: &[Requirement] = &[
         what: "chromedriver",
         probe: &["chromedriver", "--version"],
         packages: &["chromium-driver"],
+    },
+    // The syslog sink tests run their own rsyslogd (never the machine's service) as the receiver;
+    // rsyslog-openssl brings its TLS driver (lmnsd_ossl) for the RFC 5425 test.
+    Requirement {
+        what: "rsyslogd",
+        probe: &[
+            "sh",
+            "-c",
+            "rsyslogd -v && ls /usr/lib/*/rsyslog/lmnsd_ossl.so",
+        ],
+        packages: &["rsyslog", "rsyslog-openssl"],
     },
 ];
 

@@ -59,6 +59,8 @@ pub(crate) mod locate;
 mod policy;
 pub mod ports;
 mod proxy;
+pub mod sink_otlp;
+pub mod sink_syslog;
 pub mod sinks;
 mod validate;
 

@@ -3,7 +3,7 @@
 //! ```toml
 //! [[sink]]
 //! name = "siem"                        # unique; names the cursor file, logs and metric labels
-//! kind = "webhook"                     # file | webhook | splunk_hec (syslog, otlp: their files)
+//! kind = "webhook"                     # file | webhook | splunk_hec | syslog | otlp
 //! events = ["exchanges", "alerts"]     # default: every class but connections
 //! include_bodies = false               # masked bodies and stream events; default false
 //! batch_max = 500                      # records per delivery at most
@@ -93,6 +93,8 @@ pub enum SinkKindConfig {
     File(FileSinkConfig),
     Webhook(WebhookSinkConfig),
     SplunkHec(SplunkHecSinkConfig),
+    Syslog(super::sink_syslog::SyslogSinkConfig),
+    Otlp(super::sink_otlp::OtlpSinkConfig),
 }
 
 /// `kind = "file"`: JSON lines, fsynced before the cursor moves, rotated by size.
@@ -310,7 +312,12 @@ fn validate_kind(kind: &SinkKindConfig, at: &KeyPath) -> Result<(), (KeyPath, St
         }
         check_timeout(hec.timeout_secs, at)?;
     }
-    Ok(())
+    let own_rules = match kind {
+        SinkKindConfig::Syslog(syslog) => syslog.validate(),
+        SinkKindConfig::Otlp(otlp) => otlp.validate(),
+        _ => Ok(()),
+    };
+    own_rules.map_err(|(key, reason)| (at.key(key), reason))
 }
 
 fn check_timeout(secs: u64, at: &KeyPath) -> Result<(), (KeyPath, String)> {

@@ -10,9 +10,20 @@ mod classify;
 pub mod cursor;
 pub mod event;
 pub mod file;
+pub mod host_name;
+pub mod otlp;
+mod otlp_client;
+mod otlp_logs;
+mod otlp_traces;
+mod otlp_values;
 mod runner;
+pub mod severity;
 pub mod source;
 pub mod splunk_hec;
+pub mod syslog;
+pub mod syslog_format;
+#[cfg(test)]
+mod test_events;
 pub mod webhook;
 
 use std::{path::Path, sync::Arc, time::Duration};
@@ -53,6 +64,12 @@ pub fn transport_for(sink: &SinkConfig) -> Result<Box<dyn Transport>, SinkError>
         }
         SinkKindConfig::SplunkHec(config) => {
             Box::new(splunk_hec::SplunkHecTransport::new(config, &sink.common.name).map_err(setup)?)
+        }
+        SinkKindConfig::Syslog(config) => {
+            Box::new(syslog::SyslogTransport::new(config).map_err(|e| setup(e.to_string()))?)
+        }
+        SinkKindConfig::Otlp(config) => {
+            Box::new(otlp::OtlpTransport::new(config).map_err(|e| setup(e.to_string()))?)
         }
     })
 }
