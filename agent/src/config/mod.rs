@@ -42,10 +42,13 @@
 //! listen = "127.0.0.1:9443"
 //! [limits]                                    # timeouts, connection caps, body memory (limits.rs)
 //! max_connections_per_cgroup = 4096
+//! [anomaly]                                   # per-identity baselines and detectors (anomaly.rs)
+//! baseline_days = 14
 //! ```
 //!
 //! This module holds the typed model and loading; `locate` maps key paths to source lines for
 //! error messages and `validate` holds the rules a parsed config must satisfy.
+pub mod anomaly;
 pub mod api;
 mod approvals;
 pub mod credentials;
@@ -102,6 +105,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[identity]`: verification of the identities workloads assert (`identity.rs`).
     pub identity: IdentityConfig,
+    /// `[anomaly]`: per-identity baselines and the detectors (`anomaly.rs`).
+    pub anomaly: anomaly::AnomalyConfig,
 }
 
 /// The audit store (`state_dir/audit.db`).
@@ -258,6 +263,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             api: ApiConfig::default(),
             identity: IdentityConfig::default(),
+            anomaly: anomaly::AnomalyConfig::default(),
         }
     }
 }

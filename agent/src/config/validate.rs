@@ -116,6 +116,7 @@ impl Config {
         self.limits.validate(self.policy.max_inspect_bytes)?;
         self.approvals.validate()?;
         self.identity.validate()?;
+        self.anomaly.validate()?;
         super::credentials::validate(&self.credential_entries, |host| {
             self.is_intercepted_host(host)
         })?;
