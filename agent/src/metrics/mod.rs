@@ -4,6 +4,7 @@
 //! models come from the agent's request body and are capped at the first [`MODEL_LIMIT`] distinct
 //! values, rule and recognizer names come from the policy. Never a pid, a command line, a key or
 //! prompt text.
+pub mod anomaly;
 pub mod api;
 pub mod approvals;
 pub mod credentials;
@@ -149,6 +150,7 @@ pub struct Metrics {
     rules: BoundedValues,
     recognizers: BoundedValues,
     pub approvals: approvals::ApprovalMetrics,
+    pub anomaly: anomaly::AnomalyMetrics,
     pub api: api::ApiMetrics,
     pub credentials: credentials::CredentialMetrics,
     pub limits: limits::LimitMetrics,
@@ -225,6 +227,7 @@ impl Metrics {
         );
         registry.register_collector(Box::new(live));
         let approvals = approvals::ApprovalMetrics::register(&mut registry);
+        let anomaly = anomaly::AnomalyMetrics::register(&mut registry);
         let api = api::ApiMetrics::register(&mut registry);
         let credentials = credentials::CredentialMetrics::register(&mut registry);
         let limits = limits::LimitMetrics::register(&mut registry);
@@ -245,6 +248,7 @@ impl Metrics {
             rules: BoundedValues::new(POLICY_NAME_LIMIT),
             recognizers: BoundedValues::new(POLICY_NAME_LIMIT),
             approvals,
+            anomaly,
             api,
             credentials,
             limits,
