@@ -161,6 +161,7 @@ fn context(
             Default::default(),
         ),
         learned: Default::default(),
+        anomaly: warden::anomaly::AnomalyFeed::disabled(),
     })
 }
 
