@@ -271,6 +271,11 @@ fn a_spike_alerts_and_blocks_that_identity_alone_while_the_baseline_rate_raises_
     assert_eq!(details["mean"], 4.5, "{alert:#}");
     assert_eq!(details["stddev"], 0.5, "{alert:#}");
     assert_eq!(details["baseline_hours"], 72, "{alert:#}");
+    let listed = daemon.cli("alerts", &["--json"]);
+    assert!(listed.status.success(), "{listed}");
+    let listed: Value = serde_json::from_str(listed.stdout.trim()).expect("a JSON array");
+    assert_eq!(listed[0]["detector"], "request_spike", "{listed:#}");
+    assert_eq!(listed[0]["exchange_id"], alert["exchange_id"], "{listed:#}");
     let tipped = alert["exchange_id"]
         .as_str()
         .expect("the exchange that tipped it");
