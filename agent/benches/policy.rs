@@ -88,6 +88,7 @@ fn compiled_policy() -> CompiledPolicy {
     assert_eq!(rules.len(), 10);
     CompiledPolicy::compile(Policy {
         rules,
+        limits: Vec::new(),
         files: Vec::new(),
     })
     .expect("the bench policy compiles")

@@ -155,6 +155,14 @@ fn context(
         credentials,
         approvals,
         revocations: Arc::new(Revocations::load(&dir.join("state")).expect("no revocations")),
+        limits: Arc::new(
+            warden::identity_limits::Limits::load(
+                &dir.join("state"),
+                warden::identity_limits::prices::PriceTable::shipped(),
+                4096,
+            )
+            .expect("no ledger yet"),
+        ),
         body_budget: warden::proxy::body_budget::BodyBudget::new(
             u64::MAX,
             Default::default(),

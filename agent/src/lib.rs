@@ -13,12 +13,14 @@ pub mod ebpf;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
+pub mod identity_limits;
 pub mod ids;
 pub mod install;
 pub mod metrics;
 pub mod oidc;
 pub mod openai;
 pub mod policy;
+pub mod private_file;
 pub mod proxy;
 pub mod revocation;
 pub mod sinks;

@@ -50,6 +50,10 @@ fn main() -> ExitCode {
             .load_config()
             .and_then(|config| cli::revoke::restore(&config, args))
             .map(|()| ExitCode::SUCCESS),
+        Command::Limits(args) => cli
+            .load_config()
+            .and_then(|config| cli::limits::limits(&config, args))
+            .map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|error| {
         eprintln!("warden: {}", describe(&error));

@@ -43,6 +43,11 @@ pub enum AdminRequest {
     },
     /// The revocations in force.
     Revocations,
+    /// Usage against each `[[limit]]` (root only), optionally for the identities a selector names.
+    Limits {
+        #[serde(default)]
+        selector: Option<String>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

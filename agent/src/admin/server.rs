@@ -19,7 +19,7 @@ use crate::{
     approvals::{self, authority::Peer},
     audit::governance::Actor,
     ebpf::{selection::Selection, Redirector},
-    identity::lookup_user_name,
+    identity::{lookup_user_name, selector::IdentitySelector},
     proxy::ProxyContext,
 };
 
@@ -172,6 +172,29 @@ impl AdminServer {
                 .unwrap_or_else(|| revocations::restore(&self.context, actor, &selector)),
             AdminRequest::Revocations => root_only(actor, "revoke --list")
                 .unwrap_or_else(|| revocations::list(&self.context)),
+            AdminRequest::Limits { selector } => {
+                root_only(actor, "limits").unwrap_or_else(|| self.limits(selector.as_deref()))
+            }
+        }
+    }
+
+    /// Usage against every `[[limit]]` of the policy in force.
+    fn limits(&self, selector: Option<&str>) -> AdminResponse {
+        let selector = match selector.map(IdentitySelector::parse).transpose() {
+            Ok(selector) => selector,
+            Err(error) => return refusal(error.to_string()),
+        };
+        let policy = self.context.policy.current();
+        let rows = crate::identity_limits::report::usage(
+            &self.context.limits,
+            &policy.policy.limits,
+            selector.as_ref(),
+            crate::ids::now_us(),
+        );
+        AdminResponse {
+            ok: true,
+            error: None,
+            status: serde_json::to_value(rows).ok(),
         }
     }
 

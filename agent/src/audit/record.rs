@@ -114,10 +114,13 @@ pub enum Outcome {
     ApprovalTimeout,
     /// The requester's identity was revoked (before or during the exchange).
     Revoked,
+    /// Refused by a `[[limit]]`: over a rate (429 rate_limit_exceeded) or a spent budget
+    /// (429 insufficient_quota).
+    Limited,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Ok,
         Outcome::UpstreamError,
         Outcome::ClientAborted,
@@ -126,6 +129,7 @@ impl Outcome {
         Outcome::ApprovalDenied,
         Outcome::ApprovalTimeout,
         Outcome::Revoked,
+        Outcome::Limited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -138,6 +142,7 @@ impl Outcome {
             Outcome::ApprovalDenied => "approval_denied",
             Outcome::ApprovalTimeout => "approval_timeout",
             Outcome::Revoked => "revoked",
+            Outcome::Limited => "limited",
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod ca;
 pub mod exec;
 pub mod install;
+pub mod limits;
 pub mod policy;
 pub mod revoke;
 pub mod run;
@@ -69,6 +70,9 @@ pub enum Command {
     Restore(revoke::RestoreArgs),
     /// The anomaly alerts on record (root): detector, identity, action and the numbers.
     Alerts(alerts::AlertsArgs),
+    /// Usage against each `[[limit]]` now: per limit and identity, every cap with what is used
+    /// of it and when its window turns (root).
+    Limits(limits::LimitsArgs),
 }
 
 impl Cli {

@@ -32,6 +32,7 @@ fn compiled() -> CompiledPolicy {
     let rules = policy::load::parse_rules(POLICY, Path::new("test.toml")).unwrap();
     CompiledPolicy::compile(Policy {
         rules,
+        limits: Vec::new(),
         files: Vec::new(),
     })
     .unwrap()

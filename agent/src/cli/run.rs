@@ -15,6 +15,7 @@ use crate::{
     credentials::CredentialStore,
     ebpf::{selection::Selection, RedirectSettings, Redirector},
     identity::{IdentityResolver, ServiceAccountVerifier},
+    identity_limits::{self, persist, prices::PriceTable, Limits},
     metrics::{self, Metrics},
     policy::active::{AbsentDir, ActivePolicy},
     proxy::{self, upstream::Upstream, Listeners, ProxyContext},
@@ -75,6 +76,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     );
     create_private_dir(&config.state_dir)?;
     let revocations = Arc::new(Revocations::load(&config.state_dir).context("revocations")?);
+    let limits = Arc::new(load_limits(&config)?);
     let ca = Arc::new(CertificateAuthority::load_or_create(&config.ca_dir()).context("Warden CA")?);
     let tls_server = tls::server_config(Arc::new(LeafCache::new(ca.clone())));
     let upstream = Upstream::new(&config)?;
@@ -155,6 +157,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         approvals: approvals.clone(),
         credentials: credentials.clone(),
         revocations,
+        limits: limits.clone(),
         body_budget: proxy::body_budget::BodyBudget::new(
             config.limits.body_memory_budget_bytes,
             metrics.limits.body_budget_used.clone(),
@@ -186,6 +189,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     tokio::spawn(policy.clone().watch(shutdown.clone()));
     tokio::spawn(credentials.watch(shutdown.clone()));
     tokio::spawn(learned.resolve_periodically(config.clone(), shutdown.clone()));
+    tokio::spawn(persist::save_periodically(limits.clone(), shutdown.clone()));
     let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(listener) = metrics_listener {
         tokio::spawn(metrics::server::serve(metrics, listener, shutdown.clone()));
@@ -253,6 +257,8 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     let _ = proxy.await;
     // Listener closed and drain over: only now may fail open let connects go direct.
     redirector.detach();
+    // Every exchange has settled its reservations.
+    persist::save(&limits).await;
     // Every exchange has ended: commit the records still queued before exiting.
     let closing = audit.clone();
     if let Err(error) = tokio::task::spawn_blocking(move || closing.shutdown()).await {
@@ -263,6 +269,21 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("warden stopped");
     Ok(())
+}
+
+/// The `[[limit]]` ledger the last run left, priced by the shipped table or `prices_file`.
+fn load_limits(config: &Config) -> anyhow::Result<Limits> {
+    let prices = match &config.policy.prices_file {
+        Some(path) => PriceTable::load(path).context("[policy] prices_file")?,
+        None => PriceTable::shipped(),
+    };
+    let ledger = identity_limits::admission::ledger_path(&config.state_dir);
+    Limits::load(
+        &config.state_dir,
+        prices,
+        config.policy.limit_default_output_tokens,
+    )
+    .with_context(|| format!("reading the [[limit]] ledger {}", ledger.display()))
 }
 
 /// The line `systemctl status` shows: how Warden fails, what it selects, what it has done.

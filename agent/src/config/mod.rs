@@ -55,6 +55,7 @@ pub mod credentials;
 mod identity;
 mod limits;
 pub(crate) mod locate;
+mod policy;
 pub mod ports;
 mod proxy;
 mod validate;
@@ -73,6 +74,7 @@ pub use approvals::{AdminConfig, ApprovalsConfig};
 pub use identity::{IdentityConfig, KubernetesIdentityConfig};
 pub use limits::LimitsConfig;
 use locate::{line_of, Locator};
+pub use policy::PolicyConfig;
 pub use ports::InterceptPorts;
 pub use proxy::{FailMode, ProxyConfig};
 
@@ -142,31 +144,6 @@ impl Default for AuditConfig {
             max_body_bytes: 16 * 1024 * 1024,
             sync: AuditSync::default(),
             sync_interval_ms: DEFAULT_AUDIT_SYNC_INTERVAL_MS,
-        }
-    }
-}
-
-/// Where policies are and how much of a body they may inspect.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PolicyConfig {
-    /// Every `*.toml` file in this directory is loaded. It must exist when a config file names
-    /// it; the built-in default may be absent (the daemon then runs with no policy and says so).
-    pub dir: PathBuf,
-    /// Bodies larger than this are not inspected: they are refused (413) when a rule that reads
-    /// the body applies, so that nothing unmasked slips through because it was big.
-    pub max_inspect_bytes: u64,
-    /// Whether `dir` was set in a config file (not the built-in default): then it must exist.
-    #[serde(skip)]
-    pub dir_configured: bool,
-}
-
-impl Default for PolicyConfig {
-    fn default() -> Self {
-        PolicyConfig {
-            dir: PathBuf::from(DEFAULT_POLICY_DIR),
-            max_inspect_bytes: 16 * 1024 * 1024,
-            dir_configured: false,
         }
     }
 }

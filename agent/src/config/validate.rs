@@ -103,6 +103,20 @@ impl Config {
                 "must be at least 1024".into(),
             ));
         }
+        if self
+            .policy
+            .prices_file
+            .as_ref()
+            .is_some_and(|p| !p.is_absolute())
+        {
+            return Err((policy.key("prices_file"), "must be an absolute path".into()));
+        }
+        if self.policy.limit_default_output_tokens == 0 {
+            return Err((
+                policy.key("limit_default_output_tokens"),
+                "must be at least 1".into(),
+            ));
+        }
         let mut names = HashSet::new();
         for (i, account) in self.accounts.iter().enumerate() {
             validate_account(

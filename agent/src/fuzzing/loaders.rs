@@ -30,6 +30,7 @@ pub fn policy(data: &[u8]) {
     };
     let policy = Policy {
         rules,
+        limits: Vec::new(),
         files: vec![PathBuf::from(FILE)],
     };
     let Ok(compiled) = CompiledPolicy::compile(policy) else {

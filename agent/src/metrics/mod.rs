@@ -7,6 +7,7 @@
 pub mod anomaly;
 pub mod api;
 pub mod approvals;
+pub mod budgets;
 pub mod credentials;
 pub mod labels;
 pub mod limits;
@@ -151,6 +152,7 @@ pub struct Metrics {
     recognizers: BoundedValues,
     pub approvals: approvals::ApprovalMetrics,
     pub anomaly: anomaly::AnomalyMetrics,
+    pub budgets: budgets::BudgetMetrics,
     pub api: api::ApiMetrics,
     pub credentials: credentials::CredentialMetrics,
     pub limits: limits::LimitMetrics,
@@ -228,6 +230,7 @@ impl Metrics {
         registry.register_collector(Box::new(live));
         let approvals = approvals::ApprovalMetrics::register(&mut registry);
         let anomaly = anomaly::AnomalyMetrics::register(&mut registry);
+        let budgets = budgets::BudgetMetrics::register(&mut registry);
         let api = api::ApiMetrics::register(&mut registry);
         let credentials = credentials::CredentialMetrics::register(&mut registry);
         let limits = limits::LimitMetrics::register(&mut registry);
@@ -249,6 +252,7 @@ impl Metrics {
             recognizers: BoundedValues::new(POLICY_NAME_LIMIT),
             approvals,
             anomaly,
+            budgets,
             api,
             credentials,
             limits,

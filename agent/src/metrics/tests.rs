@@ -7,6 +7,7 @@ fn parse_policy_text(text: &str) -> Policy {
     let rules = parse_rules(text, &file).unwrap_or_else(|e| panic!("{e}"));
     Policy {
         rules,
+        limits: Vec::new(),
         files: vec![file],
     }
 }

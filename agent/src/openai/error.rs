@@ -29,6 +29,8 @@ pub struct ApiError {
     pub param: Option<String>,
     /// When set, the response carries `x-should-retry: true|false` (policy denials: `false`).
     pub should_retry: Option<bool>,
+    /// More response headers (a rate limit's `retry-after`, `retry-after-ms`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 #[derive(Serialize)]
@@ -55,7 +57,13 @@ impl ApiError {
             code: None,
             param: None,
             should_retry: None,
+            headers: Vec::new(),
         }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
@@ -98,6 +106,11 @@ impl ApiError {
         if let Some(retry) = self.should_retry {
             let value = if retry { "true" } else { "false" };
             headers.insert(X_SHOULD_RETRY, HeaderValue::from_static(value));
+        }
+        for (name, value) in &self.headers {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(*name, value);
+            }
         }
         response
     }

@@ -24,6 +24,8 @@ const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(120);
 pub(super) struct RawPolicyFile {
     #[serde(default)]
     pub(super) rule: Vec<RawRule>,
+    #[serde(default)]
+    pub(super) limit: Vec<super::limit_rules::RawLimit>,
 }
 
 #[derive(Deserialize)]

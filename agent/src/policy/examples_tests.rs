@@ -76,6 +76,7 @@ fn every_example_policy_loads_and_decides() {
         names,
         [
             "approved-models.toml",
+            "budgets.toml",
             "mask-pii.toml",
             "parameter-caps.toml",
             "prod-review.toml"
@@ -104,6 +105,12 @@ fn every_example_policy_loads_and_decides() {
         decide(&models, None, None, plain.clone()).0,
         Verdict::Deny { .. }
     ));
+
+    let budgets = load("budgets.toml");
+    let names: Vec<&str> = budgets.limits.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["agents-rate", "agents-budget", "big-models"]);
+    assert_eq!(budgets.limits[1].caps.cost_per_month, Some(800_000_000));
+    assert!(budgets.rules.is_empty());
 
     let caps = load("parameter-caps.toml");
     let params = |temperature, max_tokens| RequestParams {

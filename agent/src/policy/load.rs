@@ -8,6 +8,7 @@ use std::{
 
 use super::{
     compile::{compile_rule, RawPolicyFile},
+    limit_rules::{compile_limit, LimitRule},
     locate::{line_of, KeyPath, Locator},
     model::{Policy, Rule},
 };
@@ -99,7 +100,15 @@ pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
 
 /// Parses and checks one file's text; `file` only names the source in errors and rules.
 pub fn parse_rules(text: &str, file: &Path) -> Result<Vec<Rule>, PolicyError> {
-    parse_file(text, file).map_err(PolicyError::from_problems)
+    parse_file(text, file)
+        .map(|parsed| parsed.rules)
+        .map_err(PolicyError::from_problems)
+}
+
+/// One file's rules and limits.
+struct ParsedFile {
+    rules: Vec<Rule>,
+    limits: Vec<LimitRule>,
 }
 
 fn load_files(files: Vec<PathBuf>) -> Result<Policy, PolicyError> {
@@ -117,14 +126,32 @@ fn load_files(files: Vec<PathBuf>) -> Result<Policy, PolicyError> {
             }
         };
         match parse_file(&text, path) {
-            Ok(rules) => per_file.push(rules),
+            Ok(parsed) => per_file.push(parsed),
             Err(found) => problems.extend(found),
         }
     }
     let mut rules = Vec::new();
+    let mut limits: Vec<LimitRule> = Vec::new();
     let mut first_seen: HashMap<String, Location> = HashMap::new();
-    for file_rules in per_file {
-        for (index, rule) in file_rules.into_iter().enumerate() {
+    for parsed in per_file {
+        for (index, limit) in parsed.limits.into_iter().enumerate() {
+            match limits.iter().find(|l| l.name == limit.name) {
+                Some(first) => problems.push(PolicyError::Invalid {
+                    location: limit.source.clone(),
+                    key: KeyPath::root()
+                        .key("limit")
+                        .index(index)
+                        .key("name")
+                        .to_string(),
+                    reason: format!(
+                        "limit {:?} is already defined in {}",
+                        limit.name, first.source
+                    ),
+                }),
+                None => limits.push(limit),
+            }
+        }
+        for (index, rule) in parsed.rules.into_iter().enumerate() {
             if let Some(first) = first_seen.get(&rule.name) {
                 problems.push(duplicate(&rule, index, first));
                 continue;
@@ -136,7 +163,11 @@ fn load_files(files: Vec<PathBuf>) -> Result<Policy, PolicyError> {
     if !problems.is_empty() {
         return Err(PolicyError::from_problems(problems));
     }
-    Ok(Policy { rules, files })
+    Ok(Policy {
+        rules,
+        limits,
+        files,
+    })
 }
 
 fn duplicate(rule: &Rule, index: usize, first: &Location) -> PolicyError {
@@ -159,7 +190,7 @@ fn duplicate(rule: &Rule, index: usize, first: &Location) -> PolicyError {
 }
 
 /// One file's rules, or every problem found in it (a syntax error stops at the first).
-fn parse_file(text: &str, file: &Path) -> Result<Vec<Rule>, Vec<PolicyError>> {
+fn parse_file(text: &str, file: &Path) -> Result<ParsedFile, Vec<PolicyError>> {
     let doc = toml_edit::ImDocument::parse(text).map_err(|e| {
         vec![PolicyError::Syntax {
             location: Location {
@@ -174,6 +205,12 @@ fn parse_file(text: &str, file: &Path) -> Result<Vec<Rule>, Vec<PolicyError>> {
     let locate = Locator::new(text, &doc, file);
     let raw = deserialize(text, &locate, file)?;
     let mut found = Vec::new();
+    let mut limits = Vec::new();
+    for (index, raw_limit) in raw.limit.into_iter().enumerate() {
+        let at = KeyPath::root().key("limit").index(index);
+        let source = locate.location_of(&at.key("name"));
+        limits.extend(compile_limit(raw_limit, &at, source, &mut found));
+    }
     let mut rules: Vec<Rule> = Vec::new();
     let mut duplicates = Vec::new();
     for (index, raw_rule) in raw.rule.into_iter().enumerate() {
@@ -200,7 +237,7 @@ fn parse_file(text: &str, file: &Path) -> Result<Vec<Rule>, Vec<PolicyError>> {
         _ => None,
     });
     if problems.is_empty() {
-        Ok(rules)
+        Ok(ParsedFile { rules, limits })
     } else {
         Err(problems)
     }

@@ -335,3 +335,27 @@ fn directory_errors_cover_every_file_and_duplicate_names_across_files() {
         )
     );
 }
+
+#[test]
+fn limits_load_beside_rules_and_their_problems_name_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = "[[limit]]\nname = \"billing\"\nidentity = [\"unit:billing.service\"]\ntokens_per_day = 100000\n";
+    fs::write(dir.path().join("a.toml"), format!("{DENY}{limit}")).unwrap();
+    let policy = load_dir(dir.path()).unwrap();
+    assert_eq!(policy.rules.len(), 1);
+    assert_eq!(policy.limits.len(), 1);
+    assert_eq!(policy.limits[0].caps.tokens_per_day, Some(100_000));
+    assert_eq!(policy.limits[0].source.line, Some(6));
+
+    fs::write(dir.path().join("b.toml"), limit).unwrap();
+    let duplicate = load_dir(dir.path()).unwrap_err().to_string();
+    assert!(
+        duplicate.contains("limit \"billing\" is already defined"),
+        "{duplicate}"
+    );
+
+    assert_error(
+        "[[limit]]\nname = \"l\"\nidentity = [\"uid:1\"]\nrequests_per_hour = 5\n",
+        "4: limit[0].requests_per_hour: unknown key",
+    );
+}

@@ -3,6 +3,7 @@ pub mod active;
 pub mod check;
 mod compile;
 mod conditions;
+pub mod limit_rules;
 pub mod load;
 mod locate;
 pub mod mask;

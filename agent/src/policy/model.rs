@@ -24,6 +24,8 @@ pub const DEFAULT_REPLACEMENT: &str = "[{NAME}]";
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     pub rules: Vec<Rule>,
+    /// `[[limit]]`s, in file-name order and then in file order.
+    pub limits: Vec<super::limit_rules::LimitRule>,
     /// The files the rules came from, in load order (files without rules included).
     pub files: Vec<PathBuf>,
 }

@@ -9,6 +9,7 @@ pub(super) fn policy(text: &str) -> Policy {
     let rules = parse_rules(text, &file).unwrap_or_else(|e| panic!("{e}"));
     Policy {
         rules,
+        limits: Vec::new(),
         files: vec![file],
     }
 }

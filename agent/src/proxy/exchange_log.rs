@@ -32,6 +32,7 @@ use crate::{
     },
     identity::Identity,
     identity_event,
+    identity_limits::{Admission, RateHeaders, Settlement},
     metrics::{ExchangeEnd, MaskedIn, Metrics},
     openai::{assemble::Usage, endpoint::EndpointKind, error::ApiError},
 };
@@ -114,6 +115,10 @@ pub struct ExchangeLog {
     response_headers: Vec<(String, String)>,
     /// What response masking masked, filled in as the response streams.
     response_masks: Option<SharedMaskCounts>,
+    /// The request's reservations under `[[limit]]`s, settled when the exchange ends.
+    limits: Option<Admission>,
+    /// Warden asked the upstream for `include_usage`; the agent's stream must not show it.
+    injected_usage: bool,
 }
 
 impl ExchangeLog {
@@ -136,6 +141,8 @@ impl ExchangeLog {
             capture: None,
             response_headers: Vec::new(),
             response_masks: None,
+            limits: None,
+            injected_usage: false,
         }
     }
 
@@ -148,6 +155,25 @@ impl ExchangeLog {
     /// The response is masked: its record carries what was masked.
     pub fn record_response_masks(&mut self, counts: SharedMaskCounts) {
         self.response_masks = Some(counts);
+    }
+
+    /// The exchange holds these reservations until it ends; its usage settles them then.
+    pub fn settle_limits(&mut self, admission: Admission) {
+        self.limits = Some(admission);
+    }
+
+    /// `x-ratelimit-*` as the limits covering this exchange see them.
+    pub fn rate_headers(&self) -> Option<RateHeaders> {
+        self.limits.as_ref().map(Admission::rate_headers)
+    }
+
+    /// The request went upstream with `include_usage` that the agent did not ask for.
+    pub fn strip_injected_usage(&mut self) {
+        self.injected_usage = true;
+    }
+
+    pub fn injected_usage(&self) -> bool {
+        self.injected_usage
     }
 
     /// The request record could not be committed: there is no exchange to close in the store.
@@ -236,6 +262,9 @@ impl ExchangeLog {
             return;
         }
         let recorded = self.record_response(status, error, outcome);
+        if let Some(admission) = self.limits.take() {
+            admission.settle(settlement(recorded, outcome));
+        }
         Counters::bump(&self.counters.exchanges);
         let summary = &self.summary;
         let duration = self.started.elapsed();
@@ -265,6 +294,25 @@ impl ExchangeLog {
             error,
             "exchange"
         );
+    }
+}
+
+/// How the exchange's reservations settle: with its usage when the upstream reported it, with
+/// nothing when Warden refused it before it went, else (a stream cut short, an upstream error)
+/// the estimate stays charged.
+fn settlement(recorded: Option<Recorded>, outcome: Outcome) -> Settlement {
+    if let Some(usage) = recorded.and_then(|r| r.usage) {
+        return Settlement::Used(usage);
+    }
+    match outcome {
+        Outcome::Denied
+        | Outcome::Revoked
+        | Outcome::ApprovalDenied
+        | Outcome::ApprovalTimeout
+        | Outcome::Limited => Settlement::NothingSent,
+        Outcome::Ok | Outcome::UpstreamError | Outcome::ClientAborted | Outcome::Timeout => {
+            Settlement::Unknown
+        }
     }
 }
 

@@ -13,11 +13,12 @@ use hyper::body::Incoming;
 
 use super::{
     exchange_log::{BoxError, ExchangeLog, RequestSummary},
+    injected_usage::WithoutInjectedUsage,
     recording::now_us,
     stages::{
         approve::approve, credential::credential, decide::decide, forward::forward, guard::guard,
-        intake::intake, record::record, respond::respond, respond::Answer, revoked::revoked,
-        revoked::until_revoked, ConnectionInfo, Refusal,
+        intake::intake, limit::limit, record::record, respond::respond, respond::Answer,
+        revoked::revoked, revoked::until_revoked, ConnectionInfo, Refusal,
     },
 };
 use crate::openai::endpoint::EndpointKind;
@@ -61,6 +62,7 @@ pub async fn handle(
         let request = intake(&connection, &mut log, parts, body).await?;
         let request = decide(&connection, &mut log, request).await?;
         let request = revoked(&connection, request).await?;
+        let request = limit(&connection, &mut log, request).await?;
         let request = record(&connection, &mut log, started_at_us, request).await?;
         let request = guard(&connection, request).await?;
         // From here the request waits (on an approver, on the upstream): a revocation ends it.
@@ -77,16 +79,26 @@ pub async fn handle(
     // are fed from here, or from the response body the log takes over.
     Ok(match answered {
         Ok(Answer {
-            parts,
+            mut parts,
             body,
             streamed,
         }) => {
+            if let Some(rate_headers) = log.rate_headers() {
+                rate_headers.apply(&mut parts.headers, now_us());
+            }
+            let injected_usage = log.injected_usage() && streamed;
             let revoked = (connection.context.revocations).cut(connection.identity.clone());
+            // The log records the stream as the upstream sent it, usage included.
             let body = log
                 .into_response_body(parts.status, &parts.headers, streamed, body)
                 .cut_when(revoked)
-                .idle_timeout(connection.context.config.upstream_idle_timeout());
-            Response::from_parts(parts, body.boxed_unsync())
+                .idle_timeout(connection.context.config.upstream_idle_timeout())
+                .boxed_unsync();
+            let body = match injected_usage {
+                true => WithoutInjectedUsage::new(body).boxed_unsync(),
+                false => body,
+            };
+            Response::from_parts(parts, body)
         }
         Err(refusal) => refusal
             .end(log)

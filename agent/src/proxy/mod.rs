@@ -12,6 +12,7 @@ mod fault_hooks;
 mod http;
 mod http_head;
 mod http_server;
+mod injected_usage;
 pub mod learned;
 mod limits;
 mod log_fields;
@@ -57,6 +58,8 @@ pub struct ProxyContext {
     /// The keys Warden injects (credential custody).
     pub credentials: Arc<crate::credentials::CredentialStore>,
     pub revocations: Arc<crate::revocation::Revocations>,
+    /// `[[limit]]` admission: the ledger and the price table.
+    pub limits: Arc<crate::identity_limits::Limits>,
     /// `[limits] body_memory_budget_bytes`: request bodies held in memory, all clients together.
     pub body_budget: Arc<body_budget::BodyBudget>,
     /// Addresses of intercepted hosts: never tunneled to (domain fronting).

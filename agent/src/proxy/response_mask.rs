@@ -300,6 +300,7 @@ patterns = [{ name = "ticket", regex = "TCK-\\d{5}" }]
         let rules = parse_rules(TWO_RULES, Path::new("test.toml")).unwrap();
         let policy = CompiledPolicy::compile(Policy {
             rules,
+            limits: Vec::new(),
             files: Vec::new(),
         })
         .unwrap();

@@ -3,9 +3,7 @@
 //! The file, not the audit chain, is what a starting daemon reads: retention may prune the chain's
 //! `revoked` record while the revocation stays in force.
 use std::{
-    fs::{self, File, OpenOptions},
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
+    fs,
     path::{Path, PathBuf},
 };
 
@@ -95,26 +93,7 @@ pub fn save(path: &Path, revocations: &[Revocation]) -> Result<(), RevocationErr
             message: error.to_string(),
         })?;
     bytes.push(b'\n');
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .map_err(io_error)?;
-    out.write_all(&bytes).map_err(io_error)?;
-    out.sync_all().map_err(io_error)?;
-    drop(out);
-    fs::rename(&temporary, path).map_err(io_error)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_error)?;
-    }
-    Ok(())
+    crate::private_file::replace(path, &bytes).map_err(io_error)
 }
 
 #[cfg(test)]

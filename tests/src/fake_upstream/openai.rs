@@ -56,16 +56,21 @@ fn sse_data(value: &Value) -> String {
     format!("data: {value}\n\n")
 }
 
-fn chunk(model: &str, choices: Value, usage: Value) -> Value {
-    json!({
+/// One chunk. As OpenAI sends them: without `include_usage` a chunk has no `usage` key; with it,
+/// every chunk has `"usage": null` but the extra last one, which has the usage and no choices.
+fn chunk(model: &str, choices: Value, usage: Option<Value>) -> Value {
+    let mut chunk = json!({
         "id": "chatcmpl-fake-1",
         "object": "chat.completion.chunk",
         "created": CREATED,
         "model": model,
         "system_fingerprint": "fp_fake",
         "choices": choices,
-        "usage": usage,
-    })
+    });
+    if let Some(usage) = usage {
+        chunk["usage"] = usage;
+    }
+    chunk
 }
 
 /// `POST /v1/chat/completions` with `"stream": true`: the SSE events, one string each, in order.
@@ -82,25 +87,26 @@ pub fn chat_completion_events_of(
     let reply = pieces.concat();
     let reply = reply.as_str();
     let delta = |delta: Value, finish: Value| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
+    let no_usage = include_usage.then_some(Value::Null);
     let mut events = vec![sse_data(&chunk(
         model,
         delta(json!({"role": "assistant", "content": ""}), Value::Null),
-        Value::Null,
+        no_usage.clone(),
     ))];
     for piece in pieces {
         events.push(sse_data(&chunk(
             model,
             delta(json!({"content": piece}), Value::Null),
-            Value::Null,
+            no_usage.clone(),
         )));
     }
     events.push(sse_data(&chunk(
         model,
         delta(json!({}), json!("stop")),
-        Value::Null,
+        no_usage,
     )));
     if include_usage {
-        events.push(sse_data(&chunk(model, json!([]), chat_usage(reply))));
+        events.push(sse_data(&chunk(model, json!([]), Some(chat_usage(reply)))));
     }
     events.push("data: [DONE]\n\n".to_owned());
     events

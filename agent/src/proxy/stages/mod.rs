@@ -9,6 +9,7 @@ pub mod decide;
 pub mod forward;
 pub mod guard;
 pub mod intake;
+pub mod limit;
 pub mod record;
 pub mod respond;
 pub mod revoked;

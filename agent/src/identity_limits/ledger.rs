@@ -1,0 +1,441 @@
+//! The ledger: what each (limit, identity) has used in its current windows, and admission that is
+//! exact under concurrency — a request reserves its estimate before it goes, and its actual usage
+//! settles the reservation when the response ends.
+//!
+//! Windows are fixed and aligned to UTC (the minute, the day, the month), so a window's end is the
+//! moment to retry. Each key has its own lock: admission for one identity never waits on another.
+use std::{
+    collections::{BTreeMap, HashMap},
+    io,
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::limit_rules::{Caps, MicroUsd};
+
+/// Which cap refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dimension {
+    RequestsPerMinute,
+    TokensPerMinute,
+    TokensPerDay,
+    CostPerDay,
+    CostPerMonth,
+    ConcurrentRequests,
+}
+
+impl Dimension {
+    /// A spent budget is not a rate: the SDKs must not retry it (`insufficient_quota`).
+    pub fn is_budget(self) -> bool {
+        matches!(
+            self,
+            Dimension::TokensPerDay | Dimension::CostPerDay | Dimension::CostPerMonth
+        )
+    }
+}
+
+/// A refusal: the cap, its value, what was used, and when the window turns (unix µs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exceeded {
+    pub dimension: Dimension,
+    pub limit: u64,
+    pub used: u64,
+    pub resets_at_us: i64,
+}
+
+/// The estimate a request reserves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Estimate {
+    pub tokens: u64,
+    pub cost: MicroUsd,
+}
+
+/// Window starts, unix µs, for an instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Windows {
+    pub minute: i64,
+    pub day: i64,
+    pub month: i64,
+}
+
+const MINUTE_US: i64 = 60_000_000;
+const DAY_US: i64 = 24 * 60 * MINUTE_US;
+
+impl Windows {
+    pub fn at(now_us: i64) -> Windows {
+        let minute = now_us - now_us.rem_euclid(MINUTE_US);
+        let day = now_us - now_us.rem_euclid(DAY_US);
+        Windows {
+            minute,
+            day,
+            month: month_start(day),
+        }
+    }
+
+    pub fn minute_end(self) -> i64 {
+        self.minute + MINUTE_US
+    }
+
+    pub fn day_end(self) -> i64 {
+        self.day + DAY_US
+    }
+
+    pub fn month_end(self) -> i64 {
+        next_month_start(self.month)
+    }
+}
+
+/// The first day of the month of `day_start_us` (UTC), from the civil calendar.
+fn month_start(day_start_us: i64) -> i64 {
+    let days = day_start_us.div_euclid(DAY_US);
+    let (_, _, day) = civil_from_days(days);
+    (days - (i64::from(day) - 1)) * DAY_US
+}
+
+fn next_month_start(month_start_us: i64) -> i64 {
+    let days = month_start_us.div_euclid(DAY_US);
+    let (year, month, _) = civil_from_days(days);
+    let (year, month) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    days_from_civil(year, month, 1) * DAY_US
+}
+
+/// Howard Hinnant's days → (y, m, d), proleptic Gregorian.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// What one key has used in its current windows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub minute_start: i64,
+    pub requests_this_minute: u64,
+    pub tokens_this_minute: u64,
+    pub day_start: i64,
+    pub tokens_today: u64,
+    pub cost_today: MicroUsd,
+    pub month_start: i64,
+    pub cost_this_month: MicroUsd,
+    /// Requests under way; not persisted (they ended with the daemon that held them).
+    #[serde(skip)]
+    pub in_flight: u64,
+}
+
+impl Usage {
+    /// Starts the windows that have turned.
+    fn roll(&mut self, windows: Windows) {
+        if self.minute_start != windows.minute {
+            self.minute_start = windows.minute;
+            self.requests_this_minute = 0;
+            self.tokens_this_minute = 0;
+        }
+        if self.day_start != windows.day {
+            self.day_start = windows.day;
+            self.tokens_today = 0;
+            self.cost_today = 0;
+        }
+        if self.month_start != windows.month {
+            self.month_start = windows.month;
+            self.cost_this_month = 0;
+        }
+    }
+
+    /// The first cap `estimate` would pass, or None.
+    fn over(&self, caps: &Caps, estimate: Estimate, windows: Windows) -> Option<Exceeded> {
+        let checks = [
+            (
+                Dimension::ConcurrentRequests,
+                caps.concurrent_requests,
+                self.in_flight,
+                1,
+                0,
+            ),
+            (
+                Dimension::RequestsPerMinute,
+                caps.requests_per_minute,
+                self.requests_this_minute,
+                1,
+                windows.minute_end(),
+            ),
+            (
+                Dimension::TokensPerMinute,
+                caps.tokens_per_minute,
+                self.tokens_this_minute,
+                estimate.tokens,
+                windows.minute_end(),
+            ),
+            (
+                Dimension::TokensPerDay,
+                caps.tokens_per_day,
+                self.tokens_today,
+                estimate.tokens,
+                windows.day_end(),
+            ),
+            (
+                Dimension::CostPerDay,
+                caps.cost_per_day,
+                self.cost_today,
+                estimate.cost,
+                windows.day_end(),
+            ),
+            (
+                Dimension::CostPerMonth,
+                caps.cost_per_month,
+                self.cost_this_month,
+                estimate.cost,
+                windows.month_end(),
+            ),
+        ];
+        checks
+            .into_iter()
+            .find_map(|(dimension, cap, used, adding, resets_at_us)| {
+                let limit = cap?;
+                (used.saturating_add(adding) > limit).then_some(Exceeded {
+                    dimension,
+                    limit,
+                    used,
+                    resets_at_us,
+                })
+            })
+    }
+}
+
+const LEDGER_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct LedgerFile {
+    version: u32,
+    usage: BTreeMap<String, Usage>,
+}
+
+/// The usage of every key, each behind its own lock.
+#[derive(Default)]
+pub struct Ledger {
+    keys: Mutex<HashMap<String, Arc<Mutex<Usage>>>>,
+}
+
+/// A request's reservation; settle it with the actual usage (or drop it to keep the estimate).
+#[must_use = "a reservation is settled when the response ends"]
+pub struct Reservation {
+    usage: Arc<Mutex<Usage>>,
+    estimate: Estimate,
+    windows: Windows,
+    minute_used: MinuteUsed,
+    settled: bool,
+}
+
+/// A key's per-minute counts right after a reservation, with when the minute turns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinuteUsed {
+    pub requests: u64,
+    pub tokens: u64,
+    pub resets_at_us: i64,
+}
+
+impl Ledger {
+    fn entry(&self, key: &str) -> Arc<Mutex<Usage>> {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.entry(key.to_string()).or_default().clone()
+    }
+
+    /// Admits a request of `key` under `caps` at `now_us`, reserving `estimate`; or says which cap
+    /// it would pass. Check and reservation happen under one lock: concurrent requests cannot both
+    /// pass on the same headroom.
+    pub fn reserve(
+        &self,
+        key: &str,
+        caps: &Caps,
+        estimate: Estimate,
+        now_us: i64,
+    ) -> Result<Reservation, Exceeded> {
+        let usage = self.entry(key);
+        let windows = Windows::at(now_us);
+        let minute_used = {
+            let mut used = usage.lock().unwrap_or_else(|p| p.into_inner());
+            used.roll(windows);
+            if let Some(exceeded) = used.over(caps, estimate, windows) {
+                return Err(exceeded);
+            }
+            used.in_flight += 1;
+            used.requests_this_minute += 1;
+            used.tokens_this_minute += estimate.tokens;
+            used.tokens_today += estimate.tokens;
+            used.cost_today += estimate.cost;
+            used.cost_this_month += estimate.cost;
+            MinuteUsed {
+                requests: used.requests_this_minute,
+                tokens: used.tokens_this_minute,
+                resets_at_us: windows.minute_end(),
+            }
+        };
+        Ok(Reservation {
+            usage,
+            estimate,
+            windows,
+            minute_used,
+            settled: false,
+        })
+    }
+
+    /// Every key's usage, so a restart does not renew a daily budget: the file is 0600 and
+    /// replaced atomically (call it on an interval and at shutdown).
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let keys: Vec<(String, Arc<Mutex<Usage>>)> = {
+            let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let file = LedgerFile {
+            version: LEDGER_VERSION,
+            usage: keys
+                .into_iter()
+                .map(|(key, usage)| {
+                    let usage = usage.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    (key, usage)
+                })
+                .collect(),
+        };
+        let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
+        crate::private_file::replace(path, &bytes)
+    }
+
+    /// The ledger `save` left at `path`; an absent file is an empty ledger.
+    pub fn load(path: &Path) -> io::Result<Ledger> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Ledger::default()),
+            Err(error) => return Err(error),
+        };
+        let file: LedgerFile = serde_json::from_str(&text)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+        if file.version != LEDGER_VERSION {
+            let message = format!("version {} is not {LEDGER_VERSION}", file.version);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+        }
+        let keys = file
+            .usage
+            .into_iter()
+            .map(|(key, usage)| (key, Arc::new(Mutex::new(usage))))
+            .collect();
+        Ok(Ledger {
+            keys: Mutex::new(keys),
+        })
+    }
+
+    /// Every key's usage at `now_us` (windows that have turned read as empty), sorted by key.
+    pub fn entries(&self, now_us: i64) -> Vec<(String, Usage)> {
+        let keys: Vec<(String, Arc<Mutex<Usage>>)> = {
+            let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let windows = Windows::at(now_us);
+        let mut entries: Vec<(String, Usage)> = keys
+            .into_iter()
+            .map(|(key, usage)| {
+                let mut usage = usage.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                usage.roll(windows);
+                (key, usage)
+            })
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries
+    }
+
+    /// A copy of what `key` has used (for `warden limits` and persistence).
+    pub fn usage(&self, key: &str, now_us: i64) -> Usage {
+        let usage = self.entry(key);
+        let mut used = usage.lock().unwrap_or_else(|p| p.into_inner());
+        used.roll(Windows::at(now_us));
+        used.clone()
+    }
+}
+
+impl Reservation {
+    pub fn minute_used(&self) -> MinuteUsed {
+        self.minute_used
+    }
+
+    /// Replaces the estimate by what the call used, in the windows it was reserved in (a window
+    /// that has turned since keeps nothing of it).
+    pub fn settle(mut self, actual: Estimate) {
+        self.release(Some(actual));
+    }
+
+    /// Takes the request back as if it had never been admitted (another limit refused it).
+    pub fn cancel(mut self) {
+        self.settled = true;
+        let mut used = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        used.in_flight = used.in_flight.saturating_sub(1);
+        if used.minute_start == self.windows.minute {
+            used.requests_this_minute = used.requests_this_minute.saturating_sub(1);
+            used.tokens_this_minute = used.tokens_this_minute.saturating_sub(self.estimate.tokens);
+        }
+        if used.day_start == self.windows.day {
+            used.tokens_today = used.tokens_today.saturating_sub(self.estimate.tokens);
+            used.cost_today = used.cost_today.saturating_sub(self.estimate.cost);
+        }
+        if used.month_start == self.windows.month {
+            used.cost_this_month = used.cost_this_month.saturating_sub(self.estimate.cost);
+        }
+    }
+
+    fn release(&mut self, actual: Option<Estimate>) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let mut used = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        used.in_flight = used.in_flight.saturating_sub(1);
+        let Some(actual) = actual else { return };
+        let adjust = |total: &mut u64, reserved: u64, actual: u64| {
+            *total = total.saturating_sub(reserved).saturating_add(actual);
+        };
+        if used.minute_start == self.windows.minute {
+            adjust(
+                &mut used.tokens_this_minute,
+                self.estimate.tokens,
+                actual.tokens,
+            );
+        }
+        if used.day_start == self.windows.day {
+            adjust(&mut used.tokens_today, self.estimate.tokens, actual.tokens);
+            adjust(&mut used.cost_today, self.estimate.cost, actual.cost);
+        }
+        if used.month_start == self.windows.month {
+            adjust(&mut used.cost_this_month, self.estimate.cost, actual.cost);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    /// Unsettled (the exchange ended without usage): the estimate stays charged, the slot frees.
+    fn drop(&mut self) {
+        self.release(None);
+    }
+}
+
+#[cfg(test)]
+mod tests;

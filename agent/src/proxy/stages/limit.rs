@@ -1,0 +1,83 @@
+//! Limit: a request against the `[[limit]]`s that cover its identity and model. Admitted, it
+//! holds a reservation of its estimate (its prompt counted with the model's tokenizer, plus its
+//! `max_tokens` or the default) until the exchange ends and its actual usage settles it; over a
+//! rate it is refused 429 `rate_limit_exceeded` with the wait, over a budget 429
+//! `insufficient_quota`. Like decide's refusals, a refusal takes effect once the request is on
+//! record (`record`).
+use http::header;
+
+use super::{decide::Decided, whole_body, ConnectionInfo, Refusal};
+use crate::{
+    audit::record::Outcome,
+    identity_limits::{estimate, refusal, Ask},
+    openai::endpoint::EndpointKind,
+    proxy::{exchange_log::ExchangeLog, injected_usage, recording::now_us},
+};
+
+pub async fn limit(
+    connection: &ConnectionInfo,
+    log: &mut ExchangeLog,
+    mut decided: Decided,
+) -> Result<Decided, Refusal> {
+    let rules = &decided.policy.policy.limits;
+    // A request refused already (or whose body cannot go) is refused for that reason, and
+    // charges no limit.
+    if rules.is_empty() || decided.refusal.is_some() || decided.body.is_err() {
+        return Ok(decided);
+    }
+    let endpoint = decided.endpoint;
+    let generates = matches!(
+        endpoint,
+        EndpointKind::ChatCompletions | EndpointKind::Responses | EndpointKind::Completions
+    );
+    let params = &decided.fields.params;
+    let model = decided.fields.model.as_deref();
+    let ask = Ask {
+        model,
+        max_output_tokens: params.max_tokens.or(params.max_output_tokens),
+        generates,
+    };
+    let whole = decided.whole.as_deref();
+    let input_tokens = || {
+        whole
+            .and_then(|body| serde_json::from_slice(body).ok())
+            .map_or(0, |body| estimate::input_tokens(model, &body))
+    };
+    let now = now_us();
+    let limits = &connection.context.limits;
+    let admission = match limits.admit(rules, connection.identity.as_ref(), ask, input_tokens, now)
+    {
+        Ok(Some(admission)) => admission,
+        Ok(None) => return Ok(decided),
+        Err(refused) => {
+            connection.context.metrics.budgets.refused(&refused);
+            let error = refusal::of(&refused, now);
+            decided.refusal = Some(Refusal::new(error, refused.reason(), Outcome::Limited));
+            return Ok(decided);
+        }
+    };
+    log.settle_limits(admission);
+    let streamed = decided.fields.params.stream == Some(true);
+    if endpoint == EndpointKind::ChatCompletions && streamed && !decided.fields.include_usage {
+        ask_for_usage(log, &mut decided);
+    }
+    Ok(decided)
+}
+
+/// A streamed chat completion's usage is only known with `include_usage`: ask for it upstream
+/// (that is what is recorded and forwarded) and give the agent the stream without it.
+fn ask_for_usage(log: &mut ExchangeLog, decided: &mut Decided) {
+    let Some(body) = decided
+        .whole
+        .as_deref()
+        .and_then(injected_usage::request_usage)
+    else {
+        return;
+    };
+    let body = bytes::Bytes::from(body);
+    log.summary.set_request_bytes(body.len() as u64);
+    decided.parts.headers.remove(header::CONTENT_LENGTH);
+    decided.body = Ok(whole_body(body.clone()));
+    decided.whole = Some(body);
+    log.strip_injected_usage();
+}
