@@ -169,6 +169,7 @@ fn context(
             Default::default(),
         ),
         learned: Default::default(),
+        anomaly: warden::anomaly::AnomalyFeed::disabled(),
     })
 }
 

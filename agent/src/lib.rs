@@ -1,6 +1,7 @@
 //! Warden: a host agent that makes AI agents' calls to LLM APIs visible, governed and accountable.
 pub mod accept;
 pub mod admin;
+pub mod anomaly;
 pub mod api;
 pub mod approvals;
 pub mod audit;

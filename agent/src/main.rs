@@ -31,6 +31,10 @@ fn main() -> ExitCode {
             .load_config()
             .and_then(|config| cli::audit::run(&config, args))
             .map(|()| ExitCode::SUCCESS),
+        Command::Alerts(args) => cli
+            .load_config()
+            .and_then(|config| cli::alerts::run(&config, args))
+            .map(|()| ExitCode::SUCCESS),
         Command::Policy(args) => cli::policy::run(&cli, args).map(|()| ExitCode::SUCCESS),
         Command::Approvals(args) => cli
             .load_config()

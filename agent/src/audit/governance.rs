@@ -1,4 +1,5 @@
-//! The governance records of the chain: approvals, their decisions and grants, and revocations.
+//! The governance records of the chain: approvals, their decisions and grants, revocations and
+//! anomaly alerts.
 //!
 //! They sit in the same hash chain as the exchanges they govern, so deleting or editing one breaks
 //! `audit verify` like any other record. An approval's records carry its exchange's id, which is
@@ -124,7 +125,46 @@ pub enum GovernanceEvent {
         status: u16,
         by: Actor,
     },
+    /// An anomaly detector fired for an identity (the record's exchange is the one that tipped it).
+    Alert {
+        /// `token_spike`, `request_spike`, `new_model`, `unusual_hours`, `probing`, `real_key` or
+        /// `pii_burst`.
+        detector: String,
+        /// The identity, as the selector a block revokes (`account:…`, `unit:…` or `uid:…`).
+        selector: String,
+        /// `alert`, or `block` (the identity was revoked, or already was).
+        action: String,
+        /// One line that says what was seen, for listings.
+        summary: String,
+        details: AlertDetails,
+    },
 }
+
+/// The numbers behind an alert; which are set depends on the detector.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertDetails {
+    /// What was seen: this hour's tokens or requests, denials or masked values in the window.
+    pub observed: f64,
+    /// What it had to exceed (or, for unusual_hours, reach).
+    pub threshold: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stddev: Option<f64>,
+    /// Hours in the baseline (the identity's active span within the trailing window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_hours: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The hour of the day, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hour_utc: Option<u8>,
+}
+
+// The detectors only record finite numbers, so equality is reflexive.
+impl Eq for AlertDetails {}
 
 impl GovernanceEvent {
     /// The `type` tag, for listings and log lines.
@@ -139,6 +179,7 @@ impl GovernanceEvent {
             GovernanceEvent::Restored { .. } => "restored",
             GovernanceEvent::SignedIn { .. } => "signed_in",
             GovernanceEvent::ApiRequest { .. } => "api_request",
+            GovernanceEvent::Alert { .. } => "alert",
         }
     }
 
@@ -153,7 +194,8 @@ impl GovernanceEvent {
             GovernanceEvent::Revoked { .. }
             | GovernanceEvent::Restored { .. }
             | GovernanceEvent::SignedIn { .. }
-            | GovernanceEvent::ApiRequest { .. } => None,
+            | GovernanceEvent::ApiRequest { .. }
+            | GovernanceEvent::Alert { .. } => None,
         }
     }
 }

@@ -1,4 +1,5 @@
 //! Command-line interface: the argument model and one module per subcommand.
+pub mod alerts;
 pub mod approvals;
 pub mod audit;
 pub mod ca;
@@ -67,6 +68,8 @@ pub enum Command {
     Revoke(revoke::RevokeArgs),
     /// Lift a revocation made with `warden revoke` (root).
     Restore(revoke::RestoreArgs),
+    /// The anomaly alerts on record (root): detector, identity, action and the numbers.
+    Alerts(alerts::AlertsArgs),
     /// Usage against each `[[limit]]` now: per limit and identity, every cap with what is used
     /// of it and when its window turns (root).
     Limits(limits::LimitsArgs),

@@ -138,6 +138,14 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         .await
         .context("closing the approvals the previous run left pending")?;
     let learned = Arc::new(proxy::learned::LearnedAddresses::from_config(&config));
+    let anomaly = crate::anomaly::start(crate::anomaly::AnomalyTask {
+        config: config.anomaly.clone(),
+        db: audit_db.clone(),
+        audit: audit.clone(),
+        revocations: revocations.clone(),
+        metrics: metrics.clone(),
+    })
+    .context("starting anomaly detection")?;
     let context = Arc::new(ProxyContext {
         config: config.clone(),
         identities: IdentityResolver::new(config.accounts.clone(), Some(cgroupfs.clone()))
@@ -158,6 +166,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
             metrics.limits.body_budget_refusals.clone(),
         ),
         learned: learned.clone(),
+        anomaly,
     });
     let context_for_status = context.clone();
     let (shutdown_tx, shutdown) = watch::channel(false);

@@ -46,10 +46,13 @@
 //! name = "siem"
 //! kind = "file"
 //! path = "/var/log/warden/audit.jsonl"
+//! [anomaly]                                   # per-identity baselines and detectors (anomaly.rs)
+//! baseline_days = 14
 //! ```
 //!
 //! This module holds the typed model and loading; `locate` maps key paths to source lines for
 //! error messages and `validate` holds the rules a parsed config must satisfy.
+pub mod anomaly;
 pub mod api;
 mod approvals;
 pub mod credentials;
@@ -114,6 +117,8 @@ pub struct Config {
     /// `[[sink]]`: where the audit records are shipped (`sinks.rs`).
     #[serde(rename = "sink")]
     pub sinks: Vec<sinks::SinkConfig>,
+    /// `[anomaly]`: per-identity baselines and the detectors (`anomaly.rs`).
+    pub anomaly: anomaly::AnomalyConfig,
 }
 
 /// The audit store (`state_dir/audit.db`).
@@ -246,6 +251,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             identity: IdentityConfig::default(),
             sinks: Vec::new(),
+            anomaly: anomaly::AnomalyConfig::default(),
         }
     }
 }

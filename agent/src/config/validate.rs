@@ -131,6 +131,7 @@ impl Config {
         self.approvals.validate()?;
         self.identity.validate()?;
         super::sinks::validate(&self.sinks)?;
+        self.anomaly.validate()?;
         super::credentials::validate(&self.credential_entries, |host| {
             self.is_intercepted_host(host)
         })?;

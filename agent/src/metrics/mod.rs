@@ -4,6 +4,7 @@
 //! models come from the agent's request body and are capped at the first [`MODEL_LIMIT`] distinct
 //! values, rule and recognizer names come from the policy. Never a pid, a command line, a key or
 //! prompt text.
+pub mod anomaly;
 pub mod api;
 pub mod approvals;
 pub mod budgets;
@@ -151,6 +152,7 @@ pub struct Metrics {
     rules: BoundedValues,
     recognizers: BoundedValues,
     pub approvals: approvals::ApprovalMetrics,
+    pub anomaly: anomaly::AnomalyMetrics,
     pub budgets: budgets::BudgetMetrics,
     pub api: api::ApiMetrics,
     pub credentials: credentials::CredentialMetrics,
@@ -229,6 +231,7 @@ impl Metrics {
         );
         registry.register_collector(Box::new(live));
         let approvals = approvals::ApprovalMetrics::register(&mut registry);
+        let anomaly = anomaly::AnomalyMetrics::register(&mut registry);
         let budgets = budgets::BudgetMetrics::register(&mut registry);
         let api = api::ApiMetrics::register(&mut registry);
         let credentials = credentials::CredentialMetrics::register(&mut registry);
@@ -251,6 +254,7 @@ impl Metrics {
             rules: BoundedValues::new(POLICY_NAME_LIMIT),
             recognizers: BoundedValues::new(POLICY_NAME_LIMIT),
             approvals,
+            anomaly,
             budgets,
             api,
             credentials,

@@ -25,6 +25,7 @@ use super::{
     upstream::UpstreamBody,
 };
 use crate::{
+    anomaly::{AnomalyFeed, ExchangeFacts, Observation},
     audit::{
         record::{AuditRecord, Outcome},
         AuditWriter,
@@ -87,6 +88,18 @@ pub struct Recorder {
     pub endpoint: EndpointKind,
     /// Response bodies are recorded up to this many bytes.
     pub body_limit: usize,
+    /// What the anomaly detectors get of this exchange when it ends (None: they are off).
+    pub anomaly: Option<AnomalyNote>,
+}
+
+/// What the request side knows for the anomaly detectors; the end of the exchange adds the rest.
+pub struct AnomalyNote {
+    pub feed: AnomalyFeed,
+    pub started_at_us: i64,
+    /// Values the policy masked in the request.
+    pub masked_in_request: u64,
+    /// A real-looking provider key was presented on a host with credential custody.
+    pub presented_real_key: bool,
 }
 
 /// Ends the exchange once: explicitly, or on drop if the handler was abandoned.
@@ -348,7 +361,29 @@ impl ExchangeLog {
                 .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0)),
             usage: record.assembled.as_ref().and_then(|a| a.usage),
         };
+        let observed = recorder.anomaly.map(|note| {
+            let masked_in_response: u64 = record.masked.values().flat_map(|m| m.values()).sum();
+            let facts = ExchangeFacts {
+                exchange_id: record.exchange_id.clone(),
+                started_us: note.started_at_us,
+                model: self.summary.model.clone(),
+                tokens: recorded
+                    .usage
+                    .map_or(0, |u| u.input_tokens + u.output_tokens),
+                denied: record.outcome == Outcome::Denied,
+                masked: note.masked_in_request + masked_in_response,
+                presented_real_key: note.presented_real_key,
+            };
+            (note.feed, facts)
+        });
         recorder.audit.submit(AuditRecord::Response(record));
+        // After the submit: the alert the exchange may raise follows its record in the chain.
+        if let Some((feed, facts)) = observed {
+            feed.observe(Observation {
+                identity: self.identity.clone(),
+                facts,
+            });
+        }
         Some(recorded)
     }
 }

@@ -64,6 +64,8 @@ pub struct ProxyContext {
     pub body_budget: Arc<body_budget::BodyBudget>,
     /// Addresses of intercepted hosts: never tunneled to (domain fronting).
     pub learned: Arc<learned::LearnedAddresses>,
+    /// Where ended exchanges go to be judged by the anomaly detectors.
+    pub anomaly: crate::anomaly::AnomalyFeed,
 }
 
 #[derive(Debug, thiserror::Error)]

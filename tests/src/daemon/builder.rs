@@ -52,6 +52,8 @@ pub struct DaemonBuilder {
     env: Vec<(OsString, OsString)>,
     /// Put `state_dir` (and so the audit store) on a tmpfs of this many bytes.
     state_tmpfs_bytes: Option<u64>,
+    /// A directory whose files are copied into `state_dir` before the daemon starts.
+    seed_state: Option<PathBuf>,
 }
 
 impl DaemonBuilder {
@@ -80,7 +82,15 @@ impl DaemonBuilder {
             extra_config: String::new(),
             env: Vec::new(),
             state_tmpfs_bytes: None,
+            seed_state: None,
         }
+    }
+
+    /// Starts the daemon with a copy of the files in `dir` (e.g. an audit store written beforehand,
+    /// with its WAL) in its `state_dir`; SQLite's `-shm` index is rebuilt, so it is not copied.
+    pub fn seed_state_dir(mut self, dir: &Path) -> Self {
+        self.seed_state = Some(dir.to_owned());
+        self
     }
 
     /// Puts `state_dir`, the audit store's directory, on a tmpfs of `size_bytes` (a disk a test
@@ -298,6 +308,9 @@ impl DaemonBuilder {
             env: self.env.clone(),
         };
         let state_tmpfs = (self.state_tmpfs_bytes).map(|size| Tmpfs::mount(&state_dir, size));
+        if let Some(seed) = &self.seed_state {
+            seed_state_dir(seed, &state_dir);
+        }
         let child = spawn_run(&self.e2e, &config_path, &launch, &cgroup, dir.path());
 
         let mut daemon = Daemon {
@@ -395,4 +408,22 @@ pub(super) fn spawn_run(
         .stderr(stderr)
         .spawn()
         .expect("spawning warden run")
+}
+
+/// Copies the regular files of `seed` (but SQLite's `-shm`) into `state_dir`, private as the
+/// daemon keeps it.
+fn seed_state_dir(seed: &Path, state_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(state_dir).expect("creating the state directory");
+    fs::set_permissions(state_dir, fs::Permissions::from_mode(0o700))
+        .expect("making the state directory private");
+    for entry in fs::read_dir(seed).expect("reading the seed directory") {
+        let entry = entry.expect("a seed directory entry");
+        let name = entry.file_name();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && !name.to_string_lossy().ends_with("-shm") {
+            fs::copy(entry.path(), state_dir.join(&name))
+                .unwrap_or_else(|e| panic!("seeding {}: {e}", name.to_string_lossy()));
+        }
+    }
 }

@@ -594,7 +594,7 @@ function renderTrail(records) {
     const e = record.event || {};
     const what = e.type === 'approval_decided' ? (e.decision === 'approve' ? 'approved' : 'denied')
       : (trailNames[e.type] || e.type);
-    const detail = e.type === 'approval_requested' ? `rule ${e.rule}` : e.reason || '';
+    const detail = e.type === 'approval_requested' ? `rule ${e.rule}` : e.reason || e.summary || '';
     tbody.append(el('tr', { class: `trail ${e.type}` },
       cell(timeUs(record.at_us)), cell(what), cell(e.by ? actorLabel(e.by) : dash()), cell(orDash(detail)),
       cell(e.grant ? el('span', {}, 'until ', timeUs(e.grant.expires_at_us)) : dash())));

@@ -71,6 +71,19 @@ fn describe(event: &GovernanceEvent) -> String {
         GovernanceEvent::ApprovalInterrupted { approval_id } => {
             format!("interrupted {approval_id}: Warden stopped while it was pending")
         }
+        GovernanceEvent::Alert {
+            detector,
+            selector,
+            action,
+            summary,
+            ..
+        } => format!(
+            "anomaly {} ({}) for {}: {}",
+            one_line(detector),
+            one_line(action),
+            one_line(selector),
+            one_line(summary)
+        ),
         other => other.name().to_string(),
     }
 }

@@ -211,6 +211,7 @@ async fn stream_left_after(
         exchange_id: "ex-1".to_string(),
         endpoint: crate::openai::endpoint::EndpointKind::ChatCompletions,
         body_limit: 1 << 20,
+        anomaly: None,
     });
     let mut headers = http::HeaderMap::new();
     headers.insert(

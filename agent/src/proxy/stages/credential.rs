@@ -108,6 +108,18 @@ fn custodian(
     Ok(Some(credential))
 }
 
+/// Whether the agent presented a real-looking provider key on a host where Warden holds the keys,
+/// whatever custody then does with it: what the anomaly detectors' `real_key` looks at.
+pub fn presents_real_key(connection: &ConnectionInfo, headers: &HeaderMap) -> bool {
+    let store = &connection.context.credentials;
+    let header = match store.custody(&connection.server_name, connection.identity.as_ref()) {
+        Custody::NotCustodied => return false,
+        Custody::Serve(credential) => Some(credential.header.name.clone()),
+        Custody::Unserved => None,
+    };
+    leaked_key(headers, header.as_ref()).is_some()
+}
+
 /// A presented value (in `authorization` or the credential's own header) that looks like a real
 /// provider key: the header it was in, and the value (to fingerprint; never logged as is).
 fn leaked_key(

@@ -4,14 +4,14 @@
 use bytes::Bytes;
 use http::{header, HeaderMap, StatusCode};
 
-use super::{decide::Decided, ConnectionInfo, Outbound, Refusal};
+use super::{credential::presents_real_key, decide::Decided, ConnectionInfo, Outbound, Refusal};
 use crate::{
     approvals::HoldRequest,
     audit::record::{AuditRecord, ExchangeRequest, IdentitySnapshot, Outcome},
     openai::error::ApiError,
     policy::prompt::prompt_texts,
     proxy::{
-        exchange_log::{ExchangeLog, Recorder},
+        exchange_log::{AnomalyNote, ExchangeLog, Recorder},
         recording::{new_id, recorded_body, recorded_headers, recorded_target},
     },
 };
@@ -80,11 +80,18 @@ pub async fn record(
             .size
             .max(record.body.text.as_ref().map_or(0, |t| t.len() as u64));
     }
+    let anomaly = context.anomaly.is_enabled().then(|| AnomalyNote {
+        feed: context.anomaly.clone(),
+        started_at_us,
+        masked_in_request: record.policy.masked.values().flat_map(|m| m.values()).sum(),
+        presented_real_key: presents_real_key(connection, &parts.headers),
+    });
     log.record_to(Recorder {
         audit: context.audit.clone(),
         exchange_id: exchange_id.clone(),
         endpoint,
         body_limit,
+        anomaly,
     });
     if let Err(error) = context.audit.commit(AuditRecord::Request(record)).await {
         tracing::error!(%error, exchange_id, "audit store: request record not committed; refusing the request");
