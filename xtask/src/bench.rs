@@ -12,7 +12,16 @@ use crate::{host_packages, python, toolchain};
 
 /// The warden crate's criterion benches that finish in seconds. `audit` is left out on purpose:
 /// it builds a store of a million records first and takes many minutes.
-const MICRO_BENCHES: &[&str] = &["sse", "masking", "tls_leaf", "policy", "request_path"];
+const MICRO_BENCHES: &[&str] = &[
+    "sse",
+    "masking",
+    "tls_leaf",
+    "policy",
+    "request_path",
+    "limits",
+    "anomaly",
+    "sinks",
+];
 
 /// Criterion 0.5's own flags (after `--`); they override the benches' configured times.
 const QUICK_CRITERION_ARGS: &[&str] = &["--warm-up-time", "0.3", "--measurement-time", "1"];
