@@ -7,5 +7,6 @@ pub mod persist;
 pub mod prices;
 pub mod refusal;
 pub mod report;
+pub mod windows;
 
 pub use admission::{Admission, Ask, Limits, RateHeaders, Refused, Settlement};

@@ -10,23 +10,6 @@ fn tokens(n: u64) -> Estimate {
 }
 
 #[test]
-fn windows_align_to_the_utc_minute_day_and_month() {
-    let windows = Windows::at(NOW);
-    assert_eq!(windows.minute, 1_796_653_800_000_000); // 14:30:00
-    assert_eq!(windows.day, 1_796_601_600_000_000); // 2026-12-07T00:00Z
-    assert_eq!(windows.month, 1_796_083_200_000_000); // 2026-12-01T00:00Z
-    assert_eq!(windows.month_end(), 1_798_761_600_000_000); // 2027-01-01T00:00Z
-    assert_eq!(Windows::at(windows.month_end()).month, windows.month_end());
-    // February of a leap year.
-    let feb_2028 = days_from_civil(2028, 2, 10) * DAY_US;
-    assert_eq!(
-        Windows::at(feb_2028).month_end(),
-        days_from_civil(2028, 3, 1) * DAY_US
-    );
-    assert_eq!(civil_from_days(days_from_civil(2026, 12, 7)), (2026, 12, 7));
-}
-
-#[test]
 fn requests_per_minute_refuse_until_the_minute_turns() {
     let ledger = Ledger::default();
     let caps = Caps {
