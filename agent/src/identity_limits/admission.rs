@@ -116,25 +116,33 @@ impl Limits {
         input_tokens: impl FnOnce() -> u64,
         now_us: i64,
     ) -> Result<Option<Admission>, Refused> {
-        let mut covering = rules.iter().filter_map(|rule| {
-            let model_matches = match (&rule.model, ask.model) {
-                (None, _) => true,
-                (Some(glob), Some(model)) => glob.matches(model),
-                (Some(_), None) => false,
-            };
-            model_matches
-                .then(|| ledger_key(rule, identity))
-                .flatten()
-                .map(|key| (rule, key))
-        });
-        let Some(first) = covering.next() else {
+        let covering: Vec<(&LimitRule, String)> = rules
+            .iter()
+            .filter_map(|rule| {
+                let model_matches = match (&rule.model, ask.model) {
+                    (None, _) => true,
+                    (Some(glob), Some(model)) => glob.matches(model),
+                    (Some(_), None) => false,
+                };
+                model_matches
+                    .then(|| ledger_key(rule, identity))
+                    .flatten()
+                    .map(|key| (rule, key))
+            })
+            .collect();
+        if covering.is_empty() {
             return Ok(None);
-        };
+        }
         let output = match ask.generates {
             true => ask.max_output_tokens.unwrap_or(self.default_output_tokens),
             false => 0,
         };
-        let input_tokens = input_tokens();
+        // Tokenizing is most of a check's cost: only when a cap counts tokens or dollars.
+        let counts_tokens = covering.iter().any(|(rule, _)| rule.caps.counts_tokens());
+        let input_tokens = match counts_tokens {
+            true => input_tokens(),
+            false => 0,
+        };
         let tokens = input_tokens.saturating_add(output);
         let cost = ask
             .model
@@ -145,7 +153,7 @@ impl Limits {
             prices: self.prices.clone(),
             headers: RateHeaders::default(),
         };
-        for (rule, key) in std::iter::once(first).chain(covering) {
+        for (rule, key) in covering {
             let prices_cost =
                 rule.caps.cost_per_day.is_some() || rule.caps.cost_per_month.is_some();
             if prices_cost && cost.is_none() {

@@ -22,6 +22,16 @@ pub struct Caps {
     pub concurrent_requests: Option<u64>,
 }
 
+impl Caps {
+    /// Whether any cap counts tokens or their cost (the others count requests alone).
+    pub fn counts_tokens(&self) -> bool {
+        self.tokens_per_minute.is_some()
+            || self.tokens_per_day.is_some()
+            || self.cost_per_day.is_some()
+            || self.cost_per_month.is_some()
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLimit {

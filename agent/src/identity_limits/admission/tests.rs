@@ -240,3 +240,55 @@ fn resets_are_written_as_openai_writes_them() {
     assert_eq!(reset_text(90_000_000), "1m30s");
     assert_eq!(reset_text(-5), "0ms");
 }
+
+#[test]
+fn a_limit_on_requests_alone_never_tokenizes_the_prompt() {
+    let (_dir, limits) = limits();
+    let requests_only = rule(
+        "rpm",
+        "user:bot",
+        None,
+        Caps {
+            requests_per_minute: Some(10),
+            concurrent_requests: Some(2),
+            ..Default::default()
+        },
+    );
+    let tokenized = std::cell::Cell::new(false);
+    let count = || {
+        tokenized.set(true);
+        10
+    };
+    let bot = agent("bot.service");
+    let admitted = limits.admit(
+        std::slice::from_ref(&requests_only),
+        &bot,
+        ask("gpt-4o", None),
+        count,
+        NOW,
+    );
+    assert!(admitted.unwrap().is_some());
+    assert!(!tokenized.get());
+    let with_tokens = rule(
+        "tpm",
+        "user:bot",
+        None,
+        Caps {
+            tokens_per_minute: Some(100_000),
+            ..Default::default()
+        },
+    );
+    let count = || {
+        tokenized.set(true);
+        10
+    };
+    let admitted = limits.admit(
+        &[requests_only, with_tokens],
+        &bot,
+        ask("gpt-4o", None),
+        count,
+        NOW,
+    );
+    assert!(admitted.unwrap().is_some());
+    assert!(tokenized.get());
+}
