@@ -1,5 +1,6 @@
 //! Criterion benchmarks of a `[[limit]]` check on the request path: admission (reserve under
-//! every covering limit) and settlement, with and without counting the prompt's tokens.
+//! every covering limit, the prompt at its byte bound) and settlement; the prompt's bound; and the
+//! exact count that a request near a cap pays on top.
 //!
 //! Benchmarks, not tests: nothing here asserts on time (the target is < 5 µs per request for the
 //! check). A limit that does not admit as described aborts the run.
@@ -11,7 +12,11 @@ use warden::{
     audit::record::IdentitySnapshot,
     config::Location,
     identity::selector::IdentitySelector,
-    identity_limits::{estimate, prices::PriceTable, Ask, Limits, Settlement},
+    identity_limits::{
+        estimate::{self, PromptTokens},
+        prices::PriceTable,
+        Ask, Limits, Settlement,
+    },
     openai::assemble::Usage,
     policy::limit_rules::{Caps, LimitRule},
 };
@@ -65,8 +70,17 @@ fn bench_limits(c: &mut Criterion) {
         output_tokens: 80,
         total_tokens: 200,
     };
+    let body = json!({"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": "You are a careful assistant for the billing team."},
+        {"role": "user", "content": "Summarise the differences between these invoices and the ledger, oldest first. ".repeat(12)}
+    ]});
+    let body = serde_json::to_vec(&body).expect("serialize");
+    let prompt = || PromptTokens {
+        at_most: estimate::input_tokens_at_most(black_box(&body)),
+        count: || panic!("a generous cap never needs the exact count"),
+    };
     let now = warden::ids::now_us();
-    let admitted = limits.admit(&rules, &identity, ask, || 120, now);
+    let admitted = limits.admit(&rules, &identity, ask, prompt(), now);
     assert!(
         matches!(admitted, Ok(Some(_))),
         "the bench identity is covered"
@@ -76,18 +90,21 @@ fn bench_limits(c: &mut Criterion) {
     group.bench_function("admit_and_settle_10_limits_2_covering", |b| {
         b.iter(|| {
             let admission = limits
-                .admit(black_box(&rules), &identity, ask, || 120, now)
+                .admit(black_box(&rules), &identity, ask, prompt(), now)
                 .expect("admitted")
                 .expect("covered");
             admission.settle(Settlement::Used(usage));
         })
     });
-    let body = json!({"model": "gpt-4o-mini", "messages": [
-        {"role": "system", "content": "You are a careful assistant for the billing team."},
-        {"role": "user", "content": "Summarise the differences between these invoices and the ledger, oldest first. ".repeat(8)}
-    ]});
+    group.bench_function("prompt_bound_1kib", |b| {
+        b.iter(|| estimate::input_tokens_at_most(black_box(&body)))
+    });
+    // What a request near a cap adds: parsing its body and tokenizing its prompt.
     group.bench_function("count_prompt_tokens_1kib", |b| {
-        b.iter(|| estimate::input_tokens(Some("gpt-4o-mini"), black_box(&body)))
+        b.iter(|| {
+            let parsed: serde_json::Value = serde_json::from_slice(black_box(&body)).expect("json");
+            estimate::input_tokens(Some("gpt-4o-mini"), &parsed)
+        })
     });
     group.finish();
 }

@@ -8,6 +8,7 @@ use std::{
 use http::{HeaderMap, HeaderValue};
 
 use super::{
+    estimate::PromptTokens,
     ledger::{Dimension, Estimate, Exceeded, Ledger, Reservation, Usage},
     prices::PriceTable,
 };
@@ -106,14 +107,16 @@ impl Limits {
 
     /// Reserves `ask` under every limit of `rules` that covers `identity` and the model, or
     /// refuses at the first limit it would pass (taking back what it reserved before it).
-    /// None when no limit covers the request; the prompt is tokenized (`input_tokens`) only
-    /// when one does.
+    /// None when no limit covers the request. Where a cap counts tokens or dollars the prompt is
+    /// reserved at its bound (`prompt.at_most`), and tokenized (`prompt.count`) only when the
+    /// bound would not fit: near a cap the exact count decides, and a request held at its bound
+    /// is settled with its actual usage all the same.
     pub fn admit(
         &self,
         rules: &[LimitRule],
         identity: &(impl SelectorSubject + ?Sized),
         ask: Ask<'_>,
-        input_tokens: impl FnOnce() -> u64,
+        prompt: PromptTokens<impl FnOnce() -> u64>,
         now_us: i64,
     ) -> Result<Option<Admission>, Refused> {
         let covering: Vec<(&LimitRule, String)> = rules
@@ -133,14 +136,28 @@ impl Limits {
         if covering.is_empty() {
             return Ok(None);
         }
+        if !covering.iter().any(|(rule, _)| rule.caps.counts_tokens()) {
+            return self.reserve(&covering, ask, 0, now_us).map(Some);
+        }
+        match self.reserve(&covering, ask, prompt.at_most, now_us) {
+            Err(Refused::Over { exceeded, .. }) if exceeded.dimension.counts_tokens() => {
+                let counted = (prompt.count)();
+                self.reserve(&covering, ask, counted, now_us).map(Some)
+            }
+            admitted => admitted.map(Some),
+        }
+    }
+
+    /// Reserves `ask`, its prompt taken as `input_tokens`, under every covering limit, or none.
+    fn reserve(
+        &self,
+        covering: &[(&LimitRule, String)],
+        ask: Ask<'_>,
+        input_tokens: u64,
+        now_us: i64,
+    ) -> Result<Admission, Refused> {
         let output = match ask.generates {
             true => ask.max_output_tokens.unwrap_or(self.default_output_tokens),
-            false => 0,
-        };
-        // Tokenizing is most of a check's cost: only when a cap counts tokens or dollars.
-        let counts_tokens = covering.iter().any(|(rule, _)| rule.caps.counts_tokens());
-        let input_tokens = match counts_tokens {
-            true => input_tokens(),
             false => 0,
         };
         let tokens = input_tokens.saturating_add(output);
@@ -167,7 +184,7 @@ impl Limits {
                 tokens,
                 cost: cost.unwrap_or(0),
             };
-            match self.ledger.reserve(&key, &rule.caps, estimate, now_us) {
+            match self.ledger.reserve(key, &rule.caps, estimate, now_us) {
                 Ok(reservation) => {
                     admission.headers.tighten(rule, &reservation);
                     admission.held.push(Held { reservation });
@@ -181,7 +198,7 @@ impl Limits {
                 }
             }
         }
-        Ok(Some(admission))
+        Ok(admission)
     }
 
     /// What `identity` has used under `rule` (for `warden limits`); None when it does not cover it.

@@ -28,6 +28,14 @@ pub enum Dimension {
 }
 
 impl Dimension {
+    /// Whether the prompt's size moves this dimension (tokens, or their cost).
+    pub fn counts_tokens(self) -> bool {
+        !matches!(
+            self,
+            Dimension::RequestsPerMinute | Dimension::ConcurrentRequests
+        )
+    }
+
     /// A spent budget is not a rate: the SDKs must not retry it (`insufficient_quota`).
     pub fn is_budget(self) -> bool {
         matches!(

@@ -49,7 +49,16 @@ fn admit(
     ask: Ask<'_>,
     input_tokens: u64,
 ) -> Result<Option<Admission>, Refused> {
-    limits.admit(rules, identity, ask, || input_tokens, NOW)
+    limits.admit(
+        rules,
+        identity,
+        ask,
+        PromptTokens {
+            at_most: input_tokens,
+            count: || input_tokens,
+        },
+        NOW,
+    )
 }
 
 const NOW: i64 = 1_800_000_000_000_000;
@@ -241,6 +250,21 @@ fn resets_are_written_as_openai_writes_them() {
     assert_eq!(reset_text(-5), "0ms");
 }
 
+/// A prompt whose bound is `at_most`, counting `counted` tokens; `tokenized` says if it was counted.
+fn prompt(
+    at_most: u64,
+    counted: u64,
+    tokenized: &std::cell::Cell<bool>,
+) -> PromptTokens<impl FnOnce() -> u64 + '_> {
+    PromptTokens {
+        at_most,
+        count: move || {
+            tokenized.set(true);
+            counted
+        },
+    }
+}
+
 #[test]
 fn a_limit_on_requests_alone_never_tokenizes_the_prompt() {
     let (_dir, limits) = limits();
@@ -255,40 +279,78 @@ fn a_limit_on_requests_alone_never_tokenizes_the_prompt() {
         },
     );
     let tokenized = std::cell::Cell::new(false);
-    let count = || {
-        tokenized.set(true);
-        10
-    };
-    let bot = agent("bot.service");
     let admitted = limits.admit(
-        std::slice::from_ref(&requests_only),
-        &bot,
+        &[requests_only],
+        &agent("bot.service"),
         ask("gpt-4o", None),
-        count,
+        prompt(u64::MAX, 10, &tokenized),
         NOW,
     );
     assert!(admitted.unwrap().is_some());
     assert!(!tokenized.get());
-    let with_tokens = rule(
+}
+
+#[test]
+fn the_prompt_is_tokenized_only_when_its_bound_would_not_fit() {
+    let (_dir, limits) = limits();
+    let tpm = rule(
         "tpm",
         "user:bot",
         None,
         Caps {
-            tokens_per_minute: Some(100_000),
+            tokens_per_minute: Some(1_000),
             ..Default::default()
         },
     );
-    let count = || {
-        tokenized.set(true);
-        10
-    };
-    let admitted = limits.admit(
-        &[requests_only, with_tokens],
+    let bot = agent("bot.service");
+    let tokenized = std::cell::Cell::new(false);
+    // Far from the cap, the bound is reserved as it is.
+    let far = limits
+        .admit(
+            std::slice::from_ref(&tpm),
+            &bot,
+            ask("gpt-4o", Some(100)),
+            prompt(400, 50, &tokenized),
+            NOW,
+        )
+        .unwrap()
+        .expect("covered");
+    assert!(!tokenized.get());
+    assert_eq!(
+        limits.usage(&tpm, &bot, NOW).unwrap().tokens_this_minute,
+        500
+    );
+    far.settle(Settlement::NothingSent);
+    // Near it, the bound would not fit (900 + 200 > 1000) and the count decides: admitted.
+    let near = limits
+        .admit(
+            std::slice::from_ref(&tpm),
+            &bot,
+            ask("gpt-4o", Some(200)),
+            prompt(900, 50, &tokenized),
+            NOW,
+        )
+        .unwrap()
+        .expect("covered");
+    assert!(tokenized.get());
+    assert_eq!(
+        limits.usage(&tpm, &bot, NOW).unwrap().tokens_this_minute,
+        250
+    );
+    // And refused when even the count does not fit, with what was left as it was.
+    tokenized.set(false);
+    let refused = limits.admit(
+        std::slice::from_ref(&tpm),
         &bot,
-        ask("gpt-4o", None),
-        count,
+        ask("gpt-4o", Some(200)),
+        prompt(900, 800, &tokenized),
         NOW,
     );
-    assert!(admitted.unwrap().is_some());
     assert!(tokenized.get());
+    assert!(matches!(refused, Err(Refused::Over { .. })));
+    assert_eq!(
+        limits.usage(&tpm, &bot, NOW).unwrap().tokens_this_minute,
+        250
+    );
+    near.settle(Settlement::NothingSent);
 }

@@ -1,15 +1,18 @@
 //! Limit: a request against the `[[limit]]`s that cover its identity and model. Admitted, it
-//! holds a reservation of its estimate (its prompt counted with the model's tokenizer, plus its
-//! `max_tokens` or the default) until the exchange ends and its actual usage settles it; over a
-//! rate it is refused 429 `rate_limit_exceeded` with the wait, over a budget 429
-//! `insufficient_quota`. Like decide's refusals, a refusal takes effect once the request is on
-//! record (`record`).
+//! holds a reservation of its estimate (its prompt's tokens, bounded by its body's bytes or, near
+//! a cap, counted with the model's tokenizer; plus its `max_tokens` or the default) until the
+//! exchange ends and its actual usage settles it; over a rate it is refused 429
+//! `rate_limit_exceeded` with the wait, over a budget 429 `insufficient_quota`. Like decide's
+//! refusals, a refusal takes effect once the request is on record (`record`).
 use http::header;
 
 use super::{decide::Decided, whole_body, ConnectionInfo, Refusal};
 use crate::{
     audit::record::Outcome,
-    identity_limits::{estimate, refusal, Ask},
+    identity_limits::{
+        estimate::{self, PromptTokens},
+        refusal, Ask,
+    },
     openai::endpoint::EndpointKind,
     proxy::{exchange_log::ExchangeLog, injected_usage, recording::now_us},
 };
@@ -38,15 +41,17 @@ pub async fn limit(
         generates,
     };
     let whole = decided.whole.as_deref();
-    let input_tokens = || {
-        whole
-            .and_then(|body| serde_json::from_slice(body).ok())
-            .map_or(0, |body| estimate::input_tokens(model, &body))
+    let prompt = PromptTokens {
+        at_most: whole.map_or(0, estimate::input_tokens_at_most),
+        count: || {
+            whole
+                .and_then(|body| serde_json::from_slice(body).ok())
+                .map_or(0, |body| estimate::input_tokens(model, &body))
+        },
     };
     let now = now_us();
     let limits = &connection.context.limits;
-    let admission = match limits.admit(rules, connection.identity.as_ref(), ask, input_tokens, now)
-    {
+    let admission = match limits.admit(rules, connection.identity.as_ref(), ask, prompt, now) {
         Ok(Some(admission)) => admission,
         Ok(None) => return Ok(decided),
         Err(refused) => {
