@@ -1,4 +1,4 @@
-//! Which class a stored record belongs to, and what of it a sink ships (bodies only when asked).
+//! Which class a stored record belongs to.
 use serde_json::Value;
 
 use super::event::EventClass;
@@ -42,47 +42,6 @@ fn governance_class(name: &str) -> EventClass {
         EventClass::Alerts
     } else {
         EventClass::Admin
-    }
-}
-
-/// Removes what a prompt or an answer says (masked as it is, it is still content): request and
-/// response bodies, stream events, the assembled text and tool arguments, an approval's excerpt.
-/// Sizes, types, usage and the finish reason stay.
-pub(super) fn strip_bodies(kind: RecordKind, record: &mut Value) {
-    match kind {
-        RecordKind::Request => strip_text(&mut record["body"]),
-        RecordKind::Response => {
-            strip_text(&mut record["body"]);
-            if let Some(events) = record.get_mut("events").and_then(Value::as_array_mut) {
-                events.clear();
-            }
-            if let Some(assembled) = record.get_mut("assembled").and_then(Value::as_object_mut) {
-                assembled.remove("text");
-                assembled.remove("refusal");
-                for call in assembled
-                    .get_mut("tool_calls")
-                    .and_then(Value::as_array_mut)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(call) = call.as_object_mut() {
-                        call.remove("arguments");
-                    }
-                }
-            }
-        }
-        RecordKind::Governance => {
-            if let Some(event) = record.get_mut("event").and_then(Value::as_object_mut) {
-                event.remove("excerpt");
-            }
-        }
-        RecordKind::Connection | RecordKind::Prune => {}
-    }
-}
-
-fn strip_text(body: &mut Value) {
-    if let Some(body) = body.as_object_mut() {
-        body.remove("text");
     }
 }
 
@@ -136,33 +95,5 @@ mod tests {
         for name in ["alert", "limit_exceeded", "limit_budget_spent"] {
             assert_eq!(governance(name), Some(EventClass::Alerts), "{name}");
         }
-    }
-
-    #[test]
-    fn bodies_are_stripped_and_the_rest_kept() {
-        let mut request = json!({"method": "POST", "body": {"content_type": "application/json",
-            "size": 12, "text": "{\"x\":\"<EMAIL>\"}", "truncated": false}});
-        strip_bodies(RecordKind::Request, &mut request);
-        assert_eq!(
-            request,
-            json!({"method": "POST", "body": {"content_type": "application/json",
-            "size": 12, "truncated": false}})
-        );
-        let mut response = json!({"body": null, "events": [{"data": "hi"}], "assembled":
-            {"text": "hello", "refusal": null, "tool_calls": [{"index": 0, "name": "f",
-            "arguments": "{}"}], "finish_reason": "stop", "usage": {"total_tokens": 3}}});
-        strip_bodies(RecordKind::Response, &mut response);
-        assert_eq!(
-            response,
-            json!({"body": null, "events": [], "assembled": {"tool_calls": [{"index": 0,
-            "name": "f"}], "finish_reason": "stop", "usage": {"total_tokens": 3}}})
-        );
-        let mut approval =
-            json!({"event": {"type": "approval_requested", "excerpt": "hi", "rule": "r"}});
-        strip_bodies(RecordKind::Governance, &mut approval);
-        assert_eq!(
-            approval,
-            json!({"event": {"type": "approval_requested", "rule": "r"}})
-        );
     }
 }

@@ -2,12 +2,11 @@
 //! records after it, as the events its filter chooses.
 use std::{collections::HashSet, path::Path};
 
-use serde_json::Value;
-
 use super::{
-    classify::{classify, strip_bodies},
+    classify::classify,
     cursor::Cursor,
     event::{EventClass, SinkEvent},
+    pruned::parse_record,
 };
 use crate::audit::{
     tail::{ChainTail, StoredRecord},
@@ -133,7 +132,7 @@ impl Source {
 
     /// The event of one record (its exchange filled in by `read`), if the filter takes it.
     fn event(&self, stored: &StoredRecord) -> Option<SinkEvent> {
-        let mut record: Value = match serde_json::from_str(&stored.body) {
+        let record = match parse_record(stored.kind, &stored.body, self.filter.include_bodies) {
             Ok(record) => record,
             // Shipped all the same (a gap would hide it); `audit verify` says more.
             Err(error) => {
@@ -144,9 +143,6 @@ impl Source {
         let (class, name) = classify(stored.kind, &record)?;
         if !self.filter.classes.contains(&class) {
             return None;
-        }
-        if !self.filter.include_bodies {
-            strip_bodies(stored.kind, &mut record);
         }
         Some(SinkEvent {
             seq: stored.seq,
