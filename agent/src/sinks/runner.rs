@@ -2,7 +2,7 @@
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::watch;
@@ -18,6 +18,11 @@ use crate::{
     config::sinks::{SinkCommonConfig, SinkStart},
     metrics::Metrics,
 };
+
+/// How often a sink that is delivering stores its cursor. Each store is two fsyncs; a cursor
+/// stored later only means that, after a crash, up to this much is delivered again (which
+/// at-least-once delivery allows, and `seq` deduplicates).
+const CURSOR_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Runner {
     pub name: String,
@@ -52,6 +57,9 @@ impl Runner {
         backoff.reset();
         tracing::info!(sink = %self.name, kind, cursor = cursor.seq, "sink started");
         let flush = Duration::from_millis(self.common.flush_interval_ms);
+        // The cursor as last stored, and when: stored at most every CURSOR_INTERVAL while
+        // delivering, and whenever the sink has caught up.
+        let mut stored = (cursor.clone(), Instant::now());
         // A full batch's successor is read while the batch is being delivered.
         let mut prefetched: Option<tokio::task::JoinHandle<Result<ReadBatch, String>>> = None;
         loop {
@@ -83,6 +91,10 @@ impl Runner {
                 self.metrics.sinks.pruned(&self.name, batch.pruned);
             }
             let Some(last) = batch.last.clone() else {
+                if stored.0 != cursor {
+                    self.persist(&cursor).await;
+                    stored = (cursor.clone(), Instant::now());
+                }
                 if finishing {
                     tracing::info!(sink = %self.name, cursor = cursor.seq, "sink stopped: every record delivered");
                     return;
@@ -103,7 +115,10 @@ impl Runner {
             }
             self.deliver(&source, cursor.seq, &batch, &mut backoff, &mut failing)
                 .await;
-            self.persist(&last).await;
+            if stored.1.elapsed() >= CURSOR_INTERVAL {
+                self.persist(&last).await;
+                stored = (last.clone(), Instant::now());
+            }
             cursor = last;
             self.metrics
                 .sinks
