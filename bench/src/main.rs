@@ -8,6 +8,7 @@ mod payload;
 mod report;
 mod run;
 mod setups;
+mod sinks;
 mod soak;
 mod stats;
 mod upstream;
@@ -54,6 +55,11 @@ enum Command {
         /// key is replaced on every request, as on a host with credential custody.
         #[arg(long)]
         custody: bool,
+        /// Warden ships its audit trail meanwhile, to a JSONL file and as signed webhook
+        /// batches to a receiver on 127.0.0.1; the report says how far behind the sinks were
+        /// when the heaviest load stopped. Compare with a run without it.
+        #[arg(long)]
+        sinks: bool,
         /// Only these setups (direct, warden, mitmproxy); ratios need all three.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
@@ -122,6 +128,7 @@ fn main() -> ExitCode {
             stream_events,
             command_line,
             custody,
+            sinks,
             only,
         } => run::run(run::Options {
             only,
@@ -130,6 +137,7 @@ fn main() -> ExitCode {
                 warden_bin,
                 mitmdump,
                 custody,
+                sinks,
             },
             out,
             upstream: upstream::UpstreamBehavior {

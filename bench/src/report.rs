@@ -11,6 +11,7 @@ use crate::loadgen::{LoadResult, Protocol};
 use crate::payload;
 use crate::run::{Phase, Plan};
 use crate::setups::{AuditCounts, SetupKind};
+use crate::sinks::SinksReport;
 use crate::upstream::UpstreamBehavior;
 
 #[derive(Debug, Serialize)]
@@ -74,6 +75,8 @@ pub struct SetupReport {
     pub rss_open_streams_mib: Option<f64>,
     pub rss_after_mib: Option<f64>,
     pub open_streams: Option<LoadResult>,
+    /// With `--sinks`: the sinks as each phase's load stopped, by phase.
+    pub sinks: BTreeMap<String, SinksReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -317,6 +320,15 @@ impl Report {
                 audit.counts.complete_exchanges,
                 audit.lost,
                 audit.exchanges_per_sec
+            );
+        }
+        let phases = self.setups.values().flat_map(|setup| &setup.sinks);
+        for (phase, sinks) in phases {
+            println!(
+                "sinks after {phase}: {} records behind ({}) as the load stopped, all delivered {:.2} s later",
+                sinks.backlog_at_load_end,
+                sinks.sinks.join(" + "),
+                sinks.caught_up_after_secs,
             );
         }
     }

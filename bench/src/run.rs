@@ -159,6 +159,10 @@ fn measure_setup(
                 _ => run_loadgen(setup, spec, plan)?,
             };
             check_errors(setup, &key, &result)?;
+            // The load just stopped: how far behind were the sinks?
+            if let Some((daemon, sinks)) = setup.sinks() {
+                report.sinks.insert(key.clone(), sinks.catch_up(daemon)?);
+            }
             requests_ok += result.total_ok;
             report.runs.insert(key, result);
         }

@@ -12,6 +12,7 @@ use warden_tests::daemon::UpstreamOverride;
 use warden_tests::{CgroupGuard, Client, Daemon, E2e, HostsFile};
 
 use crate::mitm::Mitmproxy;
+use crate::sinks::BenchSinks;
 use crate::upstream::FakeUpstream;
 
 /// The representative policy Warden runs with: ten rules of every kind, masking included.
@@ -43,6 +44,8 @@ pub struct Tools {
     pub mitmdump: PathBuf,
     /// Run Warden with a `[[credential]]` for the load generator.
     pub custody: bool,
+    /// Run Warden with sinks shipping its audit trail (`--sinks`).
+    pub sinks: bool,
 }
 
 /// A started setup. Dropping it stops whatever it started.
@@ -58,6 +61,8 @@ pub enum Setup {
         hosts: HostsFile,
         /// The custodied key's file, with `--custody`: held only to be removed on drop.
         _secrets: Option<SecretDir>,
+        /// The sinks' receiver and files, with `--sinks`.
+        sinks: Option<BenchSinks>,
     },
     Mitmproxy(Mitmproxy),
 }
@@ -69,7 +74,10 @@ impl Setup {
                 upstream: upstream.addr(),
                 ca_file: upstream.ca_file().to_owned(),
             },
-            SetupKind::Warden => Self::warden(&tools.warden_bin, tools.custody, false, upstream),
+            SetupKind::Warden => {
+                let sinks = tools.sinks.then(BenchSinks::start).transpose()?;
+                Self::warden(&tools.warden_bin, tools.custody, sinks, upstream)
+            }
             SetupKind::Mitmproxy => {
                 let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
                 Setup::Mitmproxy(Mitmproxy::start(
@@ -82,12 +90,12 @@ impl Setup {
         })
     }
 
-    /// Warden in front of `upstream`, with the bench policy; with `custody`, a `[[credential]]`
-    /// serving the load generator; with `metrics`, serving `/metrics` on loopback.
+    /// Warden in front of `upstream`, with the bench policy and `/metrics` on loopback; with
+    /// `custody`, a `[[credential]]` serving the load generator; with `sinks`, shipping to them.
     pub fn warden(
         warden_bin: &Path,
         custody: bool,
-        metrics: bool,
+        sinks: Option<BenchSinks>,
         upstream: &FakeUpstream,
     ) -> Self {
         let clients = CgroupGuard::new("bench-clients");
@@ -101,10 +109,11 @@ impl Setup {
             // The load generator runs as root in the selected cgroup.
             builder = builder.extra_config(&credential_toml("bench", &key, &["uid:0"]));
         }
-        if metrics {
-            builder = builder.metrics();
+        if let Some(sinks) = &sinks {
+            builder = builder.extra_config(&sinks.config_toml());
         }
         let daemon = builder
+            .metrics()
             .select(&clients)
             .upstream_override(UpstreamOverride::new(
                 "api.openai.com",
@@ -119,6 +128,19 @@ impl Setup {
             clients,
             hosts,
             _secrets: secrets,
+            sinks,
+        }
+    }
+
+    /// The sinks a Warden setup ships to, with `--sinks`.
+    pub fn sinks(&self) -> Option<(&Daemon, &BenchSinks)> {
+        match self {
+            Setup::Warden {
+                daemon,
+                sinks: Some(sinks),
+                ..
+            } => Some((daemon, sinks)),
+            _ => None,
         }
     }
 

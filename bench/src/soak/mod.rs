@@ -60,7 +60,7 @@ pub fn run(options: Options) -> Result<()> {
     };
     let upstream = FakeUpstream::start(behavior)?;
     // With credential custody, as a governed host runs (and as the bench measures).
-    let setup = Setup::warden(&options.warden_bin, true, true, &upstream);
+    let setup = Setup::warden(&options.warden_bin, true, None, &upstream);
     let daemon = setup.daemon().context("the soak runs Warden")?;
     let metrics: SocketAddr = daemon
         .metrics_url()
