@@ -84,6 +84,9 @@ pub struct AuditReport {
     /// Measured while 64 non-streamed requests were in flight over h1.
     pub records_per_sec: f64,
     pub exchanges_per_sec: f64,
+    /// The daemon's user + system CPU time per exchange over the same window (its own rusage:
+    /// steady on a noisy machine, where latencies are not).
+    pub cpu_us_per_exchange: f64,
     /// Requests answered 200 through Warden, over every phase.
     pub requests_ok: u64,
     pub counts: AuditCounts,
@@ -185,9 +188,20 @@ impl Report {
             Some(runs.map(|run| run.errors as f64).sum())
         });
         self.push_row("failed requests".to_owned(), "req", failed, false);
-        if let Some(audit) = &self.audit {
-            let values = [None, Some(audit.records_per_sec), None];
+        if let Some((records, cpu)) = self
+            .audit
+            .as_ref()
+            .map(|audit| (audit.records_per_sec, audit.cpu_us_per_exchange))
+        {
+            let values = [None, Some(records), None];
             self.push_row("audit records written".to_owned(), "rec/s", values, false);
+            let values = [None, Some(cpu), None];
+            self.push_row(
+                "CPU per exchange at h1 c=64".to_owned(),
+                "µs",
+                values,
+                false,
+            );
         }
         self.check_targets();
     }
@@ -314,12 +328,13 @@ impl Report {
         }
         if let Some(audit) = &self.audit {
             println!(
-                "audit: {} requests answered, {} exchanges recorded ({} complete), {} lost; {:.0} exchanges/s under load",
+                "audit: {} requests answered, {} exchanges recorded ({} complete), {} lost; {:.0} exchanges/s under load, {:.0} µs of the daemon's CPU each",
                 audit.requests_ok,
                 audit.counts.exchanges,
                 audit.counts.complete_exchanges,
                 audit.lost,
-                audit.exchanges_per_sec
+                audit.exchanges_per_sec,
+                audit.cpu_us_per_exchange
             );
         }
         let phases = self.setups.values().flat_map(|setup| &setup.sinks);

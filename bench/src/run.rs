@@ -9,7 +9,7 @@ use warden_tests::Client;
 
 use crate::loadgen::{LoadResult, LoadSpec, Protocol, STREAMS_OPEN_MARKER};
 use crate::report::{AuditReport, Machine, Report, SetupReport};
-use crate::setups::{rss_mib, AuditCounts, Setup, SetupKind, Tools, SETTLE};
+use crate::setups::{cpu_secs, rss_mib, AuditCounts, Setup, SetupKind, Tools, SETTLE};
 use crate::upstream::{FakeUpstream, UpstreamBehavior};
 
 /// How long each measurement runs; `--quick` shortens everything but the number of open streams.
@@ -177,11 +177,12 @@ fn measure_setup(
         report.rss_after_mib = Some(rss_mib(pid)?);
     }
     let audit = match (setup.audit_db(), audit_rate) {
-        (Some(db), Some((records_per_sec, exchanges_per_sec))) => {
+        (Some(db), Some(rates)) => {
             let counts = wait_for_audit(&db, requests_ok)?;
             Some(AuditReport {
-                records_per_sec,
-                exchanges_per_sec,
+                records_per_sec: rates.records_per_sec,
+                exchanges_per_sec: rates.exchanges_per_sec,
+                cpu_us_per_exchange: rates.cpu_us_per_exchange,
                 requests_ok,
                 lost: requests_ok as i64 - counts.complete_exchanges as i64,
                 counts,
@@ -255,27 +256,39 @@ fn run_loadgen(setup: &Setup, spec: LoadSpec, plan: &Plan) -> Result<LoadResult>
     Ok(serde_json::from_value(output.last_line_json())?)
 }
 
-/// Runs a load while counting the audit store at the start and end of the measured window.
-/// Returns the load's result and (records/s, exchanges/s).
+/// What the audit store and the daemon's CPU did over a measured window.
+#[derive(Debug, Clone, Copy)]
+struct WindowRates {
+    records_per_sec: f64,
+    exchanges_per_sec: f64,
+    /// The daemon's user + system CPU over the window, per exchange recorded in it.
+    cpu_us_per_exchange: f64,
+}
+
+/// Runs a load while counting the audit store, and reading the daemon's CPU time, at the start and
+/// end of the measured window.
 fn run_sampling_audit(
     setup: &Setup,
     spec: LoadSpec,
     plan: &Plan,
     db: &std::path::Path,
-) -> Result<(LoadResult, (f64, f64))> {
+) -> Result<(LoadResult, WindowRates)> {
+    let pid = setup.proxy_pid().context("a Warden setup has a daemon")?;
     let timeout = Duration::from_secs_f64(plan.warmup_secs + plan.measure_secs + 60.0);
     let running = loadgen_client(setup, "loadgen", &spec, timeout)?.spawn();
     std::thread::sleep(Duration::from_secs_f64(plan.warmup_secs));
-    let (before, from) = (AuditCounts::read(db)?, Instant::now());
+    let (before, cpu_before, from) = (AuditCounts::read(db)?, cpu_secs(pid)?, Instant::now());
     std::thread::sleep(Duration::from_secs_f64(plan.measure_secs));
-    let (after, to) = (AuditCounts::read(db)?, Instant::now());
+    let (after, cpu_after, to) = (AuditCounts::read(db)?, cpu_secs(pid)?, Instant::now());
     let output = running.wait();
     output.assert_success();
     let secs = (to - from).as_secs_f64();
-    let rates = (
-        (after.records - before.records) as f64 / secs,
-        (after.exchanges - before.exchanges) as f64 / secs,
-    );
+    let exchanges = (after.exchanges - before.exchanges) as f64;
+    let rates = WindowRates {
+        records_per_sec: (after.records - before.records) as f64 / secs,
+        exchanges_per_sec: exchanges / secs,
+        cpu_us_per_exchange: (cpu_after - cpu_before) * 1e6 / exchanges.max(1.0),
+    };
     Ok((serde_json::from_value(output.last_line_json())?, rates))
 }
 

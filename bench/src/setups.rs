@@ -217,6 +217,30 @@ pub fn rss_mib(pid: u32) -> Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// The user and system CPU time `pid` has used so far, in seconds (/proc/PID/stat: utime and
+/// stime, in clock ticks).
+pub fn cpu_secs(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The name may hold spaces: the fields that follow start after its closing parenthesis, with
+    // the state (field 3), so utime and stime (fields 14 and 15) are the 12th and 13th after it.
+    let after_name = stat
+        .rfind(')')
+        .map(|end| &stat[end + 1..])
+        .with_context(|| format!("no process name in /proc/{pid}/stat"))?;
+    let mut fields = after_name.split_whitespace().skip(11);
+    let mut ticks = || -> Result<f64> {
+        fields
+            .next()
+            .and_then(|field| field.parse::<f64>().ok())
+            .with_context(|| format!("no utime/stime in /proc/{pid}/stat"))
+    };
+    let (user, system) = (ticks()?, ticks()?);
+    // SAFETY: sysconf has no preconditions.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok((user + system) / per_sec)
+}
+
 /// Lets a process that just did something settle before its memory is read.
 pub const SETTLE: Duration = Duration::from_millis(500);
 
