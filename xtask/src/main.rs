@@ -99,7 +99,8 @@ enum Command {
         quick: bool,
 
         /// Arguments passed to `warden-bench run` (put them after `--`), e.g. `--only direct,warden`,
-        /// `--upstream-latency-ms N`, `--stream-events N`.
+        /// `--upstream-latency-ms N`, `--stream-events N`, `--sinks` (Warden ships its audit
+        /// trail to a file and a webhook while it is measured).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
