@@ -76,7 +76,7 @@ fn bench_limits(c: &mut Criterion) {
     ]});
     let body = serde_json::to_vec(&body).expect("serialize");
     let prompt = || PromptTokens {
-        at_most: estimate::input_tokens_at_most(black_box(&body)),
+        at_most: || estimate::input_tokens_at_most(black_box(&body)),
         count: || panic!("a generous cap never needs the exact count"),
     };
     let now = warden::ids::now_us();

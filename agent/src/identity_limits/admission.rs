@@ -108,7 +108,7 @@ impl Limits {
     /// Reserves `ask` under every limit of `rules` that covers `identity` and the model, or
     /// refuses at the first limit it would pass (taking back what it reserved before it).
     /// None when no limit covers the request. Where a cap counts tokens or dollars the prompt is
-    /// reserved at its bound (`prompt.at_most`), and tokenized (`prompt.count`) only when the
+    /// reserved at its bound (`prompt.at_most`, read only then), and tokenized (`prompt.count`) only when the
     /// bound would not fit: near a cap the exact count decides, and a request held at its bound
     /// is settled with its actual usage all the same.
     pub fn admit(
@@ -116,7 +116,7 @@ impl Limits {
         rules: &[LimitRule],
         identity: &(impl SelectorSubject + ?Sized),
         ask: Ask<'_>,
-        prompt: PromptTokens<impl FnOnce() -> u64>,
+        prompt: PromptTokens<impl FnOnce() -> u64, impl FnOnce() -> u64>,
         now_us: i64,
     ) -> Result<Option<Admission>, Refused> {
         let covering: Vec<(&LimitRule, String)> = rules
@@ -139,7 +139,7 @@ impl Limits {
         if !covering.iter().any(|(rule, _)| rule.caps.counts_tokens()) {
             return self.reserve(&covering, ask, 0, now_us).map(Some);
         }
-        match self.reserve(&covering, ask, prompt.at_most, now_us) {
+        match self.reserve(&covering, ask, (prompt.at_most)(), now_us) {
             Err(Refused::Over { exceeded, .. }) if exceeded.dimension.counts_tokens() => {
                 let counted = (prompt.count)();
                 self.reserve(&covering, ask, counted, now_us).map(Some)

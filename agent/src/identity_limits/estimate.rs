@@ -26,10 +26,11 @@ pub fn input_tokens(model: Option<&str>, body: &Value) -> u64 {
 /// The prompt's tokens as admission takes them: first a bound that costs next to nothing, and
 /// the exact count (tokenizing: tens of microseconds per KiB) only when the bound would not fit
 /// under a cap.
-pub struct PromptTokens<F: FnOnce() -> u64> {
+/// Both are called only when a covering limit caps tokens or dollars.
+pub struct PromptTokens<Bound: FnOnce() -> u64, Count: FnOnce() -> u64> {
     /// Never less than what `count` returns.
-    pub at_most: u64,
-    pub count: F,
+    pub at_most: Bound,
+    pub count: Count,
 }
 
 /// A bound on `input_tokens` of a body, in one pass over its bytes. Tokenizers of OpenAI's models

@@ -54,7 +54,7 @@ fn admit(
         identity,
         ask,
         PromptTokens {
-            at_most: input_tokens,
+            at_most: || input_tokens,
             count: || input_tokens,
         },
         NOW,
@@ -255,9 +255,9 @@ fn prompt(
     at_most: u64,
     counted: u64,
     tokenized: &std::cell::Cell<bool>,
-) -> PromptTokens<impl FnOnce() -> u64 + '_> {
+) -> PromptTokens<impl FnOnce() -> u64, impl FnOnce() -> u64 + '_> {
     PromptTokens {
-        at_most,
+        at_most: move || at_most,
         count: move || {
             tokenized.set(true);
             counted
@@ -283,7 +283,17 @@ fn a_limit_on_requests_alone_never_tokenizes_the_prompt() {
         &[requests_only],
         &agent("bot.service"),
         ask("gpt-4o", None),
-        prompt(u64::MAX, 10, &tokenized),
+        // Neither the bound nor the count is looked at.
+        PromptTokens {
+            at_most: || {
+                tokenized.set(true);
+                u64::MAX
+            },
+            count: || {
+                tokenized.set(true);
+                10
+            },
+        },
         NOW,
     );
     assert!(admitted.unwrap().is_some());

@@ -42,7 +42,7 @@ pub async fn limit(
     };
     let whole = decided.whole.as_deref();
     let prompt = PromptTokens {
-        at_most: whole.map_or(0, estimate::input_tokens_at_most),
+        at_most: || whole.map_or(0, estimate::input_tokens_at_most),
         count: || {
             whole
                 .and_then(|body| serde_json::from_slice(body).ok())
