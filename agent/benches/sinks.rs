@@ -5,7 +5,6 @@
 //! Benchmarks, not tests: nothing here asserts on time; a failing call aborts the run. Under
 //! `cargo test --benches` a small store is used.
 use std::{
-    convert::Infallible,
     fs,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
@@ -29,6 +28,7 @@ use warden::{
     metrics::{LiveReadings, Metrics},
     sinks::Sinks,
 };
+use warden_tests::sinks::AcknowledgingReceiver;
 
 #[path = "audit/synthetic.rs"]
 #[allow(dead_code)] // shared with the audit bench, which uses all of it
@@ -112,43 +112,6 @@ fn fresh_state(base: &Path, n: u64) -> PathBuf {
     dir
 }
 
-/// A local receiver: reads each POST whole and answers 204.
-fn start_receiver(runtime: &tokio::runtime::Runtime, received: Arc<AtomicU64>) -> String {
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind the receiver");
-    let port = listener.local_addr().expect("local_addr").port();
-    runtime.spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let received = received.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |request: http::Request<hyper::body::Incoming>| {
-                        let received = received.clone();
-                        async move {
-                            use http_body_util::BodyExt;
-                            let body = request.into_body().collect().await.map(|b| b.to_bytes());
-                            received
-                                .fetch_add(body.map_or(0, |b| b.len() as u64), Ordering::Relaxed);
-                            let mut answer =
-                                http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
-                            *answer.status_mut() = http::StatusCode::NO_CONTENT;
-                            Ok::<_, Infallible>(answer)
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                    .await;
-            });
-        }
-    });
-    format!("http://127.0.0.1:{port}/in")
-}
-
 /// A sink kind's config, given the state directory of one run.
 type KindFor<'a> = Box<dyn Fn(&Path) -> SinkKindConfig + 'a>;
 
@@ -173,8 +136,8 @@ fn bench_sink_throughput(c: &mut Criterion) {
     let secret = dir.path().join("webhook.key");
     fs::write(&secret, "bench-secret\n").expect("write the secret");
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod 600");
-    let received = Arc::new(AtomicU64::new(0));
-    let url = start_receiver(&runtime, received.clone());
+    let receiver = AcknowledgingReceiver::start();
+    let url = receiver.url().to_owned();
 
     let mut group = c.benchmark_group("sinks");
     group.throughput(Throughput::Elements(records));
@@ -233,7 +196,7 @@ fn bench_sink_throughput(c: &mut Criterion) {
     group.finish();
     eprintln!(
         "sinks: the webhook receiver read {} MiB in all",
-        received.load(Ordering::Relaxed) / (1024 * 1024)
+        receiver.bytes_received() / (1024 * 1024)
     );
 }
 

@@ -4,16 +4,12 @@
 //! The receiver shares the machine with Warden and the load generator, so it does as little as a
 //! receiver can: it reads each batch and answers 204 (the tests check signatures and contents).
 
-use std::convert::Infallible;
-use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use http_body_util::{BodyExt, Full};
 use serde::Serialize;
-use warden_tests::background::BackgroundRuntime;
 use warden_tests::prometheus::Exposition;
-use warden_tests::sinks::{secret_file, sink_toml};
+use warden_tests::sinks::{secret_file, sink_toml, AcknowledgingReceiver};
 use warden_tests::Daemon;
 
 const SECRET: &str = "bench-webhook-secret";
@@ -21,8 +17,7 @@ const SINKS: [&str; 2] = ["bench-file", "bench-webhook"];
 
 /// The receiver and the files the sinks use; dropping it stops the receiver and removes them.
 pub struct BenchSinks {
-    receiver_url: String,
-    _receiver: BackgroundRuntime,
+    receiver: AcknowledgingReceiver,
     dir: tempfile::TempDir,
 }
 
@@ -40,11 +35,8 @@ pub struct SinksReport {
 
 impl BenchSinks {
     pub fn start() -> Result<Self> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding a receiver")?;
-        let receiver_url = format!("http://{}/warden", listener.local_addr()?);
         Ok(Self {
-            receiver_url,
-            _receiver: BackgroundRuntime::serve("the sinks' receiver", listener, receive),
+            receiver: AcknowledgingReceiver::start(),
             dir: tempfile::Builder::new()
                 .prefix("warden-bench-sinks-")
                 .tempdir()
@@ -63,7 +55,7 @@ impl BenchSinks {
         let webhook = sink_toml(
             SINKS[1],
             "webhook",
-            &format!("url = {:?}\nsecret_file = {secret:?}", self.receiver_url),
+            &format!("url = {:?}\nsecret_file = {secret:?}", self.receiver.url()),
         );
         format!("{file}{webhook}")
     }
@@ -115,26 +107,4 @@ fn backlog(daemon: &Daemon) -> Result<u64> {
                 .with_context(|| format!("no warden_sink_backlog_records for sink {sink}"))
         })
         .sum()
-}
-
-/// Reads every batch whole and acknowledges it.
-async fn receive(listener: tokio::net::TcpListener) {
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(
-                |request: http::Request<hyper::body::Incoming>| async move {
-                    let _ = request.into_body().collect().await;
-                    let mut answer = http::Response::new(Full::new(bytes::Bytes::new()));
-                    *answer.status_mut() = http::StatusCode::NO_CONTENT;
-                    Ok::<_, Infallible>(answer)
-                },
-            );
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                .await;
-        });
-    }
 }

@@ -1,6 +1,7 @@
 //! Receivers for the sinks on loopback (a webhook that checks the signature, a Splunk HEC fake),
 //! what they received, and the `[[sink]]` config the tests give the daemon.
 
+pub mod acknowledging;
 pub mod hec;
 pub mod webhook;
 
@@ -12,6 +13,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+pub use acknowledging::AcknowledgingReceiver;
 pub use hec::HecFake;
 pub use webhook::WebhookReceiver;
 
