@@ -41,13 +41,15 @@ const CONCURRENT_TASKS: u64 = 64;
 const EXCHANGES_PER_TASK: u64 = 16;
 const EXCHANGES_PER_BURST: u64 = CONCURRENT_TASKS * EXCHANGES_PER_TASK;
 
-/// Records exchanges the way the proxy does: the request committed (awaited), then the response
-/// submitted (fire-and-forget).
+/// Records exchanges the way the proxy does: the request put on durable record (awaited), then
+/// the response submitted (fire-and-forget).
 #[derive(Clone)]
 struct Recorder {
     writer: AuditWriter,
     payload: Arc<Payload>,
     next: Arc<AtomicU64>,
+    /// The proxy's way (`record_request`: the journal), or each request's commit awaited.
+    journaled: bool,
 }
 
 impl Recorder {
@@ -55,10 +57,19 @@ impl Recorder {
         for _ in 0..count {
             let n = self.next.fetch_add(1, Ordering::Relaxed);
             let shape = synthetic_shape(n % 1_000_000, 1_000_000);
-            self.writer
-                .commit(request(&shape, &self.payload))
-                .await
-                .expect("commit request record");
+            match request(&shape, &self.payload) {
+                AuditRecord::Request(request) if self.journaled => self
+                    .writer
+                    .record_request(request)
+                    .await
+                    .expect("journal request record"),
+                request => drop(
+                    self.writer
+                        .commit(request)
+                        .await
+                        .expect("commit request record"),
+                ),
+            }
             self.writer
                 .submit(response(&shape, Outcome::Ok, &self.payload));
         }
@@ -99,53 +110,56 @@ fn barrier_connection(n: u64) -> ConnectionRecord {
 }
 
 fn bench_commit_exchange_records(c: &mut Criterion) {
-    let dir = tempfile::Builder::new()
-        .prefix("audit-bench-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("tempdir under target/tmp");
-    let writer = AuditWriter::start(&audit_db_path(dir.path()), WriterOptions::default())
-        .expect("start writer");
-    let recorder = Recorder {
-        writer: writer.clone(),
-        payload: Arc::new(Payload::realistic()),
-        next: Arc::new(AtomicU64::new(0)),
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
-
     let mut group = c.benchmark_group("audit");
-    // One element = one exchange: its request record (committed) and response record.
+    // One element = one exchange: its request record and response record, both committed.
     group.throughput(Throughput::Elements(EXCHANGES_PER_BURST));
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
-    group.bench_function("commit_exchange_records", |b| {
-        b.iter_custom(|bursts| {
-            let started = Instant::now();
-            for _ in 0..bursts {
-                runtime.block_on(recorder.record_burst());
-            }
-            started.elapsed()
-        })
-    });
-    group.finish();
-
-    let stats = writer.stats();
-    if stats.transactions > 0 {
-        eprintln!(
-            "audit/commit_exchange_records: store in {}; writer committed {} records in {} \
-             transactions ({:.1} records per transaction, {} failed)",
-            dir.path().display(),
-            stats.records,
-            stats.transactions,
-            stats.records as f64 / stats.transactions as f64,
-            stats.failed_transactions,
-        );
+    for (name, journaled) in [
+        ("commit_exchange_records", false),
+        ("journal_exchange_records", true),
+    ] {
+        let dir = tempfile::Builder::new()
+            .prefix("audit-bench-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("tempdir under target/tmp");
+        let writer = AuditWriter::start(&audit_db_path(dir.path()), WriterOptions::default())
+            .expect("start writer");
+        let recorder = Recorder {
+            writer: writer.clone(),
+            payload: Arc::new(Payload::realistic()),
+            next: Arc::new(AtomicU64::new(0)),
+            journaled,
+        };
+        group.bench_function(name, |b| {
+            b.iter_custom(|bursts| {
+                let started = Instant::now();
+                for _ in 0..bursts {
+                    runtime.block_on(recorder.record_burst());
+                }
+                started.elapsed()
+            })
+        });
+        let stats = writer.stats();
+        if stats.transactions > 0 {
+            eprintln!(
+                "audit/{name}: writer committed {} records in {} transactions ({:.1} records per \
+                 transaction, {} failed)",
+                stats.records,
+                stats.transactions,
+                stats.records as f64 / stats.transactions as f64,
+                stats.failed_transactions,
+            );
+        }
+        writer.shutdown();
     }
-    writer.shutdown();
+    group.finish();
 }
 
 // ---- audit/list_1m ------------------------------------------------------------------------------

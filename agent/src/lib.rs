@@ -10,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod ebpf;
+#[cfg(feature = "fault-hooks")]
+pub mod fault_hooks;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http_post;

@@ -1,7 +1,10 @@
-//! `kill -9` exactly between a request's record and its forward: the daemon is held there by the
-//! test-only fault hook (cargo feature `fault-hooks`, built into the suite's WARDEN_BIN), killed,
-//! and restarted. Every request the upstream received has its record, the killed one is on record
-//! (never forwarded, its outcome `incomplete`), and the chain verifies.
+//! `kill -9` in every window of a request record's way to the store: the daemon is held there by
+//! the test-only fault hooks (cargo feature `fault-hooks`, built into the suite's WARDEN_BIN),
+//! killed, and restarted. The windows: between the record's append to the request journal and
+//! the forward; forwarded with the record only in the journal (the writer held before folding
+//! it); folded and fsynced but its journal segment not yet deleted; and the start-up replay's
+//! commit before it deletes the journal. Every request the upstream received has exactly one
+//! record, and the chain verifies.
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
@@ -13,11 +16,17 @@ use warden_tests::audit::{self, sqlite};
 use warden_tests::curl::assert_ok;
 use warden_tests::{require_kernel, wait, FakeUpstream};
 
-/// The hook holds requests while this file exists in the hooks directory.
-const HOLD: &str = "hold-before-forward";
-/// The hook creates this file once a request is held.
-const HELD: &str = "held-before-forward";
 const HELD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Holds whatever reaches `point` from now on (see agent/src/fault_hooks.rs).
+fn arm(hooks: &Path, point: &str) {
+    fs::write(hooks.join(format!("hold-{point}")), b"").expect("arming the hook");
+}
+
+fn disarm(hooks: &Path, point: &str) {
+    fs::remove_file(hooks.join(format!("hold-{point}"))).expect("disarming the hook");
+    let _ = fs::remove_file(hooks.join(format!("held-{point}")));
+}
 
 fn exchange_with<'a>(exported: &'a [Value], marker: &str) -> &'a Value {
     let found: Vec<&Value> = exported
@@ -32,13 +41,22 @@ fn exchange_with<'a>(exported: &'a [Value], marker: &str) -> &'a Value {
     found[0]
 }
 
-fn wait_until_held(hooks: &Path) {
+fn wait_until_held(hooks: &Path, point: &str) {
     wait::until(
-        "the fault hook to hold the request before forward (is WARDEN_BIN built with the \
-         `fault-hooks` feature, as `cargo xtask test` builds it?)",
+        &format!(
+            "the fault hook to hold at {point} (is WARDEN_BIN built with the `fault-hooks` \
+             feature, as `cargo xtask test` builds it?)"
+        ),
         HELD_TIMEOUT,
-        || hooks.join(HELD).exists().then_some(()),
+        || hooks.join(format!("held-{point}")).exists().then_some(()),
     );
+}
+
+/// After a kill and a restart: the store is intact and its chain verifies.
+fn assert_intact(fx: &warden_tests::AgentFixture) {
+    let db = audit::db_path(&fx.daemon);
+    assert_eq!(sqlite::query(&db, "PRAGMA integrity_check"), "ok");
+    audit::assert_verifies(&fx.daemon);
 }
 
 #[test]
@@ -56,11 +74,11 @@ fn kill_9_between_record_and_forward_keeps_the_record_and_the_chain() {
     );
     fx.upstream.wait_for_requests(1, Duration::from_secs(10));
 
-    fs::write(hooks.path().join(HOLD), b"").expect("arming the hook");
+    arm(hooks.path(), "before-forward");
     let held = fx
         .client(audit::curl::chat("gpt-4o-mini", "held-at-the-crash"))
         .spawn();
-    wait_until_held(hooks.path());
+    wait_until_held(hooks.path(), "before-forward");
     assert_eq!(
         fx.upstream.requests().len(),
         1,
@@ -73,7 +91,7 @@ fn kill_9_between_record_and_forward_keeps_the_record_and_the_chain() {
         !out.stderr.contains("http_code=200"),
         "the held request was answered 200 by a killed daemon\n{out}"
     );
-    fs::remove_file(hooks.path().join(HOLD)).expect("disarming the hook");
+    disarm(hooks.path(), "before-forward");
 
     fx.daemon.restart();
     let db = audit::db_path(&fx.daemon);
@@ -105,4 +123,69 @@ fn kill_9_between_record_and_forward_keeps_the_record_and_the_chain() {
     assert_eq!(after["outcome"], "ok", "{after:#}");
     audit::assert_verifies(&fx.daemon);
     assert_eq!(fx.upstream.requests().len(), 2);
+}
+
+#[test]
+fn kill_9_in_each_window_of_the_journal_keeps_one_record_of_each_forwarded_request() {
+    let Some(e2e) = require_kernel() else { return };
+    let hooks = tempfile::tempdir().expect("creating the hooks dir");
+    let hooks = hooks.path();
+    let mut fx = audit::fixture(
+        &e2e,
+        "faults-journal",
+        FakeUpstream::start(),
+        |daemon, _| daemon.env("WARDEN_FAULT_HOOKS_DIR", hooks),
+    );
+
+    // Forwarded and answered while its record is only in the journal: the writer is held.
+    arm(hooks, "before-fold");
+    assert_ok(
+        &fx.client(audit::curl::chat("gpt-4o-mini", "only-journaled"))
+            .run(),
+    );
+    wait_until_held(hooks, "before-fold");
+    assert_eq!(fx.upstream.requests().len(), 1);
+    fx.daemon.kill9();
+    disarm(hooks, "before-fold");
+
+    // The restart's replay has committed it, and is killed before it deletes the journal.
+    arm(hooks, "replay-before-forget");
+    fx.daemon.respawn();
+    wait_until_held(hooks, "replay-before-forget");
+    fx.daemon.kill9();
+    disarm(hooks, "replay-before-forget");
+    fx.daemon.restart();
+    assert_intact(&fx);
+    let exported = audit::export(&fx.daemon, &[]);
+    assert_eq!(exported.len(), 1, "{exported:#?}");
+    // The writer never folded its response: the answered exchange reads `incomplete`.
+    let journaled = exchange_with(&exported, "only-journaled");
+    assert_eq!(journaled["outcome"], audit::INCOMPLETE, "{journaled:#}");
+
+    // Folded into the store and fsynced, killed before its journal segment is deleted.
+    arm(hooks, "before-forget");
+    assert_ok(
+        &fx.client(audit::curl::chat("gpt-4o-mini", "folded-not-forgotten"))
+            .run(),
+    );
+    wait_until_held(hooks, "before-forget");
+    fx.daemon.kill9();
+    disarm(hooks, "before-forget");
+    fx.daemon.restart();
+    assert_intact(&fx);
+    let exported = audit::export(&fx.daemon, &[]);
+    assert_eq!(exported.len(), 2, "{exported:#?}");
+    exchange_with(&exported, "only-journaled");
+    exchange_with(&exported, "folded-not-forgotten");
+    assert_eq!(fx.upstream.requests().len(), 2);
+
+    // The restarted daemon appends to the same chain.
+    assert_ok(
+        &fx.client(audit::curl::chat("gpt-4o-mini", "after-the-restarts"))
+            .run(),
+    );
+    let mut known = audit::ids(&exported).into_iter().collect();
+    let after = audit::wait_for_new_exchange(&fx.daemon, &mut known);
+    assert_eq!(after["outcome"], "ok", "{after:#}");
+    assert_intact(&fx);
 }

@@ -2,6 +2,10 @@
 //! while Warden runs. Requests are refused 503 (OpenAI-shaped, fail closed) and never reach the
 //! upstream unrecorded; a log line and `warden_audit_write_failures_total{cause}` say why; the
 //! daemon serves again, recording, once the store can take records, and the chain verifies.
+//!
+//! A request is on record once it is in the request journal. So a request that arrives before the
+//! writer has found the store locked is journaled and forwarded; the writer then holds its record
+//! until the store takes it, and refuses every request meanwhile.
 
 use std::path::Path;
 use std::time::Duration;
@@ -73,12 +77,16 @@ fn markers_at_upstream(upstream: &FakeUpstream) -> Vec<String> {
         .collect()
 }
 
-/// Only the request sent before the fault reached the upstream, and the daemon logged why the
-/// others were refused, with SQLite's error.
-fn assert_nothing_more_went_upstream_and_the_log_says(fx: &AgentFixture, sqlite_error: &str) {
+/// Only the `forwarded` requests reached the upstream, and the daemon logged why the others were
+/// refused, with the store's or the journal's error.
+fn assert_nothing_more_went_upstream_and_the_log_says(
+    fx: &AgentFixture,
+    forwarded: usize,
+    store_error: &str,
+) {
     assert_eq!(
         fx.upstream.requests().len(),
-        1,
+        forwarded,
         "a request went upstream unrecorded: {:?}",
         markers_at_upstream(&fx.upstream)
     );
@@ -90,7 +98,7 @@ fn assert_nothing_more_went_upstream_and_the_log_says(fx: &AgentFixture, sqlite_
     assert!(
         refused
             .str("error")
-            .is_some_and(|e| e.contains(sqlite_error)),
+            .is_some_and(|e| e.contains(store_error)),
         "{refused}"
     );
 }
@@ -115,10 +123,11 @@ fn a_full_disk_refuses_requests_until_space_returns() {
         let out = fx.client(big_chat(bodies.path(), attempt, 2 << 20)).run();
         assert_refused_unrecorded(&out);
     }
-    assert_nothing_more_went_upstream_and_the_log_says(&fx, "database or disk is full");
+    // The record cannot even be journaled.
+    assert_nothing_more_went_upstream_and_the_log_says(&fx, 1, "No space left on device");
     let failed =
         fx.daemon
-            .wait_for_log("the failed commit's cause", Duration::from_secs(10), |l| {
+            .wait_for_log("the failed append's cause", Duration::from_secs(10), |l| {
                 l.str("cause") == Some("disk_full")
             });
     assert_eq!(failed.level(), "WARN", "{failed}");
@@ -142,7 +151,7 @@ fn a_full_disk_refuses_requests_until_space_returns() {
 }
 
 #[test]
-fn a_store_locked_while_running_refuses_requests_until_released() {
+fn a_store_locked_while_running_holds_the_journaled_record_and_refuses_requests_until_released() {
     let Some(e2e) = require_kernel() else { return };
     let fx = audit::fixture(&e2e, "faults-locked", FakeUpstream::start(), |daemon, _| {
         daemon.metrics()
@@ -153,20 +162,39 @@ fn a_store_locked_while_running_refuses_requests_until_released() {
     );
 
     let lock = LockHolder::take(&audit::db_path(&fx.daemon));
+    // Journaled and forwarded: nothing has told Warden yet that the store is locked.
+    assert_ok(
+        &fx.client(audit::curl::chat("gpt-4o-mini", "journaled-while-locked"))
+            .run(),
+    );
+    fx.daemon
+        .wait_for_log("the writer to stall", Duration::from_secs(30), |l| {
+            l.is("the audit store refuses records: holding the writer and refusing new requests until it takes them (the held request is safe in the request journal)")
+        });
     let out = fx
-        .client(audit::curl::chat("gpt-4o-mini", "while-locked"))
+        .client(audit::curl::chat("gpt-4o-mini", "refused-while-locked"))
         .run();
     assert_refused_unrecorded(&out);
-    assert_nothing_more_went_upstream_and_the_log_says(&fx, "database is locked");
+    assert_nothing_more_went_upstream_and_the_log_says(&fx, 2, "database is locked");
     assert!(write_failures(&fx, "locked") >= 1.0);
     drop(lock);
 
+    fx.daemon
+        .wait_for_log("the writer to resume", Duration::from_secs(30), |l| {
+            l.is("the audit store takes records again")
+        });
     assert_ok(
         &fx.client(audit::curl::chat("gpt-4o-mini", "after-the-lock"))
             .run(),
     );
-    assert_eq!(fx.upstream.requests().len(), 2);
+    assert_eq!(fx.upstream.requests().len(), 3);
     audit::assert_verifies(&fx.daemon);
     let exported = audit::export(&fx.daemon, &[]);
-    assert_eq!(exported.len(), 2, "{exported:#?}");
+    let texts: Vec<&str> = exported
+        .iter()
+        .map(|d| d["request"]["body"]["text"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(exported.len(), 3, "{texts:?}");
+    assert!(texts[1].contains("journaled-while-locked"), "{texts:?}");
+    assert_eq!(exported[1]["outcome"], "ok", "{:#}", exported[1]);
 }

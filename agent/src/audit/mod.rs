@@ -1,16 +1,23 @@
 //! The audit store: durable, tamper-evident records of every connection and exchange.
 //!
 //! `records` is a SHA-256 hash chain and the source of truth (chain.rs); `exchanges` and
-//! `connections` are query indexes derived from it (index.rs). One writer thread appends with group
-//! commit (writer.rs) and prunes old records in chunks (retention.rs); the CLI reads (reader.rs)
-//! and verifies (verify.rs) through read-only connections; the sinks follow it from their cursors
+//! `connections` are query indexes derived from it (index.rs). A request's record becomes durable
+//! in the request journal (journal.rs), appended by the request's own task; one writer thread
+//! folds it and every other record into the chain with group commit (writer.rs), the syncer
+//! fsyncs both (syncer.rs), and a start replays what a crash left in the journal (replay.rs).
+//! The writer prunes old records in chunks (retention.rs); the CLI reads (reader.rs) and
+//! verifies (verify.rs) through read-only connections; the sinks follow it from their cursors
 //! (tail.rs).
 pub mod chain;
 pub mod governance;
 pub mod index;
+pub mod journal;
+#[cfg(test)]
+mod journal_tests;
 pub mod query;
 pub mod reader;
 pub mod record;
+mod replay;
 mod retention;
 pub mod schema;
 pub mod store_health;

@@ -40,6 +40,14 @@ impl FailureCause {
         }
     }
 
+    /// The cause of a failed write to the request journal.
+    pub fn of_io(error: &std::io::Error) -> FailureCause {
+        match error.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT) => FailureCause::DiskFull,
+            _ => FailureCause::Other,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             FailureCause::DiskFull => "disk_full",
@@ -160,7 +168,11 @@ mod tests {
         let names: Vec<_> = fs::read_dir(db.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|name| !name.ends_with("-wal") && !name.ends_with("-shm"))
+            .filter(|name| {
+                !["-wal", "-shm", "-requests"]
+                    .iter()
+                    .any(|s| name.ends_with(s))
+            })
             .collect();
         assert_eq!(names, ["audit.db"], "no store was made or moved aside");
     }

@@ -1,11 +1,9 @@
-//! The audit writer's handle: starts the one thread that owns the write connection
-//! (writer_thread.rs), queues records to it and waits for their commit.
+//! The audit writer's handle: replays the request journal, starts the one thread that owns the
+//! write connection (writer_thread.rs) and the syncer, puts requests on durable record, queues
+//! records and waits for their commit.
 use std::{
     path::Path,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        mpsc, Arc, Mutex,
-    },
+    sync::{atomic::Ordering, mpsc, Arc, Mutex},
     thread::JoinHandle,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -16,22 +14,28 @@ use crate::config::{AuditConfig, AuditSync};
 
 use super::{
     chain::{load_head, ChainRecord},
-    record::AuditRecord,
+    journal::{self, Journal},
+    record::{AuditRecord, ExchangeRequest},
+    replay::replay,
     retention::PRUNE_CHUNK,
-    schema, store_health,
+    schema,
+    store_health::{self, FailureCause},
     syncer::Syncer,
     writer_thread::{Ack, Counters, Message, Thread},
     AuditError,
 };
 
-/// When a committed record is forced to disk. Either way a record is committed (written to the
-/// WAL, so it survives Warden being killed) before the request it records is forwarded.
+/// When a request's record is forced to disk. Either way it is written (so it survives Warden
+/// being killed) before the request is forwarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
-    /// fsync at every commit: survives power loss, and puts an fsync (0.3–1 ms on common disks)
-    /// on the path of every request.
+    /// The request waits for the commit of its record into the store, fsynced: survives power
+    /// loss, and puts a thread hop, a transaction and an fsync (0.3–1 ms on common disks) on the
+    /// path of every request.
     EveryCommit,
-    /// fsync at most this long after a commit: power loss or a kernel crash can lose that window.
+    /// The request's record is appended to the request journal by the request's own task; the
+    /// journal is fsynced at most this long later, so power loss or a kernel crash can lose
+    /// that window. The writer folds it into the store meanwhile.
     Interval(Duration),
 }
 
@@ -94,7 +98,8 @@ pub struct AuditWriter {
 
 struct Shared {
     sender: mpsc::Sender<Message>,
-    closed: AtomicBool,
+    /// With [`Durability::Interval`]: where requests' records become durable.
+    journal: Option<Arc<Journal>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// With [`Durability::Interval`]: fsyncs and checkpoints the WAL.
     syncer: Mutex<Option<Syncer>>,
@@ -102,12 +107,33 @@ struct Shared {
 }
 
 impl AuditWriter {
-    /// Opens (creating or migrating) the store and starts the writer thread.
+    /// Opens (creating or migrating) the store, folds into it what the request journal holds,
+    /// and starts the writer thread (and, with [`Durability::Interval`], the syncer).
     pub fn start(db: &Path, options: WriterOptions) -> Result<AuditWriter, AuditError> {
         let opened = schema::open_for_writing(db, options.durability)
             .and_then(|conn| load_head(&conn).map(|head| (conn, head)));
-        let (conn, head) = opened.map_err(|error| store_health::at_open(error, db))?;
+        let (mut conn, head) = opened.map_err(|error| store_health::at_open(error, db))?;
+        let (head, replayed) = replay(&mut conn, head, db)?;
+        if replayed.segments > 0 {
+            tracing::info!(
+                segments = replayed.segments,
+                folded = replayed.folded,
+                already_stored = replayed.present,
+                unreadable = replayed.unreadable,
+                "request journal replayed into the audit store"
+            );
+        }
+        let journal = match options.durability {
+            Durability::EveryCommit => None,
+            Durability::Interval(_) => {
+                let dir = journal::dir_of(db);
+                let opened =
+                    Journal::open(&dir).map_err(|source| AuditError::Io { path: dir, source })?;
+                Some(Arc::new(opened))
+            }
+        };
         let (sender, receiver) = mpsc::channel();
+        let (folded, folded_answers) = mpsc::channel();
         let counters = Arc::new(Counters::default());
         let thread = Thread {
             conn,
@@ -116,6 +142,8 @@ impl AuditWriter {
             retention_days: options.retention_days,
             prune_chunk: PRUNE_CHUNK,
             counters: Arc::clone(&counters),
+            folded: journal.is_some().then_some(folded),
+            failed_at_barrier: 0,
         };
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -124,20 +152,59 @@ impl AuditWriter {
                 path: db.to_owned(),
                 source,
             })?;
-        let syncer = match options.durability {
-            Durability::EveryCommit => None,
-            Durability::Interval(interval) => {
-                Some(Syncer::start(db, interval, Arc::clone(&counters))?)
-            }
+        let syncer = match (options.durability, &journal) {
+            (Durability::Interval(interval), Some(journal)) => Some(Syncer::start(
+                db,
+                interval,
+                Arc::clone(&counters),
+                Arc::clone(journal),
+                (sender.clone(), folded_answers),
+            )?),
+            _ => None,
         };
         Ok(AuditWriter {
             shared: Arc::new(Shared {
                 sender,
-                closed: AtomicBool::new(false),
+                journal,
                 thread: Mutex::new(Some(handle)),
                 syncer: Mutex::new(syncer),
                 counters,
             }),
+        })
+    }
+
+    /// Puts a request's record on durable record; the request may be forwarded once this is
+    /// Ok. With the journal, the calling task appends it there and queues it for the store,
+    /// without waiting for the store; without, it waits for the store's fsynced commit.
+    /// Refused while the store is not taking records, so that a failing store fails closed.
+    pub async fn record_request(&self, request: ExchangeRequest) -> Result<(), AuditError> {
+        let Some(journal) = &self.shared.journal else {
+            return self.commit(AuditRecord::Request(request)).await.map(drop);
+        };
+        if self.shared.counters.closed.load(Ordering::SeqCst) {
+            return Err(AuditError::WriterClosed);
+        }
+        if let Some(failure) = self.shared.counters.failing() {
+            return Err(AuditError::CommitFailed(failure));
+        }
+        let record = ChainRecord::Request(request);
+        let body = record.canonical_body()?;
+        let frame = journal::frame(&body);
+        let appended = journal.append(&frame, || {
+            self.queue(Message::Append {
+                record,
+                journaled: Some(body),
+                ack: None,
+            })
+        });
+        appended.unwrap_or_else(|source| {
+            let cause = FailureCause::of_io(&source);
+            self.shared.counters.count_cause(cause);
+            tracing::warn!(cause = cause.as_str(), error = %source, "request journal append failed");
+            Err(AuditError::Io {
+                path: journal.dir().to_owned(),
+                source,
+            })
         })
     }
 
@@ -169,7 +236,7 @@ impl AuditWriter {
     /// Commits everything queued, stops the thread and waits for it. Blocking: call it from
     /// `spawn_blocking` inside a runtime. Later records are refused with `WriterClosed`.
     pub fn shutdown(&self) {
-        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.counters.closed.store(true, Ordering::SeqCst);
         // A send error means the thread is already gone.
         let _ = self.shared.sender.send(Message::Shutdown);
         let handle = lock(&self.shared.thread).take();
@@ -220,13 +287,21 @@ impl AuditWriter {
     }
 
     fn send(&self, record: ChainRecord, ack: Option<Ack>) -> Result<(), AuditError> {
-        if self.shared.closed.load(Ordering::SeqCst) {
+        if self.shared.counters.closed.load(Ordering::SeqCst) {
             return Err(AuditError::WriterClosed);
         }
+        self.queue(Message::Append {
+            record,
+            journaled: None,
+            ack,
+        })
+    }
+
+    fn queue(&self, append: Message) -> Result<(), AuditError> {
         // Counted before the send, so that the thread never takes one out before it is in.
         let queued = &self.shared.counters.queued;
         queued.fetch_add(1, Ordering::Relaxed);
-        let sent = self.shared.sender.send(Message::Append { record, ack });
+        let sent = self.shared.sender.send(append);
         if sent.is_err() {
             queued.fetch_sub(1, Ordering::Relaxed);
         }

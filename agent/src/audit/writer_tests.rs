@@ -32,6 +32,8 @@ fn thread(
         retention_days,
         prune_chunk,
         counters: Arc::clone(&counters),
+        folded: None,
+        failed_at_barrier: 0,
     };
     (thread, sender, counters)
 }
@@ -312,12 +314,14 @@ fn a_failed_batch_is_retried_record_by_record_so_a_bad_record_fails_alone() {
     let queued = |record: AuditRecord| {
         let (ack, done) = oneshot::channel();
         let pending = Pending {
+            journaled: None,
             record: record.into(),
             ack: Some(ack),
         };
         (pending, done)
     };
     let fire_and_forget = |record: AuditRecord| Pending {
+        journaled: None,
         record: record.into(),
         ack: None,
     };
@@ -404,6 +408,7 @@ fn retention_prunes_in_chunks_and_commits_queued_records_between_them() {
     let between = testing::request("between", now, identity(1, None));
     sender
         .send(Message::Append {
+            journaled: None,
             record: AuditRecord::Request(between).into(),
             ack: None,
         })
@@ -468,6 +473,7 @@ fn a_batch_still_locked_on_retry_fails_the_rest_without_waiting_for_each() {
     operator.execute_batch("BEGIN IMMEDIATE").unwrap();
     let batch = (0..3)
         .map(|i| Pending {
+            journaled: None,
             record: AuditRecord::Request(testing::request(
                 &format!("ex-{i}"),
                 T0,
@@ -487,6 +493,7 @@ fn a_batch_still_locked_on_retry_fails_the_rest_without_waiting_for_each() {
     let (ack, mut done) = oneshot::channel();
     let record = AuditRecord::Request(testing::request("ex-after", T0, identity(1, None)));
     thread.commit_batch(vec![Pending {
+        journaled: None,
         record: record.into(),
         ack: Some(ack),
     }]);

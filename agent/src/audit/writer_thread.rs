@@ -2,8 +2,8 @@
 //! retention passes run in chunks between batches.
 use std::{
     sync::{
-        atomic::{AtomicU64, Ordering},
-        mpsc, Arc, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc, Arc, Mutex, OnceLock,
     },
     time::{Duration, Instant},
 };
@@ -31,9 +31,21 @@ pub(super) type Ack = oneshot::Sender<Result<u64, AuditError>>;
 pub(super) enum Message {
     Append {
         record: ChainRecord,
+        /// The canonical body of a record already durable in the request journal.
+        journaled: Option<String>,
         ack: Option<Ack>,
     },
+    /// Every record of this journal segment is queued before it (journal.rs).
+    Barrier(u64),
     Shutdown,
+}
+
+/// The writer's answer to a [`Message::Barrier`]: the segment's records are all committed
+/// (`clean`), or some could not be stored and the segment must be kept for the next start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Folded {
+    pub(super) segment: u64,
+    pub(super) clean: bool,
 }
 
 #[derive(Default)]
@@ -48,10 +60,39 @@ pub(super) struct Counters {
     /// Failed transactions by cause, indexed like `FailureCause::ALL`.
     pub(super) failures_by_cause: [AtomicU64; FailureCause::ALL.len()],
     pub(super) commit_observer: OnceLock<CommitObserver>,
+    /// Set by shutdown: later records are refused, and a stalled writer gives up.
+    pub(super) closed: AtomicBool,
+    /// The writer is stalled on a journaled record the store refuses (`failure` says why).
+    pub(super) failing: AtomicBool,
+    pub(super) failure: Mutex<String>,
+}
+
+impl Counters {
+    fn store_failed(&self, err: &rusqlite::Error) {
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = err.to_string();
+        self.failing.store(true, Ordering::SeqCst);
+    }
+
+    pub(super) fn count_cause(&self, cause: FailureCause) {
+        if let Some(index) = FailureCause::ALL.iter().position(|c| *c == cause) {
+            self.failures_by_cause[index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Why the store is not taking records, while it is not.
+    pub(super) fn failing(&self) -> Option<String> {
+        self.failing.load(Ordering::SeqCst).then(|| {
+            self.failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        })
+    }
 }
 
 pub(super) struct Pending {
     pub(super) record: ChainRecord,
+    pub(super) journaled: Option<String>,
     pub(super) ack: Option<Ack>,
 }
 
@@ -61,10 +102,17 @@ struct Sealed {
     sealed: SealedRecord,
     entry: IndexEntry,
     ack: Option<Ack>,
+    journaled: bool,
 }
 
 impl Sealed {
-    fn new(head: ChainHead, record: ChainRecord, body: String, ack: Option<Ack>) -> Sealed {
+    fn new(
+        head: ChainHead,
+        record: ChainRecord,
+        body: String,
+        ack: Option<Ack>,
+        journaled: bool,
+    ) -> Sealed {
         let sealed = SealedRecord::seal(head, &record, body);
         let entry = index_entry(&record, sealed.seq);
         Sealed {
@@ -72,14 +120,24 @@ impl Sealed {
             sealed,
             entry,
             ack,
+            journaled,
         }
     }
 
     /// The same record sealed after another head (its neighbours' fate changed its seq).
     fn reseal(self, head: ChainHead) -> Sealed {
-        Sealed::new(head, self.record, self.sealed.body, self.ack)
+        Sealed::new(
+            head,
+            self.record,
+            self.sealed.body,
+            self.ack,
+            self.journaled,
+        )
     }
 }
+
+/// How long a stalled writer waits before it offers the store its record again.
+const STALL_RETRY: Duration = Duration::from_millis(250);
 
 pub(super) struct Thread {
     pub(super) conn: Connection,
@@ -90,6 +148,10 @@ pub(super) struct Thread {
     /// Records deleted per retention transaction at most (`PRUNE_CHUNK`; small in tests).
     pub(super) prune_chunk: usize,
     pub(super) counters: Arc<Counters>,
+    /// Answers to barriers, for the syncer (with the request journal only).
+    pub(super) folded: Option<mpsc::Sender<Folded>>,
+    /// `failed_records` when the last barrier was answered.
+    pub(super) failed_at_barrier: u64,
 }
 
 impl Thread {
@@ -130,16 +192,25 @@ impl Thread {
                 }
             };
             let mut batch = Vec::new();
-            let mut stop = false;
+            // A barrier or shutdown ends the batch; it is handled once the batch is committed.
+            let mut after = None;
             let mut next = Some(first);
             while let Some(message) = next {
                 match message {
-                    Message::Append { record, ack } => {
+                    Message::Append {
+                        record,
+                        journaled,
+                        ack,
+                    } => {
                         self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-                        batch.push(Pending { record, ack });
+                        batch.push(Pending {
+                            record,
+                            journaled,
+                            ack,
+                        });
                     }
-                    Message::Shutdown => {
-                        stop = true;
+                    other => {
+                        after = Some(other);
                         break;
                     }
                 }
@@ -147,22 +218,44 @@ impl Thread {
                     .then(|| self.receiver.try_recv().ok())
                     .flatten();
             }
+            #[cfg(feature = "fault-hooks")]
+            crate::fault_hooks::hold_blocking(crate::fault_hooks::Point::BeforeFold);
             self.commit_batch(batch);
-            if stop {
-                self.refuse_remaining();
-                return;
+            match after {
+                Some(Message::Shutdown) => {
+                    self.refuse_remaining();
+                    return;
+                }
+                Some(Message::Barrier(segment)) => self.answer_barrier(segment),
+                _ => {}
             }
+        }
+    }
+
+    fn answer_barrier(&mut self, segment: u64) {
+        let failed = self.counters.failed_records.load(Ordering::Relaxed);
+        let clean = failed == self.failed_at_barrier;
+        self.failed_at_barrier = failed;
+        if let Some(folded) = &self.folded {
+            // The syncer is gone only at shutdown; the segment is then replayed at start.
+            let _ = folded.send(Folded { segment, clean });
         }
     }
 
     pub(super) fn commit_batch(&mut self, batch: Vec<Pending>) {
         let mut head = self.head;
         let mut sealed = Vec::with_capacity(batch.len());
-        for Pending { record, ack } in batch {
+        for Pending {
+            record,
+            journaled,
+            ack,
+        } in batch
+        {
+            let is_journaled = journaled.is_some();
             // A record that cannot be serialized fails alone, not its whole batch.
-            match record.canonical_body() {
+            match journaled.map_or_else(|| record.canonical_body(), Ok) {
                 Ok(body) => {
-                    let record_sealed = Sealed::new(head, record, body, ack);
+                    let record_sealed = Sealed::new(head, record, body, ack, is_journaled);
                     head = record_sealed.sealed.head();
                     sealed.push(record_sealed);
                 }
@@ -232,6 +325,10 @@ impl Thread {
                         self.committed(head, vec![item]);
                         continue;
                     }
+                    if item.journaled {
+                        self.stall(item, &err);
+                        continue;
+                    }
                     let message = err.to_string();
                     if is_locked(&err) {
                         locked = Some(message.clone());
@@ -251,13 +348,54 @@ impl Thread {
         }
     }
 
+    /// A journaled request's record that the store refuses. The request may have gone upstream
+    /// already, on the journal's durability, so the record is not dropped: the writer offers it
+    /// again until the store takes it, holding every record queued after it (their order is the
+    /// chain's), while `failing` makes new requests refused. At shutdown it gives up: the record
+    /// stays in its journal segment, which the next start replays.
+    fn stall(&mut self, mut item: Sealed, err: &rusqlite::Error) {
+        self.counters.store_failed(err);
+        tracing::error!(
+            exchange_id = item.sealed.columns.exchange_id.as_deref(),
+            "the audit store refuses records: holding the writer and refusing new requests until \
+             it takes them (the held request is safe in the request journal)"
+        );
+        loop {
+            if self.counters.closed.load(Ordering::SeqCst) {
+                self.counters.failed_records.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    exchange_id = item.sealed.columns.exchange_id.as_deref(),
+                    "audit record left in the request journal at shutdown; the next start folds it"
+                );
+                respond(item.ack, Err(AuditError::WriterClosed));
+                return;
+            }
+            std::thread::sleep(STALL_RETRY);
+            item = item.reseal(self.head);
+            let head = item.sealed.head();
+            let started = Instant::now();
+            match write(&mut self.conn, &[(&item.sealed, &item.entry)]) {
+                Err(err) if !self.reload_head(head) => {
+                    self.count_failure(&err);
+                    self.counters.store_failed(&err);
+                }
+                written => {
+                    if written.is_ok() {
+                        self.observe_commit(started);
+                    }
+                    self.committed(head, vec![item]);
+                    self.counters.failing.store(false, Ordering::SeqCst);
+                    tracing::info!("the audit store takes records again");
+                    return;
+                }
+            }
+        }
+    }
+
     fn count_failure(&self, err: &rusqlite::Error) {
         let counters = &self.counters;
         counters.failed_transactions.fetch_add(1, Ordering::Relaxed);
-        let cause = FailureCause::of(err);
-        if let Some(index) = FailureCause::ALL.iter().position(|c| *c == cause) {
-            counters.failures_by_cause[index].fetch_add(1, Ordering::Relaxed);
-        }
+        counters.count_cause(FailureCause::of(err));
     }
 
     fn observe_commit(&self, started: Instant) {
@@ -346,10 +484,18 @@ impl Thread {
     /// Records that raced with shutdown: fail them rather than drop them silently.
     fn refuse_remaining(&self) {
         while let Ok(message) = self.receiver.try_recv() {
-            if let Message::Append { record, ack } = message {
+            if let Message::Append {
+                record,
+                journaled,
+                ack,
+            } = message
+            {
                 self.counters.queued.fetch_sub(1, Ordering::Relaxed);
                 match ack {
                     Some(ack) => respond(Some(ack), Err(AuditError::WriterClosed)),
+                    None if journaled.is_some() => tracing::warn!(
+                        "audit record left in the request journal at shutdown; the next start folds it"
+                    ),
                     None => tracing::error!(
                         kind = record.kind().as_str(),
                         "audit record dropped: the audit writer has shut down"
@@ -368,7 +514,7 @@ fn is_locked(err: &rusqlite::Error) -> bool {
     )
 }
 
-fn write(
+pub(super) fn write(
     conn: &mut Connection,
     entries: &[(&SealedRecord, &index::IndexEntry)],
 ) -> rusqlite::Result<()> {

@@ -7,8 +7,6 @@ mod connection_watch;
 pub mod counters;
 mod counting;
 mod exchange_log;
-#[cfg(feature = "fault-hooks")]
-mod fault_hooks;
 mod http;
 mod http_head;
 mod http_server;

@@ -374,7 +374,9 @@ impl Daemon {
         }
     }
 
-    fn respawn(&mut self) {
+    /// Starts `warden run` again like [`Daemon::restart`], without waiting for it to get ready
+    /// (for a test that holds the start with a fault hook).
+    pub fn respawn(&mut self) {
         assert!(
             !self.is_running(),
             "restart() is for a daemon that has exited; stop or kill it first"

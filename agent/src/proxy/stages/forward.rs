@@ -52,7 +52,7 @@ pub async fn forward(connection: &ConnectionInfo, request: Outbound) -> Result<F
 
     let context = &connection.context;
     #[cfg(feature = "fault-hooks")]
-    crate::proxy::fault_hooks::before_forward().await;
+    crate::fault_hooks::hold(crate::fault_hooks::Point::BeforeForward).await;
     let response_timeout = Duration::from_secs(context.config.upstream.response_timeout_secs);
     let sent = tokio::time::timeout(
         response_timeout,

@@ -7,7 +7,7 @@ use http::{header, HeaderMap, StatusCode};
 use super::{credential::presents_real_key, decide::Decided, ConnectionInfo, Outbound, Refusal};
 use crate::{
     approvals::HoldRequest,
-    audit::record::{AuditRecord, ExchangeRequest, IdentitySnapshot, Outcome},
+    audit::record::{ExchangeRequest, IdentitySnapshot, Outcome},
     openai::error::ApiError,
     policy::prompt::prompt_texts,
     proxy::{
@@ -93,7 +93,7 @@ pub async fn record(
         body_limit,
         anomaly,
     });
-    if let Err(error) = context.audit.commit(AuditRecord::Request(record)).await {
+    if let Err(error) = context.audit.record_request(record).await {
         tracing::error!(%error, exchange_id, "audit store: request record not committed; refusing the request");
         log.stop_recording();
         let error = ApiError::new(
