@@ -5,4 +5,5 @@ pub mod error;
 mod lenient;
 pub mod request;
 pub mod sse;
+mod strict_json;
 mod wire;

@@ -101,42 +101,71 @@ pub fn request_fields(body: &[u8]) -> RequestFields {
 /// field, a field of the wrong type): a policy that reads bodies must then refuse it rather than
 /// judge it by defaults.
 pub fn try_request_fields(body: &[u8]) -> Option<RequestFields> {
-    let body = serde_json::from_slice::<RequestBody>(body).ok()?;
-    let tools = body
-        .tools
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(Tool::display_name)
-        .collect();
-    Some(RequestFields {
-        model: body.model.into_string(),
-        params: RequestParams {
-            stream: body.stream,
-            temperature: body.temperature,
-            // Both names cap the output; a policy cap must see the larger, or one could hide the other.
-            max_tokens: body.max_tokens.max(body.max_completion_tokens),
-            max_output_tokens: body.max_output_tokens,
-            tools,
-        },
-        include_usage: body
-            .stream_options
-            .and_then(|options| options.include_usage)
-            .unwrap_or(false),
-    })
+    serde_json::from_slice::<RequestBody>(body)
+        .ok()
+        .map(RequestBody::into_fields)
 }
 
-/// A body re-serialized from its parsed JSON, or why it cannot be inspected: compressed, not JSON
-/// an API call can be read from (duplicated or mistyped fields), so that what a policy judges and
-/// what the upstream receives cannot differ.
-/// Returns the fields read from it too, so the body is not parsed again for them.
-pub fn normalized_body(body: &[u8]) -> Result<(Bytes, RequestFields), &'static str> {
-    if body.is_empty() {
-        return Ok((Bytes::new(), RequestFields::default()));
+impl RequestBody<'_> {
+    fn into_fields(self) -> RequestFields {
+        let tools = self
+            .tools
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(Tool::display_name)
+            .collect();
+        RequestFields {
+            model: self.model.into_string(),
+            params: RequestParams {
+                stream: self.stream,
+                temperature: self.temperature,
+                // Both names cap the output; a policy cap must see the larger, or one could hide
+                // the other.
+                max_tokens: self.max_tokens.max(self.max_completion_tokens),
+                max_output_tokens: self.max_output_tokens,
+                tools,
+            },
+            include_usage: self
+                .stream_options
+                .and_then(|options| options.include_usage)
+                .unwrap_or(false),
+        }
     }
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| "not JSON")?;
-    let fields = try_request_fields(body).ok_or("duplicated or mistyped fields")?;
-    let normalized = serde_json::to_vec(&value).map_err(|_| "not serializable")?;
-    Ok((Bytes::from(normalized), fields))
+}
+
+/// A body a policy reads: parsed once, into the value the policy judges and masks, and
+/// re-serialized from it, so that what a policy judges and what the upstream receives cannot
+/// differ.
+pub struct NormalizedBody {
+    pub bytes: Bytes,
+    pub fields: RequestFields,
+    /// None for an empty body.
+    pub value: Option<serde_json::Value>,
+}
+
+/// The body normalized, or why it cannot be inspected: compressed or not JSON, a key named twice
+/// (at any depth), or an API field of the wrong type.
+pub fn normalized_body(body: &[u8]) -> Result<NormalizedBody, &'static str> {
+    if body.is_empty() {
+        return Ok(NormalizedBody {
+            bytes: Bytes::new(),
+            fields: RequestFields::default(),
+            value: None,
+        });
+    }
+    let value = super::strict_json::parse(body).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => "duplicated or mistyped fields",
+        _ => "not JSON",
+    })?;
+    let fields = RequestBody::deserialize(&value)
+        .map_err(|_| "duplicated or mistyped fields")?
+        .into_fields();
+    let bytes = serde_json::to_vec(&value).map_err(|_| "not serializable")?;
+    Ok(NormalizedBody {
+        bytes: Bytes::from(bytes),
+        fields,
+        value: Some(value),
+    })
 }
 
 #[cfg(test)]
@@ -272,10 +301,10 @@ mod tests {
         // Found by fuzzing: without correctly rounded parsing this integer past u64 read as an
         // f64 printed `1.8446699999999998e+34`, which read back as another number.
         let body = br#"{"model":"gpt-4o","temperature":18446700000000000055511151231257827}"#;
-        let (normalized, fields) = normalized_body(body).expect("normalizes");
-        let (again, fields_again) = normalized_body(&normalized).expect("normalizes again");
-        assert_eq!(again, normalized);
-        assert_eq!(fields_again, fields);
-        assert_eq!(fields.params.temperature, Some(1.84467e34));
+        let normalized = normalized_body(body).expect("normalizes");
+        let again = normalized_body(&normalized.bytes).expect("normalizes again");
+        assert_eq!(again.bytes, normalized.bytes);
+        assert_eq!(again.fields, normalized.fields);
+        assert_eq!(normalized.fields.params.temperature, Some(1.84467e34));
     }
 }

@@ -18,6 +18,8 @@ use crate::{
 pub struct CheckedRequest {
     /// The body to forward and record instead of the original, when a mask changed it.
     pub masked_body: Option<Bytes>,
+    /// The body as parsed and masked: what `masked_body` (or the original) reads as.
+    pub parsed: Option<serde_json::Value>,
     /// The error the agent gets, and why, when the policy refuses the request.
     pub refusal: Option<(ApiError, String)>,
     pub record: PolicyRecord,
@@ -47,7 +49,20 @@ pub fn check_request(
 ) -> CheckedRequest {
     // Only JSON bodies are inspected: for uploads and other bodies, rules about the model,
     // parameters or text cannot hold, and only identity, host and endpoint rules apply.
-    let mut parsed: Option<serde_json::Value> = body.and_then(|b| serde_json::from_slice(b).ok());
+    let parsed = body.and_then(|b| serde_json::from_slice(b).ok());
+    check_parsed(policy, identity, host, endpoint, fields, parsed)
+}
+
+/// [`check_request`] on a body already parsed (None: not JSON, or not read because no rule
+/// reads bodies), which it masks in place; the proxy's path, which parses a body once.
+pub fn check_parsed(
+    policy: &CompiledPolicy,
+    identity: &dyn SelectorSubject,
+    host: &str,
+    endpoint: EndpointKind,
+    fields: &RequestFields,
+    mut parsed: Option<serde_json::Value>,
+) -> CheckedRequest {
     let texts: Vec<&str> = parsed.as_ref().map(prompt_texts).unwrap_or_default();
     let facts = RequestFacts {
         identity,
@@ -121,8 +136,8 @@ pub fn check_request(
             }
         }
     }
-    let masked_body = match (changed, parsed) {
-        (true, Some(value)) => serde_json::to_vec(&value).ok().map(Bytes::from),
+    let masked_body = match (changed, &parsed) {
+        (true, Some(value)) => serde_json::to_vec(value).ok().map(Bytes::from),
         _ => None,
     };
     let response_rules = decision
@@ -133,6 +148,7 @@ pub fn check_request(
         .collect();
     CheckedRequest {
         masked_body,
+        parsed,
         refusal,
         record,
         response_rules,

@@ -124,10 +124,11 @@ fn bodies_a_policy_could_misjudge_cannot_be_normalized() {
     assert!(normalized_body(b"\x1f\x8b\x08\x00").is_err());
     // A clean body is re-serialized to the same JSON value.
     let clean = br#"{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}"#;
-    let (normalized, fields) = normalized_body(clean).unwrap();
-    assert_eq!(fields.model.as_deref(), Some("gpt-4o"));
+    let normalized = normalized_body(clean).unwrap();
+    assert_eq!(normalized.fields.model.as_deref(), Some("gpt-4o"));
     let a: serde_json::Value = serde_json::from_slice(clean).unwrap();
-    let b: serde_json::Value = serde_json::from_slice(&normalized).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&normalized.bytes).unwrap();
     assert_eq!(a, b);
-    assert!(normalized_body(b"").unwrap().0.is_empty());
+    assert_eq!(normalized.value, Some(a), "the value the policy judges");
+    assert!(normalized_body(b"").unwrap().bytes.is_empty());
 }

@@ -15,7 +15,7 @@ use crate::{
     openai::{endpoint::EndpointKind, request::RequestFields},
     policy::{
         active::CompiledPolicy,
-        check::{check_request, RequiredApproval},
+        check::{check_parsed, RequiredApproval},
     },
     proxy::{exchange_log::ExchangeLog, upstream::UpstreamBody},
 };
@@ -28,6 +28,8 @@ pub struct Decided {
     pub fields: RequestFields,
     /// The body read whole, masked when a mask changed it: what is recorded and forwarded.
     pub whole: Option<Bytes>,
+    /// `whole` parsed, when a policy rule reads bodies (the one parse of the request).
+    pub parsed: Option<serde_json::Value>,
     pub uninspected_prefix: Option<Bytes>,
     /// The body to forward, or why it cannot be.
     pub body: Result<UpstreamBody, Refusal>,
@@ -50,17 +52,18 @@ pub async fn decide(
         policy,
         fields,
         mut whole,
+        parsed,
         streamed,
         uninspected_prefix,
         unreadable,
     } = intake;
-    let checked = check_request(
+    let checked = check_parsed(
         &policy,
         connection.identity.as_ref(),
         &connection.server_name,
         endpoint,
         &fields,
-        whole.as_deref(),
+        parsed,
     );
     let mut record = checked.record;
     let mut approval = checked.approval;
@@ -102,6 +105,7 @@ pub async fn decide(
         policy,
         fields,
         whole,
+        parsed: checked.parsed,
         uninspected_prefix,
         body,
         record,

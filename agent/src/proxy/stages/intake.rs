@@ -37,6 +37,8 @@ pub struct Intake {
     pub fields: RequestFields,
     /// The body read whole: normalized when a policy rule reads bodies.
     pub whole: Option<Bytes>,
+    /// When a policy rule reads bodies: the body parsed, once, for the policy and its masks.
+    pub parsed: Option<serde_json::Value>,
     /// The body forwarded as it arrives, counted as it passes.
     pub streamed: Option<CountedBody<PrefixedBody>>,
     /// The part read of a body too large to inspect, forwarded uninspected.
@@ -111,12 +113,14 @@ pub async fn intake(
         }
     };
     let mut fields = None;
+    let mut parsed = None;
     if reads_bodies {
         match whole.as_deref().map(normalized_body) {
             // What the policy judged is exactly what goes upstream: one copy of every key.
-            Some(Ok((normalized, parsed))) => {
-                whole = Some(normalized);
-                fields = Some(parsed);
+            Some(Ok(normalized)) => {
+                whole = Some(normalized.bytes);
+                fields = Some(normalized.fields);
+                parsed = normalized.value;
                 parts.headers.remove(header::CONTENT_LENGTH);
             }
             Some(Err(why)) => {
@@ -139,6 +143,7 @@ pub async fn intake(
         policy,
         fields,
         whole,
+        parsed,
         streamed,
         uninspected_prefix,
         unreadable,

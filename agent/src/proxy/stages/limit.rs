@@ -41,12 +41,15 @@ pub async fn limit(
         generates,
     };
     let whole = decided.whole.as_deref();
+    let parsed = decided.parsed.as_ref();
     let prompt = PromptTokens {
         at_most: || whole.map_or(0, estimate::input_tokens_at_most),
-        count: || {
-            whole
+        count: || match parsed {
+            Some(body) => estimate::input_tokens(model, body),
+            // No rule reads bodies, so intake did not parse it.
+            None => whole
                 .and_then(|body| serde_json::from_slice(body).ok())
-                .map_or(0, |body| estimate::input_tokens(model, &body))
+                .map_or(0, |body| estimate::input_tokens(model, &body)),
         },
     };
     let now = now_us();

@@ -1,6 +1,8 @@
 //! Record: the request goes on durable record before anything of it goes upstream; if it cannot
 //! be recorded it does not go at all (503). A refusal decided by intake or the policy takes
 //! effect here, once the refused request is on record.
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::{header, HeaderMap, StatusCode};
 
@@ -28,6 +30,7 @@ pub async fn record(
         policy,
         fields,
         whole,
+        parsed,
         uninspected_prefix,
         body,
         record: policy_record,
@@ -50,7 +53,7 @@ pub async fn record(
         timeout: required.timeout,
         model: fields.model.clone(),
         endpoint: endpoint.as_str().to_string(),
-        excerpt: excerpt(whole.as_deref()),
+        excerpt: excerpt(parsed.as_ref(), whole.as_deref()),
     });
     let mut record = ExchangeRequest {
         exchange_id: exchange_id.clone(),
@@ -128,10 +131,15 @@ pub async fn record(
 /// How much of the prompt an approver sees.
 const EXCERPT_CHARS: usize = 280;
 
-/// The beginning of the prompt's text, from the body as forwarded (masked where a rule masked).
-fn excerpt(body: Option<&[u8]>) -> String {
-    let Some(value) = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok()) else {
-        return String::new();
+/// The beginning of the prompt's text, from the body as forwarded (masked where a rule masked):
+/// the value intake parsed, or, when no rule reads bodies, the body parsed now.
+fn excerpt(parsed: Option<&serde_json::Value>, body: Option<&[u8]>) -> String {
+    let value = match parsed {
+        Some(value) => Cow::Borrowed(value),
+        None => match body.and_then(|b| serde_json::from_slice(b).ok()) {
+            Some(value) => Cow::Owned(value),
+            None => return String::new(),
+        },
     };
     let joined = prompt_texts(&value).join(" | ");
     let mut excerpt: String = joined.chars().take(EXCERPT_CHARS).collect();
