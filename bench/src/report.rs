@@ -249,46 +249,63 @@ impl Report {
         let mut at_most = |target: String, measured: Option<f64>, limit: f64| {
             checks.push((target, measured, measured.is_some_and(|m| m <= limit)));
         };
+        // Issue "Speed: take the audit commit off the critical path…".
+        let added = |metric: &str| self.row(metric).and_then(|r| r.warden_added);
         for p in ["h1", "h2"] {
-            let added = |metric: &str| self.row(metric).and_then(|r| r.warden_added);
             at_most(
-                format!("{p} c=1 added p50 ≤ 150 µs"),
+                format!("{p} c=1 added p50 ≤ 100 µs"),
                 added(&format!("{p} c=1 latency p50")),
-                150.0,
+                100.0,
             );
             at_most(
-                format!("{p} c=1 added p99 ≤ 1000 µs"),
+                format!("{p} c=1 added p99 ≤ 500 µs"),
                 added(&format!("{p} c=1 latency p99")),
-                1000.0,
-            );
-            at_most(
-                format!("{p} first event added p50 ≤ 1000 µs"),
-                added(&format!("{p} first event p50")),
-                1000.0,
+                500.0,
             );
         }
-        let rss = |metric: &str| self.row(metric).and_then(|r| r.warden);
-        at_most("RSS idle ≤ 64 MiB".to_owned(), rss("RSS idle"), 64.0);
+        at_most(
+            "h1 first event added p50 ≤ 100 µs".to_owned(),
+            added("h1 first event p50"),
+            100.0,
+        );
+        at_most(
+            "h1 new connection added p50 ≤ 400 µs".to_owned(),
+            added("h1 new connection p50"),
+            400.0,
+        );
+        let warden = |metric: &str| self.row(metric).and_then(|r| r.warden);
+        at_most(
+            format!("CPU per exchange at h1 c={c} ≤ 60 µs"),
+            warden(&format!("CPU per exchange at h1 c={c}")),
+            60.0,
+        );
+        at_most("RSS idle ≤ 64 MiB".to_owned(), warden("RSS idle"), 64.0);
         at_most(
             format!("RSS with {n} open streams ≤ 256 MiB"),
-            rss(&format!("RSS with {n} open streams")),
+            warden(&format!("RSS with {n} open streams")),
             256.0,
         );
         let lost = self.audit.as_ref().map(|a| a.lost as f64);
         at_most("audit records lost = 0".to_owned(), lost, 0.0);
+        let records = warden("audit records written");
+        checks.push((
+            "audit records written ≥ 40000/s".to_owned(),
+            records,
+            records.is_some_and(|r| r >= 40_000.0),
+        ));
         for p in ["h1", "h2"] {
             let row = self.row(&format!("{p} c={c} throughput"));
             let vs_direct = row.and_then(|r| r.warden_vs_direct);
             let vs_mitm = row.and_then(|r| r.warden_vs_mitmproxy);
             checks.push((
-                format!("{p} c={c} throughput ≥ 0.6 × direct"),
+                format!("{p} c={c} throughput ≥ 0.25 × direct"),
                 vs_direct,
-                vs_direct.is_some_and(|r| r >= 0.6),
+                vs_direct.is_some_and(|r| r >= 0.25),
             ));
             checks.push((
-                format!("{p} c={c} throughput ≥ 10 × mitmproxy"),
+                format!("{p} c={c} throughput ≥ 30 × mitmproxy"),
                 vs_mitm,
-                vs_mitm.is_some_and(|r| r >= 10.0),
+                vs_mitm.is_some_and(|r| r >= 30.0),
             ));
         }
         self.targets = checks
@@ -477,10 +494,10 @@ mod tests {
             let check = report.targets.iter().find(|c| c.target == target);
             check.unwrap_or_else(|| panic!("no target {target}")).met
         };
-        assert!(verdict("h1 c=1 added p50 ≤ 150 µs"), "120 µs added");
-        assert!(verdict("h1 c=1 added p99 ≤ 1000 µs"), "700 µs added");
-        assert!(verdict("h1 c=64 throughput ≥ 0.6 × direct"), "0.7×");
-        assert!(verdict("h1 c=64 throughput ≥ 10 × mitmproxy"), "14×");
+        assert!(!verdict("h1 c=1 added p50 ≤ 100 µs"), "120 µs added");
+        assert!(!verdict("h1 c=1 added p99 ≤ 500 µs"), "700 µs added");
+        assert!(verdict("h1 c=64 throughput ≥ 0.25 × direct"), "0.7×");
+        assert!(!verdict("h1 c=64 throughput ≥ 30 × mitmproxy"), "14×");
         // Nothing measured is never a target met.
         assert!(!verdict("RSS idle ≤ 64 MiB"));
         assert!(!verdict("audit records lost = 0"));
