@@ -27,6 +27,7 @@ pub mod tail;
 pub(crate) mod testing;
 pub mod verify;
 pub mod writer;
+mod writer_failures;
 mod writer_thread;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
-//! The audit writer thread: group commit, retry of failed batches record by record, and
-//! retention passes run in chunks between batches.
+//! The audit writer thread: group commit, barriers for the request journal, and retention
+//! passes run in chunks between batches (a failed batch: writer_failures.rs).
 use std::{
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -12,7 +12,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::{
-    chain::{load_head, ChainHead, ChainRecord, RecordColumns, SealedRecord},
+    chain::{ChainHead, ChainRecord, SealedRecord},
     index::{self, index_entry, Applied, IndexEntry},
     retention,
     store_health::FailureCause,
@@ -68,7 +68,7 @@ pub(super) struct Counters {
 }
 
 impl Counters {
-    fn store_failed(&self, err: &rusqlite::Error) {
+    pub(super) fn store_failed(&self, err: &rusqlite::Error) {
         *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = err.to_string();
         self.failing.store(true, Ordering::SeqCst);
     }
@@ -97,12 +97,12 @@ pub(super) struct Pending {
 }
 
 /// A record sealed into a batch, kept whole so a failed batch can be retried record by record.
-struct Sealed {
+pub(super) struct Sealed {
     record: ChainRecord,
-    sealed: SealedRecord,
-    entry: IndexEntry,
-    ack: Option<Ack>,
-    journaled: bool,
+    pub(super) sealed: SealedRecord,
+    pub(super) entry: IndexEntry,
+    pub(super) ack: Option<Ack>,
+    pub(super) journaled: bool,
 }
 
 impl Sealed {
@@ -125,7 +125,7 @@ impl Sealed {
     }
 
     /// The same record sealed after another head (its neighbours' fate changed its seq).
-    fn reseal(self, head: ChainHead) -> Sealed {
+    pub(super) fn reseal(self, head: ChainHead) -> Sealed {
         Sealed::new(
             head,
             self.record,
@@ -135,9 +135,6 @@ impl Sealed {
         )
     }
 }
-
-/// How long a stalled writer waits before it offers the store its record again.
-const STALL_RETRY: Duration = Duration::from_millis(250);
 
 pub(super) struct Thread {
     pub(super) conn: Connection,
@@ -291,121 +288,14 @@ impl Thread {
         }
     }
 
-    /// After a failed batch, each record in its own transaction, so one bad record or a
-    /// transient error does not take its neighbours down with it. A record that fails again is
-    /// lost; the chain head only moves past records that committed, so the chain has no gap.
-    fn retry_one_by_one(&mut self, batch: Vec<Sealed>) {
-        let total = batch.len();
-        let mut lost = 0usize;
-        // Still locked after the busy timeout: the rest would each wait it out again while every
-        // request commit queues behind them, so they fail at once instead.
-        let mut locked: Option<String> = None;
-        for item in batch {
-            if let Some(message) = &locked {
-                let columns = item.sealed.columns.clone();
-                self.lose(
-                    item.ack,
-                    AuditError::CommitFailed(message.clone()),
-                    &columns,
-                );
-                lost += 1;
-                continue;
-            }
-            let item = item.reseal(self.head);
-            let head = item.sealed.head();
-            let started = Instant::now();
-            match write(&mut self.conn, &[(&item.sealed, &item.entry)]) {
-                Ok(()) => {
-                    self.observe_commit(started);
-                    self.committed(head, vec![item]);
-                }
-                Err(err) => {
-                    self.count_failure(&err);
-                    if self.reload_head(head) {
-                        self.committed(head, vec![item]);
-                        continue;
-                    }
-                    if item.journaled {
-                        self.stall(item, &err);
-                        continue;
-                    }
-                    let message = err.to_string();
-                    if is_locked(&err) {
-                        locked = Some(message.clone());
-                    }
-                    let columns = item.sealed.columns.clone();
-                    self.lose(item.ack, AuditError::CommitFailed(message), &columns);
-                    lost += 1;
-                }
-            }
-        }
-        if lost > 0 {
-            tracing::error!(
-                lost,
-                of = total,
-                "audit records lost after retrying their batch"
-            );
-        }
-    }
-
-    /// A journaled request's record that the store refuses. The request may have gone upstream
-    /// already, on the journal's durability, so the record is not dropped: the writer offers it
-    /// again until the store takes it, holding every record queued after it (their order is the
-    /// chain's), while `failing` makes new requests refused. At shutdown it gives up: the record
-    /// stays in its journal segment, which the next start replays.
-    fn stall(&mut self, mut item: Sealed, err: &rusqlite::Error) {
-        self.counters.store_failed(err);
-        tracing::error!(
-            exchange_id = item.sealed.columns.exchange_id.as_deref(),
-            "the audit store refuses records: holding the writer and refusing new requests until \
-             it takes them (the held request is safe in the request journal)"
-        );
-        loop {
-            if self.counters.closed.load(Ordering::SeqCst) {
-                self.counters.failed_records.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(
-                    exchange_id = item.sealed.columns.exchange_id.as_deref(),
-                    "audit record left in the request journal at shutdown; the next start folds it"
-                );
-                respond(item.ack, Err(AuditError::WriterClosed));
-                return;
-            }
-            std::thread::sleep(STALL_RETRY);
-            item = item.reseal(self.head);
-            let head = item.sealed.head();
-            let started = Instant::now();
-            match write(&mut self.conn, &[(&item.sealed, &item.entry)]) {
-                Err(err) if !self.reload_head(head) => {
-                    self.count_failure(&err);
-                    self.counters.store_failed(&err);
-                }
-                written => {
-                    if written.is_ok() {
-                        self.observe_commit(started);
-                    }
-                    self.committed(head, vec![item]);
-                    self.counters.failing.store(false, Ordering::SeqCst);
-                    tracing::info!("the audit store takes records again");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn count_failure(&self, err: &rusqlite::Error) {
-        let counters = &self.counters;
-        counters.failed_transactions.fetch_add(1, Ordering::Relaxed);
-        counters.count_cause(FailureCause::of(err));
-    }
-
-    fn observe_commit(&self, started: Instant) {
+    pub(super) fn observe_commit(&self, started: Instant) {
         if let Some(observer) = self.counters.commit_observer.get() {
             observer(started.elapsed());
         }
     }
 
     /// Records the commit of `batch`, whose last record is `head`, and acks its committers.
-    fn committed(&mut self, head: ChainHead, batch: Vec<Sealed>) {
+    pub(super) fn committed(&mut self, head: ChainHead, batch: Vec<Sealed>) {
         self.head = head;
         self.counters.transactions.fetch_add(1, Ordering::Relaxed);
         self.counters
@@ -413,39 +303,6 @@ impl Thread {
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         for item in batch {
             respond(item.ack, Ok(item.sealed.seq));
-        }
-    }
-
-    /// After a failed transaction, takes the head from the file: normally the rollback left it
-    /// where it was, but if COMMIT failed after the data reached the file, reusing the old head
-    /// would collide with those seqs in every later batch. True when the file's head is
-    /// `expected`: the transaction did commit after all.
-    fn reload_head(&mut self, expected: ChainHead) -> bool {
-        match load_head(&self.conn) {
-            Ok(head) => {
-                self.head = head;
-                head == expected
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "audit head reload failed");
-                false
-            }
-        }
-    }
-
-    /// A record that was not stored: its committer is told; a fire-and-forget one is logged by
-    /// its ids (never its body). Counted either way.
-    fn lose(&self, ack: Option<Ack>, err: AuditError, columns: &RecordColumns) {
-        self.counters.failed_records.fetch_add(1, Ordering::Relaxed);
-        match ack {
-            Some(ack) => respond(Some(ack), Err(err)),
-            None => tracing::error!(
-                kind = columns.kind.as_str(),
-                exchange_id = columns.exchange_id.as_deref(),
-                connection_id = columns.connection_id.as_deref(),
-                error = %err,
-                "audit record lost"
-            ),
         }
     }
 
@@ -506,14 +363,6 @@ impl Thread {
     }
 }
 
-/// SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock past the busy timeout.
-fn is_locked(err: &rusqlite::Error) -> bool {
-    matches!(
-        err.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
-}
-
 pub(super) fn write(
     conn: &mut Connection,
     entries: &[(&SealedRecord, &index::IndexEntry)],
@@ -536,7 +385,7 @@ pub(super) fn write(
 }
 
 /// Acks a committer. It may have stopped waiting (its request was cancelled); nothing to do then.
-fn respond(ack: Option<Ack>, result: Result<u64, AuditError>) {
+pub(super) fn respond(ack: Option<Ack>, result: Result<u64, AuditError>) {
     if let Some(ack) = ack {
         let _ = ack.send(result);
     }
