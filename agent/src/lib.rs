@@ -19,6 +19,7 @@ pub mod identity;
 pub mod identity_limits;
 pub mod ids;
 pub mod install;
+mod json_scalars;
 pub mod metrics;
 pub mod oidc;
 pub mod openai;

@@ -6,9 +6,9 @@ use serde::{
     de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor},
     Deserialize,
 };
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
-use crate::audit::chain::RecordKind;
+use crate::{audit::chain::RecordKind, json_scalars::visit_json_scalars};
 
 /// What is left where a cut path was.
 #[derive(Clone, Copy, Debug)]
@@ -147,33 +147,7 @@ impl<'de> Visitor<'de> for Pruned {
         Ok(Value::Array(array))
     }
 
-    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
-        Ok(Value::Bool(value))
-    }
-
-    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
-        Ok(Value::Number(value.into()))
-    }
-
-    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
-        Ok(Value::Number(value.into()))
-    }
-
-    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(value).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
-        Ok(Value::String(value.to_owned()))
-    }
-
-    fn visit_string<E>(self, value: String) -> Result<Value, E> {
-        Ok(Value::String(value))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
+    visit_json_scalars!();
 }
 
 /// An array read and dropped: `[]` in its place (anything else that stood there: null).
