@@ -134,6 +134,7 @@ fn context(
         selected_cgroups: Box::new(|| 0),
         ebpf_redirects: Box::new(|| 0),
         audit_queue_depth: Box::new(move || queue.queue_depth()),
+        audit_store_refusing: Box::new(|| 0),
         audit_write_failures: Box::new(Vec::new),
     });
     let metrics = Arc::new(metrics);

@@ -40,6 +40,12 @@ fn write_failures(fx: &AgentFixture, cause: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+fn store_refusing(fx: &AgentFixture) -> f64 {
+    Exposition::scrape(&fx.daemon.metrics_url())
+        .value("warden_audit_store_refusing", &[])
+        .expect("warden_audit_store_refusing is exposed")
+}
+
 /// A chat request whose prompt is `bytes` long, its body sent from a file (too long for argv).
 fn big_chat(dir: &Path, marker: &str, bytes: usize) -> Vec<String> {
     let mut content = marker.to_owned();
@@ -177,12 +183,14 @@ fn a_store_locked_while_running_holds_the_journaled_record_and_refuses_requests_
     assert_refused_unrecorded(&out);
     assert_nothing_more_went_upstream_and_the_log_says(&fx, 2, "database is locked");
     assert!(write_failures(&fx, "locked") >= 1.0);
+    assert_eq!(store_refusing(&fx), 1.0);
     drop(lock);
 
     fx.daemon
         .wait_for_log("the writer to resume", Duration::from_secs(30), |l| {
             l.is("the audit store takes records again")
         });
+    assert_eq!(store_refusing(&fx), 0.0);
     assert_ok(
         &fx.client(audit::curl::chat("gpt-4o-mini", "after-the-lock"))
             .run(),

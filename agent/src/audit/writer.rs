@@ -184,7 +184,7 @@ impl AuditWriter {
         if self.shared.counters.closed.load(Ordering::SeqCst) {
             return Err(AuditError::WriterClosed);
         }
-        if let Some(failure) = self.shared.counters.failing() {
+        if let Some(failure) = self.store_failure() {
             return Err(AuditError::CommitFailed(failure));
         }
         let record = ChainRecord::Request(request);
@@ -271,6 +271,12 @@ impl AuditWriter {
             .zip(counts)
             .map(|(cause, count)| (*cause, count.load(Ordering::Relaxed)))
             .collect()
+    }
+
+    /// Why the store refuses a journaled record the writer is holding, while it does (new
+    /// requests are refused meanwhile).
+    pub fn store_failure(&self) -> Option<String> {
+        self.shared.counters.failing()
     }
 
     /// Records queued and not yet taken into a transaction.

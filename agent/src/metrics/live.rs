@@ -25,6 +25,9 @@ pub struct LiveReadings {
     /// The kernel programs' count of redirected connects (a counter).
     pub ebpf_redirects: Reading,
     pub audit_queue_depth: Reading,
+    /// 1 while the audit writer holds a journaled record the store refuses (new requests are
+    /// refused meanwhile), else 0.
+    pub audit_store_refusing: Reading,
     /// The audit store's failed transactions, by cause (a counter).
     pub audit_write_failures: LabeledReading,
 }
@@ -39,6 +42,10 @@ impl LiveReadings {
                 let audit = audit.clone();
                 Box::new(move || audit.queue_depth())
             },
+            audit_store_refusing: {
+                let audit = audit.clone();
+                Box::new(move || u64::from(audit.store_failure().is_some()))
+            },
             audit_write_failures: Box::new(move || {
                 let failures = audit.failures_by_cause().into_iter();
                 failures.map(|(cause, n)| (cause.as_str(), n)).collect()
@@ -52,6 +59,7 @@ impl LiveReadings {
             selected_cgroups: Box::new(|| 0),
             ebpf_redirects: Box::new(|| 0),
             audit_queue_depth: Box::new(|| 0),
+            audit_store_refusing: Box::new(|| 0),
             audit_write_failures: Box::new(Vec::new),
         }
     }
@@ -65,7 +73,7 @@ impl std::fmt::Debug for LiveReadings {
 
 impl Collector for LiveReadings {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let gauges: [(&str, &str, &Reading); 2] = [
+        let gauges: [(&str, &str, &Reading); 3] = [
             (
                 "warden_selected_cgroups",
                 "Cgroups whose connects are redirected to Warden now.",
@@ -76,6 +84,12 @@ impl Collector for LiveReadings {
                 "Audit records waiting for the writer thread.",
                 &self.audit_queue_depth,
             ),
+            (
+                "warden_audit_store_refusing",
+                "1 while the audit store refuses a journaled request's record: the writer holds \
+                 it, and new requests are refused 503.",
+                &self.audit_store_refusing,
+            ),
         ];
         for (name, help, reading) in gauges {
             let gauge = ConstGauge::new(reading());
@@ -85,8 +99,9 @@ impl Collector for LiveReadings {
         let failures = (self.audit_write_failures)();
         let mut family = encoder.encode_descriptor(
             "warden_audit_write_failures",
-            "Audit store transactions that failed, by cause (disk_full, locked, corrupt, other); \
-             a request whose record fails is refused 503, never forwarded",
+            "Audit store transactions and request journal appends that failed, by cause \
+             (disk_full, locked, corrupt, other); a request whose record fails is refused 503, \
+             never forwarded",
             None,
             prometheus_client::metrics::MetricType::Counter,
         )?;

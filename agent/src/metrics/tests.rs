@@ -76,6 +76,7 @@ fn every_family_is_exposed_with_help_and_type() {
         selected_cgroups: Box::new(|| 3),
         ebpf_redirects: Box::new(|| 42),
         audit_queue_depth: Box::new(|| 7),
+        audit_store_refusing: Box::new(|| 1),
         audit_write_failures: Box::new(|| vec![("disk_full", 2), ("locked", 0)]),
     };
     let metrics = Metrics::new(live);
@@ -97,6 +98,7 @@ fn every_family_is_exposed_with_help_and_type() {
         ("warden_masked_values_total", "counter"),
         ("warden_audit_commit_seconds", "histogram"),
         ("warden_audit_queue_depth", "gauge"),
+        ("warden_audit_store_refusing", "gauge"),
         ("warden_audit_write_failures_total", "counter"),
         ("warden_selected_cgroups", "gauge"),
         ("warden_ebpf_redirects_total", "counter"),
@@ -114,6 +116,7 @@ fn every_family_is_exposed_with_help_and_type() {
         "{text}"
     );
     assert!(text.contains("\nwarden_audit_queue_depth 7\n"), "{text}");
+    assert!(text.contains("\nwarden_audit_store_refusing 1\n"), "{text}");
     assert!(
         text.contains("\nwarden_audit_write_failures_total{cause=\"disk_full\"} 2\n"),
         "{text}"
