@@ -18,15 +18,17 @@ const STALL_RETRY: Duration = Duration::from_millis(250);
 impl Thread {
     /// After a failed batch, each record in its own transaction, so one bad record or a
     /// transient error does not take its neighbours down with it. A record that fails again is
-    /// lost; the chain head only moves past records that committed, so the chain has no gap.
+    /// lost, except a journaled request's, which stalls the writer until the store takes it; the
+    /// chain head only moves past records that committed, so the chain has no gap.
     pub(super) fn retry_one_by_one(&mut self, batch: Vec<Sealed>) {
         let total = batch.len();
         let mut lost = 0usize;
         // Still locked after the busy timeout: the rest would each wait it out again while every
-        // request commit queues behind them, so they fail at once instead.
+        // request commit queues behind them, so they fail at once instead (all but journaled
+        // requests' records, which are never dropped).
         let mut locked: Option<String> = None;
         for item in batch {
-            if let Some(message) = &locked {
+            if let Some(message) = locked.as_ref().filter(|_| !item.journaled) {
                 let columns = item.sealed.columns.clone();
                 self.lose(
                     item.ack,
@@ -52,6 +54,7 @@ impl Thread {
                     }
                     if item.journaled {
                         self.stall(item, &err);
+                        locked = None;
                         continue;
                     }
                     let message = err.to_string();

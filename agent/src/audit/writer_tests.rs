@@ -503,6 +503,56 @@ fn a_batch_still_locked_on_retry_fails_the_rest_without_waiting_for_each() {
 }
 
 #[test]
+fn a_journaled_request_behind_a_lock_stalls_the_writer_instead_of_being_dropped() {
+    let (_dir, db) = store();
+    let (mut thread, _sender, counters) = thread(&db, None, PRUNE_CHUNK);
+    thread.conn.busy_timeout(Duration::from_millis(50)).unwrap();
+    let operator = attacker(&db);
+    operator.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let pending = |id: &str, journaled: bool| {
+        let record = ChainRecord::from(AuditRecord::Request(testing::request(
+            id,
+            T0,
+            identity(1, None),
+        )));
+        Pending {
+            journaled: journaled.then(|| record.canonical_body().unwrap()),
+            record,
+            ack: None,
+        }
+    };
+    // The first fails under the lock and makes the retry fail the rest fast, but the journaled
+    // request's record must not be among them.
+    let batch = vec![
+        pending("ex-plain", false),
+        pending("ex-journaled", true),
+        pending("ex-after", false),
+    ];
+    let running = std::thread::spawn(move || thread.commit_batch(batch));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !counters.failing.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the writer never stalled");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(counters.failing().unwrap().contains("locked"));
+    operator.execute_batch("ROLLBACK").unwrap();
+    running.join().unwrap();
+
+    assert!(counters.failing().is_none(), "the stall ended");
+    assert_eq!(counters.failed_records.load(Ordering::Relaxed), 1);
+    let ids: Vec<String> = AuditReader::open(&db)
+        .unwrap()
+        .list(&Default::default())
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert!(ids.contains(&"ex-journaled".to_owned()), "{ids:?}");
+    assert!(ids.contains(&"ex-after".to_owned()), "{ids:?}");
+    assert!(!ids.contains(&"ex-plain".to_owned()), "{ids:?}");
+}
+
+#[test]
 fn the_queue_depth_counts_records_the_thread_has_not_taken_and_commits_are_observed() {
     let (_dir, db) = store();
     let writer = AuditWriter::start(&db, WriterOptions::default()).unwrap();
