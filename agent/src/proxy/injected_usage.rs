@@ -12,18 +12,20 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use serde_json::Value;
 
-/// Sets `stream_options.include_usage` in a chat completion request body; None when the body is
-/// not a JSON object (nothing is changed then).
-pub fn request_usage(body: &[u8]) -> Option<Vec<u8>> {
-    let mut value: Value = serde_json::from_slice(body).ok()?;
-    let object = value.as_object_mut()?;
+/// Sets `stream_options.include_usage` in a chat completion request's parsed body; false when it
+/// is not a JSON object whose `stream_options` is one (nothing is changed then).
+pub fn request_usage(body: &mut Value) -> bool {
+    let Some(object) = body.as_object_mut() else {
+        return false;
+    };
     let options = object
         .entry("stream_options")
         .or_insert_with(|| Value::Object(Default::default()));
-    options
-        .as_object_mut()?
-        .insert("include_usage".into(), Value::Bool(true));
-    serde_json::to_vec(&value).ok()
+    let Some(options) = options.as_object_mut() else {
+        return false;
+    };
+    options.insert("include_usage".into(), Value::Bool(true));
+    true
 }
 
 /// The upstream's event stream, minus what `include_usage` added.

@@ -75,11 +75,18 @@ pub async fn limit(
 /// A streamed chat completion's usage is only known with `include_usage`: ask for it upstream
 /// (that is what is recorded and forwarded) and give the agent the stream without it.
 fn ask_for_usage(log: &mut ExchangeLog, decided: &mut Decided) {
-    let Some(body) = decided
-        .whole
-        .as_deref()
-        .and_then(injected_usage::request_usage)
-    else {
+    // The value intake parsed when a rule reads bodies; otherwise the body parsed now.
+    let parsed = decided.parsed.take().or_else(|| {
+        let whole = decided.whole.as_deref()?;
+        serde_json::from_slice(whole).ok()
+    });
+    let Some(mut value) = parsed else {
+        return;
+    };
+    let asked = injected_usage::request_usage(&mut value);
+    let body = asked.then(|| serde_json::to_vec(&value).ok()).flatten();
+    decided.parsed = Some(value);
+    let Some(body) = body else {
         return;
     };
     let body = bytes::Bytes::from(body);
