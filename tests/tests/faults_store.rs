@@ -15,7 +15,7 @@ use warden_tests::audit::{self, sqlite::LockHolder, FAKE_KEY};
 use warden_tests::client::ClientOutput;
 use warden_tests::curl::{assert_ok, http_code};
 use warden_tests::prometheus::Exposition;
-use warden_tests::{require_kernel, AgentFixture, FakeUpstream};
+use warden_tests::{require_kernel, wait, AgentFixture, FakeUpstream};
 
 /// The 503 every request gets while its record cannot be committed.
 fn assert_refused_unrecorded(out: &ClientOutput) {
@@ -38,6 +38,19 @@ fn write_failures(fx: &AgentFixture, cause: &str) -> f64 {
     Exposition::scrape(&fx.daemon.metrics_url())
         .value("warden_audit_write_failures_total", &[("cause", cause)])
         .unwrap_or(0.0)
+}
+
+/// The exchanges on record once there are `count` of them: a forwarded request's record is
+/// durable in the request journal before it is forwarded, and in the store a moment later.
+fn exported_once_folded(fx: &AgentFixture, count: usize) -> Vec<Value> {
+    wait::until(
+        &format!("{count} exchanges in the audit store"),
+        Duration::from_secs(15),
+        || {
+            let exported = audit::export(&fx.daemon, &[]);
+            (exported.len() >= count).then_some(exported)
+        },
+    )
 }
 
 fn store_refusing(fx: &AgentFixture) -> f64 {
@@ -145,8 +158,8 @@ fn a_full_disk_refuses_requests_until_space_returns() {
         .run();
     assert_ok(&after);
     assert_eq!(fx.upstream.requests().len(), 2);
+    let exported = exported_once_folded(&fx, 2);
     audit::assert_verifies(&fx.daemon);
-    let exported = audit::export(&fx.daemon, &[]);
     let texts: Vec<&str> = exported
         .iter()
         .map(|d| d["request"]["body"]["text"].as_str().unwrap_or_default())
@@ -196,8 +209,8 @@ fn a_store_locked_while_running_holds_the_journaled_record_and_refuses_requests_
             .run(),
     );
     assert_eq!(fx.upstream.requests().len(), 3);
+    let exported = exported_once_folded(&fx, 3);
     audit::assert_verifies(&fx.daemon);
-    let exported = audit::export(&fx.daemon, &[]);
     let texts: Vec<&str> = exported
         .iter()
         .map(|d| d["request"]["body"]["text"].as_str().unwrap_or_default())
