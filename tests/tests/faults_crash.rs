@@ -52,6 +52,13 @@ fn wait_until_held(hooks: &Path, point: &str) {
     );
 }
 
+/// Kills the daemon once it is held at `point`, and disarms the hook for the next start.
+fn kill_when_held(fx: &mut warden_tests::AgentFixture, hooks: &Path, point: &str) {
+    wait_until_held(hooks, point);
+    fx.daemon.kill9();
+    disarm(hooks, point);
+}
+
 /// After a kill and a restart: the store is intact and its chain verifies.
 fn assert_intact(fx: &warden_tests::AgentFixture) {
     let db = audit::db_path(&fx.daemon);
@@ -143,17 +150,13 @@ fn kill_9_in_each_window_of_the_journal_keeps_one_record_of_each_forwarded_reque
         &fx.client(audit::curl::chat("gpt-4o-mini", "only-journaled"))
             .run(),
     );
-    wait_until_held(hooks, "before-fold");
     assert_eq!(fx.upstream.requests().len(), 1);
-    fx.daemon.kill9();
-    disarm(hooks, "before-fold");
+    kill_when_held(&mut fx, hooks, "before-fold");
 
     // The restart's replay has committed it, and is killed before it deletes the journal.
     arm(hooks, "replay-before-forget");
     fx.daemon.respawn();
-    wait_until_held(hooks, "replay-before-forget");
-    fx.daemon.kill9();
-    disarm(hooks, "replay-before-forget");
+    kill_when_held(&mut fx, hooks, "replay-before-forget");
     fx.daemon.restart();
     assert_intact(&fx);
     let exported = audit::export(&fx.daemon, &[]);
@@ -168,9 +171,7 @@ fn kill_9_in_each_window_of_the_journal_keeps_one_record_of_each_forwarded_reque
         &fx.client(audit::curl::chat("gpt-4o-mini", "folded-not-forgotten"))
             .run(),
     );
-    wait_until_held(hooks, "before-forget");
-    fx.daemon.kill9();
-    disarm(hooks, "before-forget");
+    kill_when_held(&mut fx, hooks, "before-forget");
     fx.daemon.restart();
     assert_intact(&fx);
     let exported = audit::export(&fx.daemon, &[]);

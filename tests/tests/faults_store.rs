@@ -53,6 +53,14 @@ fn exported_once_folded(fx: &AgentFixture, count: usize) -> Vec<Value> {
     )
 }
 
+/// Each exchange's recorded request body.
+fn request_texts(exported: &[Value]) -> Vec<&str> {
+    exported
+        .iter()
+        .map(|d| d["request"]["body"]["text"].as_str().unwrap_or_default())
+        .collect()
+}
+
 fn store_refusing(fx: &AgentFixture) -> f64 {
     Exposition::scrape(&fx.daemon.metrics_url())
         .value("warden_audit_store_refusing", &[])
@@ -160,10 +168,7 @@ fn a_full_disk_refuses_requests_until_space_returns() {
     assert_eq!(fx.upstream.requests().len(), 2);
     let exported = exported_once_folded(&fx, 2);
     audit::assert_verifies(&fx.daemon);
-    let texts: Vec<&str> = exported
-        .iter()
-        .map(|d| d["request"]["body"]["text"].as_str().unwrap_or_default())
-        .collect();
+    let texts = request_texts(&exported);
     assert_eq!(exported.len(), 2, "{texts:?}");
     assert!(texts[0].contains("before-the-disk-fills"), "{texts:?}");
     assert!(texts[1].contains("after-space-returns"), "{texts:?}");
@@ -211,10 +216,7 @@ fn a_store_locked_while_running_holds_the_journaled_record_and_refuses_requests_
     assert_eq!(fx.upstream.requests().len(), 3);
     let exported = exported_once_folded(&fx, 3);
     audit::assert_verifies(&fx.daemon);
-    let texts: Vec<&str> = exported
-        .iter()
-        .map(|d| d["request"]["body"]["text"].as_str().unwrap_or_default())
-        .collect();
+    let texts = request_texts(&exported);
     assert_eq!(exported.len(), 3, "{texts:?}");
     assert!(texts[1].contains("journaled-while-locked"), "{texts:?}");
     assert_eq!(exported[1]["outcome"], "ok", "{:#}", exported[1]);

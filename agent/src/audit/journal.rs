@@ -4,7 +4,7 @@
 //! and its chain, and the start-up replay (replay.rs) folds whatever a crash left.
 use std::{
     fs::{self, DirBuilder, File, OpenOptions, Permissions},
-    io::{self, Read, Write},
+    io::{self, IoSlice, Read, Write},
     os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::{
@@ -52,18 +52,16 @@ impl Journal {
         })
     }
 
-    /// Appends `frame` (see [`frame`]) to the current segment, then runs `then` before any
+    /// Appends `body` framed to the current segment, then hands it to `then` before any
     /// rotation can pass it: `then` queues the record to the writer, so a segment's records are
     /// all queued when the syncer sends the writer the segment's barrier.
-    pub(super) fn append<T>(&self, frame: &[u8], then: impl FnOnce() -> T) -> io::Result<T> {
+    pub(super) fn append<T>(&self, body: String, then: impl FnOnce(String) -> T) -> io::Result<T> {
         let segment = self.current.read().unwrap_or_else(|p| p.into_inner());
-        // One write(2) on an O_APPEND file: the kernel places it whole at the end, whatever
-        // other tasks append at the same time.
-        (&segment.file).write_all(frame)?;
+        write_frame(&segment.file, &header(&body), body.as_bytes())?;
         segment
             .appended
-            .fetch_add(frame.len() as u64, Ordering::Relaxed);
-        Ok(then())
+            .fetch_add((HEADER + body.len()) as u64, Ordering::Relaxed);
+        Ok(then(body))
     }
 
     pub(super) fn dir(&self) -> &Path {
@@ -138,14 +136,30 @@ pub(super) fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
-/// `body` framed for [`Journal::append`].
-pub(super) fn frame(body: &str) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(HEADER + body.len());
+/// The header that frames `body`.
+fn header(body: &str) -> [u8; HEADER] {
     let length = u32::try_from(body.len()).unwrap_or(u32::MAX);
-    frame.extend_from_slice(&length.to_le_bytes());
-    frame.extend_from_slice(&crc32fast::hash(body.as_bytes()).to_le_bytes());
-    frame.extend_from_slice(body.as_bytes());
-    frame
+    let mut header = [0; HEADER];
+    header[..4].copy_from_slice(&length.to_le_bytes());
+    header[4..].copy_from_slice(&crc32fast::hash(body.as_bytes()).to_le_bytes());
+    header
+}
+
+/// Header and body in one writev(2) on an O_APPEND file, without copying the body: the kernel
+/// places it whole at the end, whatever other tasks append at the same time. Only a write cut
+/// short (a full disk) continues where it stopped, leaving a partial frame that reading skips.
+fn write_frame(mut file: &File, header: &[u8; HEADER], body: &[u8]) -> io::Result<()> {
+    let mut slices = [IoSlice::new(header), IoSlice::new(body)];
+    let mut remaining = &mut slices[..];
+    while !remaining.is_empty() {
+        match file.write_vectored(remaining) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut remaining, written),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// What a segment holds: its whole frames, and how many bytes are not part of one. An append cut
@@ -195,12 +209,17 @@ fn frame_at(bytes: &[u8]) -> Option<&str> {
 mod tests {
     use super::*;
 
+    /// A whole frame's bytes, as `append` writes them.
+    fn frame(body: &str) -> Vec<u8> {
+        [&header(body)[..], body.as_bytes()].concat()
+    }
+
     #[test]
     fn frames_read_back_and_a_torn_tail_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(dir.path()).unwrap();
         for body in [r#"{"a":1}"#, "", r#"{"b":"é"}"#] {
-            journal.append(&frame(body), || ()).unwrap();
+            journal.append(body.to_owned(), drop).unwrap();
         }
         let (_, path) = segments(dir.path()).unwrap().pop().unwrap();
         let mut torn = fs::OpenOptions::new().append(true).open(&path).unwrap();
@@ -215,12 +234,13 @@ mod tests {
     fn reading_resumes_after_a_partial_frame_in_the_middle() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(dir.path()).unwrap();
-        journal.append(&frame("first"), || ()).unwrap();
-        // What a write cut short by a full disk leaves before the next task's append.
-        let cut = &frame(r#"{"never":"forwarded"}"#)[..15];
-        journal.append(cut, || ()).unwrap();
-        journal.append(&frame("third"), || ()).unwrap();
+        journal.append("first".to_owned(), drop).unwrap();
         let (_, path) = segments(dir.path()).unwrap().pop().unwrap();
+        // What a write cut short by a full disk leaves before the next task's append.
+        let mut cut = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        cut.write_all(&frame(r#"{"never":"forwarded"}"#)[..15])
+            .unwrap();
+        journal.append("third".to_owned(), drop).unwrap();
 
         let read = read_segment(&path).unwrap();
         assert_eq!(read.bodies, ["first", "third"]);
@@ -231,11 +251,11 @@ mod tests {
     fn rotation_numbers_segments_in_order_and_a_reopen_starts_after_them() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(dir.path()).unwrap();
-        journal.append(&frame("one"), || ()).unwrap();
+        journal.append("one".to_owned(), drop).unwrap();
         let old = journal.rotate().unwrap();
         assert_eq!(old.number, 1);
         assert_eq!(old.appended.load(Ordering::Relaxed), 11);
-        journal.append(&frame("two"), || ()).unwrap();
+        journal.append("two".to_owned(), drop).unwrap();
         drop(journal);
 
         let reopened = Journal::open(dir.path()).unwrap();

@@ -34,7 +34,7 @@ fn journal_without_store(db: &Path, ids: &[&str]) {
     for (i, id) in ids.iter().enumerate() {
         let record = ChainRecord::Request(request(id, T0 + i as i64, identity(7, None)));
         let body = record.canonical_body().unwrap();
-        journal.append(&journal::frame(&body), || ()).unwrap();
+        journal.append(body, drop).unwrap();
     }
 }
 
@@ -110,7 +110,7 @@ fn an_unreadable_record_keeps_its_segment_and_the_rest_is_folded() {
     journal_without_store(&db, &["ex-good"]);
     let journal = Journal::open(&journal::dir_of(&db)).unwrap();
     journal
-        .append(&journal::frame(r#"{"not":"a request"}"#), || ())
+        .append(r#"{"not":"a request"}"#.to_owned(), drop)
         .unwrap();
     drop(journal);
 

@@ -154,19 +154,27 @@ impl State {
         let paused = transactions == self.synced_transactions;
         if paused && self.unanswered.is_empty() {
             if self.checkpoint_due {
-                self.checkpoint();
+                let wal_bytes = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
+                self.checkpoint(wal_bytes);
             }
             return;
         }
         // Through any descriptor of the file: SQLite's own is not reachable.
-        if let Err(error) = File::open(&self.wal).and_then(|file| file.sync_data()) {
-            tracing::error!(
-                path = %self.wal.display(),
-                %error,
-                "could not fsync the audit WAL; recent records survive a crash of warden, not of the host"
-            );
-            return;
-        }
+        let synced = File::open(&self.wal).and_then(|file| {
+            file.sync_data()?;
+            Ok(file.metadata()?.len())
+        });
+        let wal_bytes = match synced {
+            Ok(wal_bytes) => wal_bytes,
+            Err(error) => {
+                tracing::error!(
+                    path = %self.wal.display(),
+                    %error,
+                    "could not fsync the audit WAL; recent records survive a crash of warden, not of the host"
+                );
+                return;
+            }
+        };
         self.synced_transactions = transactions;
         #[cfg(feature = "fault-hooks")]
         if !self.unanswered.is_empty() {
@@ -184,15 +192,13 @@ impl State {
             }
         }
         self.checkpoint_due = true;
-        let wal_bytes = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
         if paused || wal_bytes > WAL_CHECKPOINT_BYTES {
-            self.checkpoint();
+            self.checkpoint(wal_bytes);
         }
     }
 
-    fn checkpoint(&mut self) {
+    fn checkpoint(&mut self, wal_bytes: u64) {
         self.checkpoint_due = false;
-        let wal_bytes = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
         let mode = if wal_bytes > WAL_RESTART_BYTES {
             "RESTART"
         } else {

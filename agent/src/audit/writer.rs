@@ -189,8 +189,7 @@ impl AuditWriter {
         }
         let record = ChainRecord::Request(request);
         let body = record.canonical_body()?;
-        let frame = journal::frame(&body);
-        let appended = journal.append(&frame, || {
+        let appended = journal.append(body, |body| {
             self.queue(Message::Append {
                 record,
                 journaled: Some(body),
