@@ -23,8 +23,6 @@ mod threads;
 use std::ops::Range;
 use std::sync::Arc;
 
-use regex_automata::dfa::Automaton;
-
 use super::mask::{find_valid, MaskCounts};
 
 pub use channels::ChunkMaskers;
@@ -32,7 +30,7 @@ pub use chat::mask_chat_chunk;
 use json_text::{bare_token_end, JsonCursor, JsonState};
 pub use prefixes::{StreamMaskError, StreamPrefixes};
 pub use responses::mask_responses_event;
-use threads::{add_span, advance, Span, Thread};
+use threads::{Span, Threads};
 
 /// Masks one text channel of a stream (one choice's content, one tool call's arguments, one
 /// Responses output text, …). Create one per channel with `StreamMasker::new`.
@@ -48,7 +46,7 @@ pub struct StreamMasker {
     escaped_start: bool,
     /// JSON channels: where `buf` starts in the JSON grammar.
     json_start: JsonState,
-    threads: Vec<Thread>,
+    threads: Threads,
     /// Sorted by start, disjoint.
     spans: Vec<Span>,
     /// Scratch for masking: each recognizer's next accepted match.
@@ -64,7 +62,7 @@ impl StreamMasker {
             context: 0,
             escaped_start: false,
             json_start: JsonState::default(),
-            threads: Vec::new(),
+            threads: Threads::default(),
             spans: Vec::new(),
             candidates: Vec::new(),
         }
@@ -118,50 +116,11 @@ impl StreamMasker {
         self.buf.push_str(delta);
         let prefixes = &*self.prefixes;
         let bytes = self.buf.as_bytes();
-        let mut kept = 0;
-        for index in 0..self.threads.len() {
-            match advance(prefixes, self.threads[index], bytes, from) {
-                Ok(thread) => {
-                    self.threads[kept] = thread;
-                    kept += 1;
-                }
-                Err(span) => add_span(&mut self.spans, span, bytes),
-            }
+        for at in from..bytes.len() {
+            self.threads.step(prefixes, bytes, at, &mut self.spans);
         }
-        self.threads.truncate(kept);
-        for (at, &byte) in bytes.iter().enumerate().skip(from) {
-            for step in &prefixes.first[usize::from(byte)] {
-                let thread = Thread {
-                    start: at,
-                    recognizer: step.recognizer,
-                    state: step.state,
-                    matched: prefixes.automata[step.recognizer]
-                        .dfa
-                        .is_match_state(step.state),
-                };
-                match advance(prefixes, thread, bytes, at + 1) {
-                    Ok(thread) => self.threads.push(thread),
-                    Err(span) => add_span(&mut self.spans, span, bytes),
-                }
-            }
-        }
-        let end = bytes.len();
-        let mut kept = 0;
-        for index in 0..self.threads.len() {
-            let thread = self.threads[index];
-            if prefixes.automata[thread.recognizer].is_spent(thread.state) {
-                let span = Span {
-                    start: thread.start,
-                    end,
-                    matched: true,
-                };
-                add_span(&mut self.spans, span, bytes);
-            } else {
-                self.threads[kept] = thread;
-                kept += 1;
-            }
-        }
-        self.threads.truncate(kept);
+        self.threads
+            .end_spent(prefixes, bytes.len(), &mut self.spans, bytes);
     }
 
     /// Masks and appends to `out` everything up to the earliest position a live thread began
@@ -174,7 +133,7 @@ impl StreamMasker {
         let live_cut = if end_of_stream {
             end
         } else {
-            self.threads.iter().map(|t| t.start).min().unwrap_or(end)
+            self.threads.earliest_start().unwrap_or(end)
         };
         let mut cut = live_cut;
         // Spans are disjoint, so moving to the start of the one containing `cut` suffices.
@@ -237,11 +196,7 @@ impl StreamMasker {
 
     /// The most a live thread's match can span: the bound on what must stay held.
     fn live_bound(&self) -> usize {
-        self.threads
-            .iter()
-            .map(|thread| self.prefixes.automata[thread.recognizer].max_len)
-            .max()
-            .unwrap_or(0)
+        self.threads.live_bound(&self.prefixes)
     }
 
     /// Releases everything before `limit` (the earliest live thread's start), masked. Every
@@ -253,7 +208,7 @@ impl StreamMasker {
         let limit = self.cut_outside_token(limit);
         let cut = self.mask_held(end, limit, true, out, counts);
         // Threads that began inside a released match can no longer start one.
-        self.threads.retain(|thread| thread.start >= cut);
+        self.threads.drop_before(cut);
         self.forget_released(cut);
     }
 
@@ -277,9 +232,7 @@ impl StreamMasker {
         }
         self.buf.drain(..keep_from);
         self.context = cut - keep_from;
-        for thread in &mut self.threads {
-            thread.start -= keep_from;
-        }
+        self.threads.shift_back(keep_from);
         for span in &mut self.spans {
             span.start -= keep_from;
             span.end -= keep_from;

@@ -65,6 +65,10 @@ pub(super) struct PrefixAutomaton {
 pub(super) struct FirstStep {
     pub(super) recognizer: usize,
     pub(super) state: StateID,
+    /// `state` is a match state.
+    pub(super) matched: bool,
+    /// The recognizer's `max_len`, copied here so that starting a thread reads one place.
+    pub(super) max_len: usize,
 }
 
 impl StreamPrefixes {
@@ -82,7 +86,12 @@ impl StreamPrefixes {
             for (recognizer, automaton) in automata.iter().enumerate() {
                 let state = automaton.dfa.next_state(automaton.start, byte);
                 if !automaton.dfa.is_dead_state(state) {
-                    steps.push(FirstStep { recognizer, state });
+                    steps.push(FirstStep {
+                        recognizer,
+                        state,
+                        matched: automaton.dfa.is_match_state(state),
+                        max_len: automaton.max_len,
+                    });
                 }
             }
         }
