@@ -70,8 +70,8 @@ fn handshake(
     let client = Arc::new(client);
     let name = ServerName::try_from(SERVER_NAME).expect("a valid server name");
     let complete = || {
-        let mut client = ClientConnection::new(Arc::clone(&client), name.clone())
-            .expect("a client connection");
+        let mut client =
+            ClientConnection::new(Arc::clone(&client), name.clone()).expect("a client connection");
         let mut server = ServerConnection::new(Arc::clone(&server)).expect("a server connection");
         let mut server_time = Duration::ZERO;
         let mut wire = Vec::new();
@@ -83,7 +83,9 @@ fn handshake(
             let started = Instant::now();
             if !wire.is_empty() {
                 server.read_tls(&mut wire.as_slice()).expect("server reads");
-                server.process_new_packets().expect("the server accepts the client");
+                server
+                    .process_new_packets()
+                    .expect("the server accepts the client");
             }
             wire.clear();
             while server.wants_write() {
@@ -92,7 +94,9 @@ fn handshake(
             server_time += started.elapsed();
             if !wire.is_empty() {
                 client.read_tls(&mut wire.as_slice()).expect("client reads");
-                client.process_new_packets().expect("the client accepts the server");
+                client
+                    .process_new_packets()
+                    .expect("the client accepts the server");
             }
         }
         assert_eq!(
