@@ -110,16 +110,10 @@ impl IdentityResolver {
         let Some((process, stat)) = open_process(origin.tgid) else {
             return Arc::new(self.exited(origin));
         };
-        // The start time tells a reused pid apart; the captured credentials and cgroup can change
-        // within one process (setuid, cgroup moves), so they must match too.
-        let key = (origin.tgid, stat.starttime);
-        if let Some(hit) = lock(&self.processes).get(&key) {
-            let same =
-                hit.uid == origin.uid && hit.gid == origin.gid && hit.cgroup_id == origin.cgroup_id;
-            if same {
-                return Arc::clone(hit);
-            }
+        if let Some(hit) = self.hit(origin, stat.starttime) {
+            return hit;
         }
+        let key = (origin.tgid, stat.starttime);
         let exe = process.exe().ok().map(|p| p.to_string_lossy().into_owned());
         let cmdline = process
             .cmdline()
@@ -139,6 +133,24 @@ impl IdentityResolver {
         ));
         lock(&self.processes).insert(key, Arc::clone(&identity));
         identity
+    }
+
+    /// The cached identity of a live process: one read of /proc/PID/stat, quick enough for an
+    /// async worker (a connection then needs no hop to the blocking pool). `None`: not cached,
+    /// or the process is gone; [`resolve`](Self::resolve) it off the workers.
+    pub fn cached(&self, origin: &ConnectionOrigin) -> Option<Arc<Identity>> {
+        let (_, stat) = open_process(origin.tgid)?;
+        self.hit(origin, stat.starttime)
+    }
+
+    /// The start time tells a reused pid apart; the captured credentials and cgroup can change
+    /// within one process (setuid, cgroup moves), so they must match too.
+    fn hit(&self, origin: &ConnectionOrigin, starttime: u64) -> Option<Arc<Identity>> {
+        let processes = lock(&self.processes);
+        let hit = processes.get(&(origin.tgid, starttime))?;
+        let same =
+            hit.uid == origin.uid && hit.gid == origin.gid && hit.cgroup_id == origin.cgroup_id;
+        same.then(|| Arc::clone(hit))
     }
 
     fn exited(&self, origin: &ConnectionOrigin) -> Identity {

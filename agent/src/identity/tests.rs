@@ -69,6 +69,22 @@ fn resolves_this_process() {
 }
 
 #[test]
+fn the_cached_identity_is_found_without_resolving_only_while_it_still_fits() {
+    let own = origin(std::process::id());
+    let resolver = IdentityResolver::new(Vec::new(), None);
+    assert!(resolver.cached(&own).is_none(), "nothing resolved yet");
+    let identity = resolver.resolve(&own);
+    let cached = resolver.cached(&own).expect("resolved once, then cached");
+    assert!(Arc::ptr_eq(&identity, &cached));
+    // Changed credentials, or a process that is gone: resolve again.
+    let mut other_uid = own.clone();
+    other_uid.uid = own.uid.wrapping_add(1);
+    assert!(resolver.cached(&other_uid).is_none());
+    resolver.resolve(&origin(ABSENT_PID));
+    assert!(resolver.cached(&origin(ABSENT_PID)).is_none());
+}
+
+#[test]
 fn exited_process_keeps_the_kernel_capture() {
     let tree = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(tree.path().join("system.slice/billing-agent.service")).unwrap();

@@ -55,13 +55,17 @@ pub async fn handle(
         tracing::warn!(%peer, reason = "no origin recorded for this connection", "connection closed");
         return;
     };
-    // A cache miss reads procfs, may ask NSS for a user name and, for an exited process, walk
-    // cgroupfs: keep that off the async workers.
-    let resolver = context.clone();
-    let captured = origin.clone();
-    let identity = match tokio::task::spawn_blocking(move || resolver.identities.resolve(&captured))
-        .await
-    {
+    let identity = match context.identities.cached(&origin) {
+        Some(identity) => Ok(identity),
+        None => {
+            // A cache miss reads procfs, may ask NSS for a user name and, for an exited
+            // process, walk cgroupfs: keep that off the async workers.
+            let resolver = context.clone();
+            let captured = origin.clone();
+            tokio::task::spawn_blocking(move || resolver.identities.resolve(&captured)).await
+        }
+    };
+    let identity = match identity {
         Ok(identity) => identity,
         Err(error) => {
             Counters::bump(&context.counters.rejected);
