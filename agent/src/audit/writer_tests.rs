@@ -38,6 +38,31 @@ fn thread(
     (thread, sender, counters)
 }
 
+/// A request record for a hand-made batch: journaled (its canonical body already in the
+/// request journal) or not, with `ack` answered once it commits.
+fn pending_request(id: &str, journaled: bool, ack: Option<Ack>) -> Pending {
+    let record = ChainRecord::from(AuditRecord::Request(testing::request(
+        id,
+        T0,
+        identity(1, None),
+    )));
+    Pending {
+        journaled: journaled.then(|| record.canonical_body().unwrap()),
+        record,
+        ack,
+    }
+}
+
+/// A writer thread whose store an operator holds locked (`BEGIN IMMEDIATE`), with a busy
+/// timeout of 50 ms instead of the production 5 s: the behaviour is the same, only faster.
+fn thread_behind_a_lock(db: &Path) -> (Thread, Arc<Counters>, rusqlite::Connection) {
+    let (thread, _sender, counters) = thread(db, None, PRUNE_CHUNK);
+    thread.conn.busy_timeout(Duration::from_millis(50)).unwrap();
+    let operator = attacker(db);
+    operator.execute_batch("BEGIN IMMEDIATE").unwrap();
+    (thread, counters, operator)
+}
+
 /// The default options, with retention.
 fn retaining_days(days: u32) -> WriterOptions {
     WriterOptions {
@@ -466,22 +491,9 @@ fn retention_prunes_in_chunks_and_commits_queued_records_between_them() {
 #[test]
 fn a_batch_still_locked_on_retry_fails_the_rest_without_waiting_for_each() {
     let (_dir, db) = store();
-    let (mut thread, _sender, counters) = thread(&db, None, PRUNE_CHUNK);
-    // The production timeout is 5 s; the behaviour is the same with a short one.
-    thread.conn.busy_timeout(Duration::from_millis(50)).unwrap();
-    let operator = attacker(&db);
-    operator.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (mut thread, counters, operator) = thread_behind_a_lock(&db);
     let batch = (0..3)
-        .map(|i| Pending {
-            journaled: None,
-            record: AuditRecord::Request(testing::request(
-                &format!("ex-{i}"),
-                T0,
-                identity(1, None),
-            ))
-            .into(),
-            ack: None,
-        })
+        .map(|i| pending_request(&format!("ex-{i}"), false, None))
         .collect();
     thread.commit_batch(batch);
     let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
@@ -491,12 +503,7 @@ fn a_batch_still_locked_on_retry_fails_the_rest_without_waiting_for_each() {
     operator.execute_batch("ROLLBACK").unwrap();
 
     let (ack, mut done) = oneshot::channel();
-    let record = AuditRecord::Request(testing::request("ex-after", T0, identity(1, None)));
-    thread.commit_batch(vec![Pending {
-        journaled: None,
-        record: record.into(),
-        ack: Some(ack),
-    }]);
+    thread.commit_batch(vec![pending_request("ex-after", false, Some(ack))]);
     assert_eq!(done.try_recv().unwrap().unwrap(), 1);
     drop(thread);
     assert_eq!(AuditReader::open(&db).unwrap().verify().unwrap().records, 1);
@@ -505,28 +512,13 @@ fn a_batch_still_locked_on_retry_fails_the_rest_without_waiting_for_each() {
 #[test]
 fn a_journaled_request_behind_a_lock_stalls_the_writer_instead_of_being_dropped() {
     let (_dir, db) = store();
-    let (mut thread, _sender, counters) = thread(&db, None, PRUNE_CHUNK);
-    thread.conn.busy_timeout(Duration::from_millis(50)).unwrap();
-    let operator = attacker(&db);
-    operator.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let pending = |id: &str, journaled: bool| {
-        let record = ChainRecord::from(AuditRecord::Request(testing::request(
-            id,
-            T0,
-            identity(1, None),
-        )));
-        Pending {
-            journaled: journaled.then(|| record.canonical_body().unwrap()),
-            record,
-            ack: None,
-        }
-    };
+    let (mut thread, counters, operator) = thread_behind_a_lock(&db);
     // The first fails under the lock and makes the retry fail the rest fast, but the journaled
     // request's record must not be among them.
     let batch = vec![
-        pending("ex-plain", false),
-        pending("ex-journaled", true),
-        pending("ex-after", false),
+        pending_request("ex-plain", false, None),
+        pending_request("ex-journaled", true, None),
+        pending_request("ex-after", false, None),
     ];
     let running = std::thread::spawn(move || thread.commit_batch(batch));
     let deadline = Instant::now() + Duration::from_secs(10);
